@@ -1,0 +1,112 @@
+//! chimpsync's Postgres side: the `chimpsync` schema and its migrations, the change triggers
+//! generated from the mapping file, and the queue operations the worker uses.
+//!
+//! This is the only crate that talks to Postgres, and all the SQL it runs comes from `sql/`
+//! through [`sql`]. It knows nothing about Mailchimp.
+
+pub mod mapping;
+pub mod queue;
+pub mod schema;
+pub mod sql;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use deadpool_postgres::Pool;
+pub use mapping::Mapping;
+pub use queue::{Ack, Claim, ClaimedRow, Operation, Payload, Queue, Summary, Synced};
+pub use schema::{setup, setup_sql, SetupReport, TriggerShape};
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A query failed or the connection broke.
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// No connection could be had from the pool.
+    #[error("database connection: {0}")]
+    Pool(String),
+    /// The mapping does not fit the database (the message names the mapping key).
+    #[error("{0}")]
+    Mapping(String),
+    /// A migration failed.
+    #[error("migration {version:04} failed: {source}")]
+    Migration {
+        /// The migration's number.
+        version: i32,
+        /// What Postgres said.
+        source: tokio_postgres::Error,
+    },
+    /// `DATABASE_URL` is not a usable connection string.
+    #[error("DATABASE_URL: {0}")]
+    Url(String),
+}
+
+impl Error {
+    /// Whether retrying later may succeed (connection trouble), as opposed to a bug or bad input.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Pool(_) => true,
+            Error::Database(e) => {
+                e.is_closed()
+                    || e.code().is_none()
+                    || e.code().is_some_and(|c| {
+                        let s = c.code();
+                        s.starts_with("08") || s.starts_with("57") || s == "40001" || s == "40P01" || s == "55P03"
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => Error::Database(e),
+            other => Error::Pool(other.to_string()),
+        }
+    }
+}
+
+/// Result with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Parses a `DATABASE_URL`, never echoing its password in errors.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
+    tokio_postgres::Config::from_str(url).map_err(|e| Error::Url(e.to_string()))
+}
+
+/// Opens one connection (for setup and one-off commands).
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let config = parse_url(url)?;
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// A connection pool of `size` connections; each statement is bounded by `statement_timeout`.
+pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool> {
+    let mut config = parse_url(url)?;
+    config.options(format!("-c statement_timeout={}", statement_timeout.as_millis()));
+    config.connect_timeout(Duration::from_secs(10));
+    config.application_name("chimpsync");
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::Pool(e.to_string()))
+}

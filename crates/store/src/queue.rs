@@ -1,0 +1,324 @@
+//! The queue operations: claim a batch under a lease, then acknowledge, reschedule, park or
+//! release exactly the rows of that claim (every write is fenced by the claim's lease token).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::sql::queries;
+use crate::{Pool, Result};
+
+/// What a queue row asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// The customer should be in the audience with the row's state.
+    Upsert,
+    /// The customer should not be in the audience (deleted, or left the filter).
+    Remove,
+}
+
+/// The snapshot of the mapped columns a row carries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Payload {
+    /// Merge tag → value (JSON as Postgres rendered the column).
+    pub merge_fields: Map<String, Value>,
+    /// Tag column → value; the non-null values are the tags.
+    pub tag_columns: BTreeMap<String, Value>,
+    /// Whether the customer consents to be subscribed.
+    pub consent: bool,
+}
+
+impl Payload {
+    fn from_json(value: Value) -> Payload {
+        let mut payload = Payload::default();
+        if let Value::Object(mut object) = value {
+            if let Some(Value::Object(m)) = object.remove("merge_fields") {
+                payload.merge_fields = m;
+            }
+            if let Some(Value::Object(t)) = object.remove("tags") {
+                payload.tag_columns = t.into_iter().collect();
+            }
+            payload.consent = object.get("consent").and_then(Value::as_bool).unwrap_or(false);
+        }
+        payload
+    }
+
+    /// The tags the row asks for: the non-null, non-empty tag column values, as text.
+    pub fn tags(&self) -> Vec<String> {
+        let mut tags: Vec<String> = self
+            .tag_columns
+            .values()
+            .filter_map(|v| match v {
+                Value::Null => None,
+                Value::String(s) => Some(s.trim().to_string()),
+                other => Some(other.to_string()),
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+}
+
+/// What chimpsync last made Mailchimp hold for a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Synced {
+    /// The address of the member.
+    pub email: String,
+    /// The consent last sent.
+    pub consent: bool,
+    /// The tags last set active.
+    pub tags: Vec<String>,
+}
+
+/// One claimed queue row, with what Mailchimp is known to hold for that customer.
+#[derive(Debug, Clone)]
+pub struct ClaimedRow {
+    /// Queue row id.
+    pub id: i64,
+    /// The customer's key.
+    pub customer_key: String,
+    /// What the row asks for.
+    pub operation: Operation,
+    /// The address now (for a removal: the address to remove).
+    pub email: Option<String>,
+    /// The address before the first pending email change.
+    pub previous_email: Option<String>,
+    /// The mapped columns.
+    pub payload: Payload,
+    /// The version claimed; the acknowledgement must match it to delete the row.
+    pub version: i64,
+    /// Attempts including this one.
+    pub attempts: i32,
+    /// What Mailchimp holds for this customer, if chimpsync synced it before.
+    pub synced: Option<Synced>,
+    /// Another customer that already owns this row's address in the audience.
+    pub address_owner: Option<String>,
+}
+
+/// A claimed batch: the fencing token and the rows.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The lease token every later write of this claim presents.
+    pub token: Uuid,
+    /// The rows, in id order.
+    pub rows: Vec<ClaimedRow>,
+}
+
+/// An acknowledgement of one row: what Mailchimp now holds for the customer.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    /// Queue row id.
+    pub id: i64,
+    /// The version that was sent.
+    pub version: i64,
+    /// The customer's key.
+    pub customer_key: String,
+    /// The address the member now lives under (the removed address for a removal).
+    pub email: String,
+    /// The consent sent.
+    pub consent: bool,
+    /// The tags now active.
+    pub tags: Vec<String>,
+    /// Whether the member was removed from the audience.
+    pub removed: bool,
+}
+
+/// The outcome of an acknowledgement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckCounts {
+    /// Rows deleted (the version sent was the latest).
+    pub deleted: u64,
+    /// Rows kept and released because the customer changed while in flight.
+    pub released: u64,
+}
+
+/// The queue at a glance (`chimpsync.queue_summary`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Summary {
+    /// Due or waiting rows never tried since their last change.
+    pub pending: i64,
+    /// Rows held by a worker right now.
+    pub in_flight: i64,
+    /// Rows that failed at least once and wait for their next attempt.
+    pub retrying: i64,
+    /// Rows that failed permanently and wait for `chimpsync retry`.
+    pub parked: i64,
+    /// Age of the oldest unparked row, in seconds (0 when there is none).
+    pub oldest_pending_seconds: f64,
+    /// When Mailchimp last acknowledged a change.
+    pub last_synced_at: Option<DateTime<Utc>>,
+}
+
+/// The queue, over a connection pool.
+#[derive(Clone)]
+pub struct Queue {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// A queue over `pool`.
+    pub fn new(pool: Pool) -> Queue {
+        Queue { pool }
+    }
+
+    /// The pool, for callers that need a raw connection (setup, backfill).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Claims up to `limit` due rows for `lease`. `now` overrides the database clock (tests).
+    #[instrument(skip_all, fields(batch.limit = limit))]
+    pub async fn claim_batch(
+        &self,
+        owner: &str,
+        limit: i64,
+        lease: Duration,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Claim> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(queries::CLAIM_BATCH).await?;
+        let token = Uuid::new_v4();
+        let lease_secs = lease.as_secs_f64();
+        let rows = client
+            .query(&statement, &[&owner, &token, &limit, &lease_secs, &now])
+            .await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                let operation: String = r.get("operation");
+                let synced_email: Option<String> = r.get("synced_email");
+                let synced = synced_email.map(|email| Synced {
+                    email,
+                    consent: r.get::<_, Option<bool>>("synced_consent").unwrap_or(false),
+                    tags: r
+                        .get::<_, Option<Value>>("synced_tags")
+                        .and_then(|v| serde_json::from_value(v).ok())
+                        .unwrap_or_default(),
+                });
+                ClaimedRow {
+                    id: r.get("id"),
+                    customer_key: r.get("customer_key"),
+                    operation: if operation == "remove" { Operation::Remove } else { Operation::Upsert },
+                    email: r.get("email"),
+                    previous_email: r.get("previous_email"),
+                    payload: Payload::from_json(r.get("payload")),
+                    version: r.get("version"),
+                    attempts: r.get("attempts"),
+                    synced,
+                    address_owner: r.get("address_owner"),
+                }
+            })
+            .collect();
+        Ok(Claim { token, rows })
+    }
+
+    /// Deletes (or, if changed meanwhile, releases) the acknowledged rows of a claim and records
+    /// what Mailchimp now holds. Rows whose lease was lost are left alone.
+    #[instrument(skip_all, fields(batch.size = acks.len()))]
+    pub async fn ack(&self, token: Uuid, acks: &[Ack]) -> Result<AckCounts> {
+        if acks.is_empty() {
+            return Ok(AckCounts::default());
+        }
+        let ids: Vec<i64> = acks.iter().map(|a| a.id).collect();
+        let versions: Vec<i64> = acks.iter().map(|a| a.version).collect();
+        let keys: Vec<&str> = acks.iter().map(|a| a.customer_key.as_str()).collect();
+        let emails: Vec<&str> = acks.iter().map(|a| a.email.as_str()).collect();
+        let consents: Vec<bool> = acks.iter().map(|a| a.consent).collect();
+        let tags: Vec<Value> = acks.iter().map(|a| Value::from(a.tags.clone())).collect();
+        let removed: Vec<bool> = acks.iter().map(|a| a.removed).collect();
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(queries::ACK_BATCH).await?;
+        let row = client
+            .query_one(
+                &statement,
+                &[&token, &ids, &versions, &keys, &emails, &consents, &tags, &removed],
+            )
+            .await?;
+        Ok(AckCounts {
+            deleted: row.get::<_, i64>("deleted") as u64,
+            released: row.get::<_, i64>("released") as u64,
+        })
+    }
+
+    /// Schedules another attempt for rows of a claim, keeping the error.
+    #[instrument(skip_all, fields(batch.size = retries.len()))]
+    pub async fn reschedule(&self, token: Uuid, retries: &[(i64, DateTime<Utc>, String)]) -> Result<u64> {
+        if retries.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = retries.iter().map(|r| r.0).collect();
+        let at: Vec<DateTime<Utc>> = retries.iter().map(|r| r.1).collect();
+        let errors: Vec<&str> = retries.iter().map(|r| r.2.as_str()).collect();
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(queries::RESCHEDULE_BATCH).await?;
+        Ok(client.execute(&statement, &[&token, &ids, &at, &errors]).await?)
+    }
+
+    /// Parks rows of a claim that failed permanently (or releases them if they changed meanwhile).
+    #[instrument(skip_all, fields(batch.size = parks.len()))]
+    pub async fn park(&self, token: Uuid, parks: &[(i64, i64, String)]) -> Result<u64> {
+        if parks.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = parks.iter().map(|r| r.0).collect();
+        let versions: Vec<i64> = parks.iter().map(|r| r.1).collect();
+        let reasons: Vec<&str> = parks.iter().map(|r| r.2.as_str()).collect();
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(queries::PARK_BATCH).await?;
+        Ok(client.execute(&statement, &[&token, &ids, &versions, &reasons]).await?)
+    }
+
+    /// Gives rows of a claim back untried (shutdown, deadline).
+    #[instrument(skip_all, fields(batch.size = ids.len()))]
+    pub async fn release(&self, token: Uuid, ids: &[i64]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(queries::RELEASE_BATCH).await?;
+        Ok(client.execute(&statement, &[&token, &ids]).await?)
+    }
+
+    /// Rows parked because their address belonged to another customer get another chance once
+    /// that customer gave the address up.
+    pub async fn unpark_addresses(&self, addresses: &[String]) -> Result<u64> {
+        if addresses.is_empty() {
+            return Ok(0);
+        }
+        let client = self.pool.get().await?;
+        Ok(client.execute(queries::UNPARK_ADDRESS, &[&addresses]).await?)
+    }
+
+    /// Puts parked rows back in line: all of them, or the given ids. Returns the ids un-parked.
+    pub async fn retry_parked(&self, all: bool, ids: &[i64]) -> Result<Vec<i64>> {
+        let client = self.pool.get().await?;
+        let rows = client.query(queries::RETRY_PARKED, &[&all, &ids]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The queue at a glance.
+    pub async fn summary(&self) -> Result<Summary> {
+        let client = self.pool.get().await?;
+        let row = client.query_one(queries::QUEUE_SUMMARY, &[]).await?;
+        Ok(Summary {
+            pending: row.get("pending"),
+            in_flight: row.get("in_flight"),
+            retrying: row.get("retrying"),
+            parked: row.get("parked"),
+            oldest_pending_seconds: row.get("oldest_pending_seconds"),
+            last_synced_at: row.get("last_synced_at"),
+        })
+    }
+}

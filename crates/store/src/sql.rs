@@ -1,0 +1,89 @@
+//! Every SQL text chimpsync runs, loaded from `sql/` in this one place. Runtime code refers to
+//! these constants; nothing else in the workspace writes SQL.
+
+macro_rules! sql_files {
+    ($dir:literal: $($name:ident => $file:literal),* $(,)?) => {
+        $(
+            #[doc = concat!("`sql/", $dir, "/", $file, "`")]
+            pub const $name: &str = include_str!(concat!("../../../sql/", $dir, "/", $file));
+        )*
+    };
+}
+
+/// Named runtime queries (`sql/queries`), one statement each.
+pub mod queries {
+    sql_files!("queries":
+        ACK_BATCH => "ack_batch.sql",
+        APPLIED_MIGRATIONS => "applied_migrations.sql",
+        BOOTSTRAP => "bootstrap.sql",
+        CLAIM_BATCH => "claim_batch.sql",
+        INSTALLED_TABLE => "installed_table.sql",
+        MIGRATION_LOCK => "migration_lock.sql",
+        PARK_BATCH => "park_batch.sql",
+        QUEUE_SUMMARY => "queue_summary.sql",
+        RECORD_INSTALLATION => "record_installation.sql",
+        RECORD_MIGRATION => "record_migration.sql",
+        RELEASE_BATCH => "release_batch.sql",
+        RESCHEDULE_BATCH => "reschedule_batch.sql",
+        RETRY_PARKED => "retry_parked.sql",
+        SCHEMA_EXISTS => "schema_exists.sql",
+        TABLE_COLUMNS => "table_columns.sql",
+        UNPARK_ADDRESS => "unpark_address.sql",
+    );
+
+    /// The queries that run against a migrated schema with fixed text, for the test that
+    /// prepares each of them (a typo fails `cargo test`, not production).
+    pub const PREPARED: &[(&str, &str)] = &[
+        ("ack_batch", ACK_BATCH),
+        ("applied_migrations", APPLIED_MIGRATIONS),
+        ("claim_batch", CLAIM_BATCH),
+        ("installed_table", INSTALLED_TABLE),
+        ("migration_lock", MIGRATION_LOCK),
+        ("park_batch", PARK_BATCH),
+        ("queue_summary", QUEUE_SUMMARY),
+        ("record_installation", RECORD_INSTALLATION),
+        ("record_migration", RECORD_MIGRATION),
+        ("release_batch", RELEASE_BATCH),
+        ("reschedule_batch", RESCHEDULE_BATCH),
+        ("retry_parked", RETRY_PARKED),
+        ("schema_exists", SCHEMA_EXISTS),
+        ("table_columns", TABLE_COLUMNS),
+        ("unpark_address", UNPARK_ADDRESS),
+    ];
+}
+
+/// Templates filled from the mapping (`sql/templates`); identifiers are quoted before they are
+/// substituted.
+pub mod templates {
+    sql_files!("templates":
+        BACKFILL_CHUNK => "backfill_chunk.sql",
+        CHANGES_DELETE => "changes_delete.sql",
+        CHANGES_INSERT => "changes_insert.sql",
+        CHANGES_UPDATE => "changes_update.sql",
+        COUNT_ROWS => "count_rows.sql",
+        DROP_TRIGGERS => "drop_triggers.sql",
+        ENQUEUE => "enqueue.sql",
+        PROJECTION => "projection.sql",
+        ROW_FUNCTION => "row_function.sql",
+        ROW_TRIGGER => "row_trigger.sql",
+        STATEMENT_FUNCTION => "statement_function.sql",
+        STATEMENT_TRIGGER => "statement_trigger.sql",
+    );
+
+    /// Fills `{{name}}` placeholders. Every placeholder must be given exactly once.
+    pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+        let mut out = template.to_string();
+        for (name, value) in values {
+            out = out.replace(&format!("{{{{{name}}}}}"), value);
+        }
+        debug_assert!(!out.contains("{{"), "unfilled placeholder in:\n{out}");
+        out
+    }
+}
+
+/// Forward-only numbered migrations (`sql/migrations`).
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "queue",
+    include_str!("../../../sql/migrations/0001_queue.sql"),
+)];

@@ -1,0 +1,1 @@
+select version from chimpsync.schema_migrations order by version

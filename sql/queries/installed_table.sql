@@ -1,0 +1,1 @@
+select source_table from chimpsync.installation

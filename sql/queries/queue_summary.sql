@@ -1,0 +1,2 @@
+select pending, in_flight, retrying, parked, oldest_pending_seconds, last_synced_at
+from chimpsync.queue_summary

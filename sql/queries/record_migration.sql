@@ -1,0 +1,1 @@
+insert into chimpsync.schema_migrations (version, name) values ($1, $2)

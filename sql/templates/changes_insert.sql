@@ -1,0 +1,3 @@
+select n.k, 'upsert', n.e, null::text, n.p
+from ({{new}}) n
+where n.f

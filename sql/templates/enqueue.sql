@@ -1,0 +1,14 @@
+insert into chimpsync.sync_queue as q (customer_key, operation, email, previous_email, payload)
+{{changes}}
+on conflict (customer_key) do update set
+    operation       = excluded.operation,
+    email           = excluded.email,
+    previous_email  = case when lower(coalesce(q.previous_email, excluded.previous_email)) = lower(excluded.email) then null
+                           else coalesce(q.previous_email, excluded.previous_email) end,
+    payload         = excluded.payload,
+    version         = q.version + 1,
+    changed_at      = now(),
+    parked_at       = null,
+    last_error      = case when q.parked_at is null then q.last_error end,
+    attempts        = case when q.parked_at is null then q.attempts else 0 end,
+    next_attempt_at = case when q.parked_at is null then q.next_attempt_at else now() end

@@ -1,0 +1,2 @@
+create trigger {{trigger}} after {{event}} on {{table}}
+    referencing {{transition}} for each statement execute function chimpsync.{{function}}()
