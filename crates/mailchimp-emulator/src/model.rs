@@ -80,7 +80,7 @@ pub(crate) struct Now {
 }
 
 impl Now {
-    pub(crate) fn now() -> Self {
+    pub(crate) fn current() -> Self {
         let t = chrono::Utc::now();
         Self {
             secs: t.timestamp(),

@@ -46,6 +46,7 @@ pub(crate) struct Shared {
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
     pub max_in_flight: AtomicU64,
+    pub busy_nanos: AtomicU64,
 }
 
 /// Locks a mutex; a panic elsewhere never makes the state unusable.
@@ -213,14 +214,17 @@ async fn handle(
     let base = format!("http://{host}/3.0");
     let peer_ip = peer.ip().to_string();
     let query = Query::parse(parts.uri.query());
-    let now = Now::now();
+    let now = Now::current();
     let ctx = Ctx {
         now: &now,
         base: &base,
         peer_ip: &peer_ip,
         query: &query,
     };
+    let started = std::time::Instant::now();
     let outcome = dispatch(&shared, &parts.method, parts.uri.path(), &body, &ctx);
+    let busy = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    shared.busy_nanos.fetch_add(busy, Ordering::Relaxed);
     tracing::debug!(
         request.method = %parts.method,
         request.path = parts.uri.path(),
@@ -312,8 +316,9 @@ fn percent_decode(segment: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&segment[i + 1..i + 3], 16) {
-                out.push(b);
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
                 i += 3;
                 continue;
             }
@@ -469,7 +474,7 @@ fn simulation(shared: &Shared, method: &Method, path: &str) -> Resp {
         .map(percent_decode)
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let now = Now::now();
+    let now = Now::current();
     let answer = |status: StatusCode, body: Value| {
         response(status, Some(JSON), "emulator", Bytes::from(body.to_string()))
     };
@@ -488,7 +493,7 @@ fn simulation(shared: &Shared, method: &Method, path: &str) -> Resp {
                 json!({
                     "requests": s.requests, "throttled": s.throttled, "failed": s.failed,
                     "dropped": s.dropped, "max_in_flight": s.max_in_flight,
-                    "member_writes": s.member_writes,
+                    "member_writes": s.member_writes, "busy_nanos": s.busy_nanos,
                 }),
             )
         }

@@ -13,8 +13,8 @@ use url::Url;
 
 use crate::error::WireProblem;
 use crate::types::{
-    WireAudience, WireBatch, WireMergeFields, WireNewAudience, WirePing, WireStatus,
-    WireTagChange, WireTagChanges, WireTags,
+    WireAudience, WireBatch, WireMergeFields, WireNewAudience, WirePing, WireStatus, WireTagChange,
+    WireTagChanges, WireTags,
 };
 use crate::{
     subscriber_hash, ApiKey, Audience, BatchMember, BatchResult, Error, ListMembers, Member,
@@ -180,7 +180,11 @@ impl Client {
         skip_all,
         fields(endpoint = "POST /lists/{list_id}", list.id = %list_id, batch.size = members.len())
     )]
-    pub async fn batch_upsert(&self, list_id: &str, members: &[BatchMember]) -> Result<BatchResult> {
+    pub async fn batch_upsert(
+        &self,
+        list_id: &str,
+        members: &[BatchMember],
+    ) -> Result<BatchResult> {
         if members.len() > MAX_BATCH_MEMBERS {
             return Err(Error::InvalidInput(format!(
                 "a batch subscribe takes at most {MAX_BATCH_MEMBERS} members, got {}",
@@ -452,12 +456,7 @@ impl Client {
 
     /// Sends one request and sorts the answer: `Ok` for 2xx (status and body), else the
     /// classified [`Error`].
-    async fn call(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<Vec<u8>>,
-    ) -> Result<(u16, Bytes)> {
+    async fn call(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<(u16, Bytes)> {
         let started = Instant::now();
         tracing::debug!(http.method = %method, url.path = url.path(), "mailchimp request");
         let mut req = self

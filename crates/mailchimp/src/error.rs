@@ -309,7 +309,10 @@ mod tests {
         let cases = [
             ("Member Exists", ProblemKind::MemberExists),
             ("Member In Compliance State", ProblemKind::ComplianceState),
-            ("Forgotten Email Not Subscribed", ProblemKind::ForgottenEmail),
+            (
+                "Forgotten Email Not Subscribed",
+                ProblemKind::ForgottenEmail,
+            ),
             ("Resource Not Found", ProblemKind::NotFound),
             ("API Key Invalid", ProblemKind::ApiKeyInvalid),
             ("API Key Missing", ProblemKind::ApiKeyMissing),
@@ -355,7 +358,10 @@ mod tests {
 
     #[test]
     fn unknown_titles_fall_back_to_the_status() {
-        assert_eq!(problem(404, r#"{"detail":"gone"}"#).kind, ProblemKind::NotFound);
+        assert_eq!(
+            problem(404, r#"{"detail":"gone"}"#).kind,
+            ProblemKind::NotFound
+        );
         assert_eq!(
             problem(405, r#"{"title":"Nope"}"#).kind,
             ProblemKind::MethodNotAllowed

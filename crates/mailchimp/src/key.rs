@@ -113,7 +113,9 @@ mod tests {
 
     #[test]
     fn keys_without_a_usable_data_center_are_refused() {
-        for bad in ["", "nodash", "-us6", "abc-", "abc-us 6", "abc-us.6", "abc-ü6"] {
+        for bad in [
+            "", "nodash", "-us6", "abc-", "abc-us 6", "abc-us.6", "abc-ü6",
+        ] {
             assert!(ApiKey::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -464,7 +464,11 @@ where
         name: String,
     }
     let tags: Option<Vec<Tag>> = Option::deserialize(d)?;
-    Ok(tags.unwrap_or_default().into_iter().map(|t| t.name).collect())
+    Ok(tags
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.name)
+        .collect())
 }
 
 #[cfg(test)]

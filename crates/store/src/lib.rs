@@ -7,6 +7,7 @@
 pub mod mapping;
 pub mod queue;
 pub mod schema;
+pub mod slots;
 pub mod sql;
 
 use std::str::FromStr;

@@ -14,6 +14,7 @@ macro_rules! sql_files {
 pub mod queries {
     sql_files!("queries":
         ACK_BATCH => "ack_batch.sql",
+        ACQUIRE_SLOT => "acquire_slot.sql",
         APPLIED_MIGRATIONS => "applied_migrations.sql",
         BOOTSTRAP => "bootstrap.sql",
         CLAIM_BATCH => "claim_batch.sql",
@@ -24,9 +25,11 @@ pub mod queries {
         RECORD_INSTALLATION => "record_installation.sql",
         RECORD_MIGRATION => "record_migration.sql",
         RELEASE_BATCH => "release_batch.sql",
+        RELEASE_SLOT => "release_slot.sql",
         RESCHEDULE_BATCH => "reschedule_batch.sql",
         RETRY_PARKED => "retry_parked.sql",
         SCHEMA_EXISTS => "schema_exists.sql",
+        SLOTS_IN_USE => "slots_in_use.sql",
         TABLE_COLUMNS => "table_columns.sql",
         UNPARK_ADDRESS => "unpark_address.sql",
     );
@@ -35,6 +38,7 @@ pub mod queries {
     /// prepares each of them (a typo fails `cargo test`, not production).
     pub const PREPARED: &[(&str, &str)] = &[
         ("ack_batch", ACK_BATCH),
+        ("acquire_slot", ACQUIRE_SLOT),
         ("applied_migrations", APPLIED_MIGRATIONS),
         ("claim_batch", CLAIM_BATCH),
         ("installed_table", INSTALLED_TABLE),
@@ -44,9 +48,11 @@ pub mod queries {
         ("record_installation", RECORD_INSTALLATION),
         ("record_migration", RECORD_MIGRATION),
         ("release_batch", RELEASE_BATCH),
+        ("release_slot", RELEASE_SLOT),
         ("reschedule_batch", RESCHEDULE_BATCH),
         ("retry_parked", RETRY_PARKED),
         ("schema_exists", SCHEMA_EXISTS),
+        ("slots_in_use", SLOTS_IN_USE),
         ("table_columns", TABLE_COLUMNS),
         ("unpark_address", UNPARK_ADDRESS),
     ];

@@ -1,1 +1,687 @@
-//! placeholder
+//! The chimpsync engine: drains `chimpsync.sync_queue` into Mailchimp.
+//!
+//! One unit of work is [`Worker::drain_once`]: claim a batch under a lease, plan each row
+//! ([`plan`]), send one batch upsert plus the single-member calls that cannot be batched (renames,
+//! removals, tag changes), then acknowledge exactly the rows Mailchimp confirmed (fenced by the
+//! claim's token), reschedule the transient failures and park the permanent ones ([`policy`]).
+//! [`Worker::run`] keeps up to the concurrency cap of such units in flight. Every Mailchimp request
+//! passes the [`gate::Gate`]: one cap for all replicas, and a worker-wide pause after throttling.
+//!
+//! This crate owns no SQL and no HTTP details: those live in `store` and `mailchimp`.
+
+pub mod gate;
+pub mod plan;
+pub mod policy;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::Utc;
+use mailchimp::{Client, ProblemKind, TagChange};
+use rand::Rng;
+use store::mapping::{AudienceSettings, OnRemove};
+use store::{Ack, Claim, ClaimedRow, Queue};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, instrument, warn};
+
+use gate::{Gate, GateError};
+use plan::{plan, Action, Upsert};
+use policy::{disposition, Disposition, Failure, RetryPolicy};
+
+/// The worker's settings; every limit has a documented default.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The audience (list) id.
+    pub audience_id: String,
+    /// `[audience]` policies from the mapping file.
+    pub audience: AudienceSettings,
+    /// Rows per claim and per batch upsert (1..=500, Mailchimp's batch limit). Default 500.
+    pub batch_size: usize,
+    /// Mailchimp requests in flight at once, for all replicas together. Default 10 (Mailchimp's
+    /// per-key limit).
+    pub concurrency: usize,
+    /// How long a claim holds its rows. Must exceed the request timeout. Default 120 s.
+    pub lease: Duration,
+    /// The HTTP request timeout (to check the lease against). Default 30 s.
+    pub request_timeout: Duration,
+    /// The retry schedule.
+    pub retry: RetryPolicy,
+    /// How often an idle worker polls (jittered ±50 %). Default 1 s.
+    pub poll_interval: Duration,
+    /// How long in-flight calls may finish after SIGTERM before their rows are released. Default 20 s.
+    pub shutdown_deadline: Duration,
+    /// Who claims (shown in `sync_queue.lease_owner`).
+    pub owner: String,
+}
+
+impl Settings {
+    /// Defaults for `audience_id`.
+    pub fn new(audience_id: impl Into<String>) -> Settings {
+        Settings {
+            audience_id: audience_id.into(),
+            audience: AudienceSettings::default(),
+            batch_size: 500,
+            concurrency: 10,
+            lease: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            poll_interval: Duration::from_secs(1),
+            shutdown_deadline: Duration::from_secs(20),
+            owner: format!(
+                "{}/{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "chimpsync".into()),
+                std::process::id()
+            ),
+        }
+    }
+
+    /// Checks the limits, naming the setting that is wrong.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !(1..=500).contains(&self.batch_size) {
+            return Err(Error::Settings(format!("batch size {} is outside 1..=500", self.batch_size)));
+        }
+        if self.concurrency == 0 {
+            return Err(Error::Settings("concurrency must be at least 1".into()));
+        }
+        if self.lease <= self.request_timeout {
+            return Err(Error::Settings(format!(
+                "lease ({:?}) must be longer than the request timeout ({:?})",
+                self.lease, self.request_timeout
+            )));
+        }
+        if self.retry.max_attempts < 1 {
+            return Err(Error::Settings("max attempts must be at least 1".into()));
+        }
+        if self.audience_id.trim().is_empty() {
+            return Err(Error::Settings("no audience id (set MAILCHIMP_AUDIENCE_ID or [audience].id)".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What can stop the worker.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed in a way retrying did not fix.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A setting is out of range.
+    #[error("settings: {0}")]
+    Settings(String),
+}
+
+/// What one unit of work did, for tests and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainOutcome {
+    /// Rows claimed.
+    pub claimed: usize,
+    /// Rows Mailchimp acknowledged (deleted, or released because they changed meanwhile).
+    pub acked: usize,
+    /// Acknowledged rows that stayed queued because the customer changed while in flight.
+    pub changed_in_flight: usize,
+    /// Rows rescheduled after a transient failure.
+    pub retried: usize,
+    /// Rows parked.
+    pub parked: usize,
+    /// Rows given back untried (shutdown, deadline, duplicate address in the batch).
+    pub released: usize,
+    /// Whether Mailchimp throttled any request.
+    pub throttled: bool,
+}
+
+impl DrainOutcome {
+    fn add(&mut self, other: &DrainOutcome) {
+        self.claimed += other.claimed;
+        self.acked += other.acked;
+        self.changed_in_flight += other.changed_in_flight;
+        self.retried += other.retried;
+        self.parked += other.parked;
+        self.released += other.released;
+        self.throttled |= other.throttled;
+    }
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Queue,
+    client: Client,
+    settings: Settings,
+    gate: Gate,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("settings", &self.inner.settings).finish_non_exhaustive()
+    }
+}
+
+enum CallError {
+    Api(mailchimp::Error),
+    Cancelled,
+}
+
+/// The fate of each row of a claim, collected before one write per kind.
+#[derive(Default)]
+struct Results {
+    acks: Vec<Ack>,
+    retries: Vec<(i64, chrono::DateTime<Utc>, String)>,
+    parks: Vec<(i64, i64, String)>,
+    releases: Vec<i64>,
+    freed_addresses: Vec<String>,
+    throttled: bool,
+}
+
+impl Results {
+    fn fail(&mut self, row: &ClaimedRow, failure: &Failure, policy: &RetryPolicy) {
+        match disposition(failure, row.attempts, policy, &mut rand::thread_rng()) {
+            Disposition::Retry { after, error } => {
+                let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+                self.retries.push((row.id, at, error));
+            }
+            Disposition::Park { reason } => self.parks.push((row.id, row.version, reason)),
+        }
+    }
+
+    fn call_failed(&mut self, row: &ClaimedRow, error: CallError, policy: &RetryPolicy) {
+        match error {
+            CallError::Cancelled => self.releases.push(row.id),
+            CallError::Api(e) => {
+                self.throttled |= e.is_throttled();
+                self.fail(row, &Failure::of(&e), policy)
+            }
+        }
+    }
+
+    fn ack_upsert(&mut self, row: &ClaimedRow, upsert: &Upsert) {
+        self.acks.push(Ack {
+            id: row.id,
+            version: row.version,
+            customer_key: row.customer_key.clone(),
+            email: upsert.member.email_address.clone(),
+            consent: upsert.consent,
+            tags: upsert.tags.clone(),
+            removed: false,
+        });
+    }
+
+    fn ack_removal(&mut self, row: &ClaimedRow, email: &str) {
+        self.acks.push(Ack {
+            id: row.id,
+            version: row.version,
+            customer_key: row.customer_key.clone(),
+            email: email.to_string(),
+            consent: false,
+            tags: Vec::new(),
+            removed: true,
+        });
+        self.freed_addresses.push(email.to_string());
+    }
+}
+
+fn status_class(result: &Result<(), &mailchimp::Error>) -> &'static str {
+    match result {
+        Ok(()) => "2xx",
+        Err(mailchimp::Error::Throttled { .. }) => "throttled",
+        Err(mailchimp::Error::Server { .. }) => "5xx",
+        Err(mailchimp::Error::Api(_)) => "4xx",
+        Err(mailchimp::Error::Transport { .. }) => "transport",
+        Err(_) => "other",
+    }
+}
+
+impl Worker {
+    /// A worker over `queue` and `client`; the connection cap's slots live in `queue`'s database.
+    pub fn new(queue: Queue, client: Client, settings: Settings) -> Result<Worker, Error> {
+        settings.validate()?;
+        let slots = store::slots::SlotTable::new(queue.pool().clone(), settings.concurrency);
+        Ok(Worker { inner: Arc::new(Inner { gate: Gate::new(slots), queue, client, settings }) })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &Queue {
+        &self.inner.queue
+    }
+
+    /// The gate (slots and throttle).
+    pub fn gate(&self) -> &Gate {
+        &self.inner.gate
+    }
+
+    /// One unit of work: claim one batch, send it, record the results.
+    pub async fn drain_once(&self) -> Result<DrainOutcome, Error> {
+        let claim = self.claim().await?;
+        Ok(self.process(claim, &CancellationToken::new()).await)
+    }
+
+    /// Runs [`Worker::drain_once`] until nothing is due; for tests and `run --once`-like use.
+    pub async fn drain_until_idle(&self) -> Result<DrainOutcome, Error> {
+        let mut total = DrainOutcome::default();
+        loop {
+            let outcome = self.drain_once().await?;
+            if outcome.claimed == 0 {
+                return Ok(total);
+            }
+            total.add(&outcome);
+        }
+    }
+
+    async fn claim(&self) -> Result<Claim, Error> {
+        let s = &self.inner.settings;
+        let claim = (|| async {
+            self.inner
+                .queue
+                .claim_batch(&s.owner, s.batch_size as i64, s.lease, None)
+                .await
+        })
+        .retry(ExponentialBuilder::default().with_max_delay(Duration::from_secs(2)).with_max_times(3))
+        .when(store::Error::is_transient)
+        .await?;
+        Ok(claim)
+    }
+
+    /// The loop: keeps up to `concurrency` batches in flight, claims the next batch while others
+    /// are in flight, polls with jitter when idle. With `once`, returns when nothing is due and
+    /// nothing is in flight. On `shutdown`: stops claiming, lets in-flight calls finish until the
+    /// deadline, then releases what did not finish.
+    #[instrument(skip_all, fields(worker.owner = %self.inner.settings.owner, once))]
+    pub async fn run(&self, shutdown: CancellationToken, once: bool) -> Result<DrainOutcome, Error> {
+        let s = &self.inner.settings;
+        let permits = Arc::new(Semaphore::new(s.concurrency));
+        let hard_stop = CancellationToken::new();
+        let mut tasks: JoinSet<DrainOutcome> = JoinSet::new();
+        let mut total = DrainOutcome::default();
+        let mut db_failures: u32 = 0;
+        info!(concurrency = s.concurrency, batch_size = s.batch_size, "worker started");
+        loop {
+            while let Some(done) = tasks.try_join_next() {
+                total.add(&done.unwrap_or_default());
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("semaphore never closes"),
+                _ = shutdown.cancelled() => break,
+            };
+            if self.inner.gate.wait_throttle(&shutdown).await.is_err() {
+                break;
+            }
+            let claim = match self
+                .inner
+                .queue
+                .claim_batch(&s.owner, s.batch_size as i64, s.lease, None)
+                .await
+            {
+                Ok(claim) => {
+                    db_failures = 0;
+                    claim
+                }
+                Err(e) => {
+                    drop(permit);
+                    db_failures += 1;
+                    let pause = Duration::from_millis(200 * u64::from(db_failures.min(25)));
+                    warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "claim failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
+                }
+            };
+            if claim.rows.is_empty() {
+                drop(permit);
+                if once && tasks.is_empty() {
+                    break;
+                }
+                let jitter = rand::thread_rng().gen_range(0.5..1.5);
+                let idle = s.poll_interval.mul_f64(jitter);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(done) = tasks.join_next(), if !tasks.is_empty() => total.add(&done.unwrap_or_default()),
+                    _ = tokio::time::sleep(idle), if !once => {}
+                }
+                continue;
+            }
+            let worker = self.clone();
+            let cancel = hard_stop.clone();
+            tasks.spawn(async move {
+                let outcome = worker.process(claim, &cancel).await;
+                drop(permit);
+                outcome
+            });
+            // A full batch means more is likely due: loop straight back to claim again.
+        }
+        if !tasks.is_empty() {
+            info!(in_flight = tasks.len(), deadline_s = s.shutdown_deadline.as_secs_f64(), "stopping: finishing in-flight batches");
+            let deadline = Instant::now() + s.shutdown_deadline;
+            loop {
+                tokio::select! {
+                    next = tasks.join_next() => match next {
+                        Some(done) => total.add(&done.unwrap_or_default()),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => {
+                        warn!(in_flight = tasks.len(), "shutdown deadline reached: releasing unfinished rows");
+                        hard_stop.cancel();
+                        while let Some(done) = tasks.join_next().await {
+                            total.add(&done.unwrap_or_default());
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        info!(acked = total.acked, retried = total.retried, parked = total.parked, released = total.released, "worker stopped");
+        Ok(total)
+    }
+
+    /// One Mailchimp request through the gate, timed, with throttling noted.
+    async fn call<T, F, Fut>(&self, endpoint: &'static str, cancel: &CancellationToken, deadline: Instant, f: F) -> Result<T, CallError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, mailchimp::Error>>,
+    {
+        if cancel.is_cancelled() || Instant::now() >= deadline {
+            return Err(CallError::Cancelled);
+        }
+        let gate = &self.inner.gate;
+        let slot = match gate.enter(cancel).await {
+            Ok(slot) => slot,
+            Err(GateError::Cancelled) => return Err(CallError::Cancelled),
+            Err(GateError::Store(e)) => {
+                warn!(error = %e, "slot table unavailable");
+                return Err(CallError::Cancelled);
+            }
+        };
+        let started = std::time::Instant::now();
+        let result = tokio::select! {
+            r = f() => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        gate.leave(slot).await;
+        let Some(result) = result else {
+            return Err(CallError::Cancelled);
+        };
+        let class = status_class(&result.as_ref().map(|_| ()));
+        metrics::histogram!("chimpsync_mailchimp_request_duration_seconds", "endpoint" => endpoint, "status_class" => class)
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(v) => {
+                gate.succeeded();
+                Ok(v)
+            }
+            Err(e) => {
+                if e.is_throttled() {
+                    gate.throttled();
+                }
+                debug!(endpoint, error = %e, "Mailchimp call failed");
+                Err(CallError::Api(e))
+            }
+        }
+    }
+
+    #[instrument(skip_all, fields(batch.size = claim.rows.len()))]
+    async fn process(&self, claim: Claim, cancel: &CancellationToken) -> DrainOutcome {
+        let started = std::time::Instant::now();
+        let s = &self.inner.settings;
+        let list = s.audience_id.as_str();
+        // Stop starting calls early enough that the last one ends before the lease does.
+        let deadline = Instant::now() + s.lease.saturating_sub(s.request_timeout + Duration::from_secs(1));
+        let mut results = Results::default();
+        let mut batch: Vec<(&ClaimedRow, Upsert)> = Vec::new();
+        let mut singles: Vec<(&ClaimedRow, Action)> = Vec::new();
+        let mut addresses: HashSet<String> = HashSet::new();
+        for row in &claim.rows {
+            let action = plan(row, &s.audience);
+            let address = match &action {
+                Action::Upsert(u) | Action::Rename { upsert: u, .. } => Some(u.member.email_address.to_lowercase()),
+                Action::Remove { email, .. } => Some(email.to_lowercase()),
+                Action::Park(_) => None,
+            };
+            if let Some(address) = address {
+                if !addresses.insert(address) {
+                    // Two customers with one address in one batch: the first goes now; the other
+                    // waits and is then parked as a duplicate (the address has an owner by then).
+                    let at = Utc::now() + chrono::Duration::seconds(5);
+                    results.retries.push((row.id, at, "waiting: another row in this batch has the same address".into()));
+                    continue;
+                }
+            }
+            match action {
+                Action::Park(reason) => results.parks.push((row.id, row.version, reason)),
+                Action::Upsert(u) => batch.push((row, u)),
+                other => singles.push((row, other)),
+            }
+        }
+
+        let mut need_tags: Vec<(&ClaimedRow, &Upsert, Vec<TagChange>)> = Vec::new();
+        if !batch.is_empty() {
+            metrics::histogram!("chimpsync_batch_size").record(batch.len() as f64);
+            let members: Vec<mailchimp::BatchMember> = batch.iter().map(|(_, u)| u.member.clone()).collect();
+            let client = &self.inner.client;
+            match self.call("batch_upsert", cancel, deadline, || client.batch_upsert(list, &members)).await {
+                Ok(result) => {
+                    let created: HashSet<String> = result.created.iter().map(|m| m.email_address.to_lowercase()).collect();
+                    let updated: HashSet<String> = result.updated.iter().map(|m| m.email_address.to_lowercase()).collect();
+                    let errors: HashMap<String, &mailchimp::BatchError> =
+                        result.errors.iter().map(|e| (e.email_address.to_lowercase(), e)).collect();
+                    for (row, upsert) in &batch {
+                        let address = upsert.member.email_address.to_lowercase();
+                        if let Some(error) = errors.get(&address) {
+                            results.fail(row, &Failure::of_batch_error(error), &s.retry);
+                        } else if created.contains(&address) {
+                            // Created now: the batch item carried the tags.
+                            if upsert.first_sync || upsert.tag_changes.is_empty() {
+                                results.ack_upsert(row, upsert);
+                            } else {
+                                need_tags.push((row, upsert, upsert.tags.iter().map(|t| TagChange { name: t.clone(), active: true }).collect()));
+                            }
+                        } else if updated.contains(&address) {
+                            let changes = upsert.tags_for_existing_member();
+                            if changes.is_empty() {
+                                results.ack_upsert(row, upsert);
+                            } else {
+                                need_tags.push((row, upsert, changes));
+                            }
+                        } else {
+                            results.fail(row, &Failure::Transient("the batch response did not mention this member".into()), &s.retry);
+                        }
+                    }
+                }
+                Err(error) => {
+                    let error = match error {
+                        CallError::Cancelled => None,
+                        CallError::Api(e) => Some(e),
+                    };
+                    for (row, _) in &batch {
+                        match &error {
+                            None => results.releases.push(row.id),
+                            Some(e) => {
+                                results.throttled |= e.is_throttled();
+                                // A refusal of the whole batch is not any one member's fault.
+                                let failure = match Failure::of(e) {
+                                    Failure::Permanent(m) => Failure::Transient(m),
+                                    t => t,
+                                };
+                                results.fail(row, &failure, &s.retry)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        for (row, upsert, changes) in need_tags {
+            match self.tags(row, &upsert.member.email_address, &changes, cancel, deadline).await {
+                Ok(()) => results.ack_upsert(row, upsert),
+                Err(e) => results.call_failed(row, e, &s.retry),
+            }
+        }
+
+        for (row, action) in singles {
+            match action {
+                Action::Rename { from, upsert } => self.rename(row, &from, &upsert, cancel, deadline, &mut results).await,
+                Action::Remove { email, how } => match self.remove(&email, how, cancel, deadline).await {
+                    Ok(()) => results.ack_removal(row, &email),
+                    Err(e) => results.call_failed(row, e, &s.retry),
+                },
+                Action::Upsert(_) | Action::Park(_) => unreachable!("planned into the batch"),
+            }
+        }
+
+        self.record(claim, results, started).await
+    }
+
+    async fn tags(&self, _row: &ClaimedRow, email: &str, changes: &[TagChange], cancel: &CancellationToken, deadline: Instant) -> Result<(), CallError> {
+        let s = &self.inner.settings;
+        let client = &self.inner.client;
+        self.call("update_tags", cancel, deadline, || client.update_tags(&s.audience_id, email, changes)).await
+    }
+
+    async fn rename(&self, row: &ClaimedRow, from: &str, upsert: &Upsert, cancel: &CancellationToken, deadline: Instant, results: &mut Results) {
+        let s = &self.inner.settings;
+        let client = &self.inner.client;
+        let to = upsert.member.email_address.as_str();
+        let body = upsert.single_body();
+        let renamed = self.call("rename_member", cancel, deadline, || client.rename_member(&s.audience_id, from, to, &body)).await;
+        let fallback = match &renamed {
+            Ok(_) => {
+                info!(customer.key = %row.customer_key, "email change: renamed the member");
+                false
+            }
+            Err(CallError::Api(e)) => match e.problem_kind() {
+                Some(ProblemKind::NotFound) => true,
+                Some(ProblemKind::InvalidResource | ProblemKind::MemberExists) => {
+                    // The new address is taken, or the old member is not subscribed: remove the old
+                    // member and upsert the new address, so no silent duplicate is left.
+                    info!(customer.key = %row.customer_key, reason = %e, "email change: rename refused; removing the old address and upserting the new one");
+                    match self.remove(from, s.audience.on_remove, cancel, deadline).await {
+                        Ok(()) => true,
+                        Err(e) => return results.call_failed(row, e, &s.retry),
+                    }
+                }
+                _ => false,
+            },
+            Err(CallError::Cancelled) => false,
+        };
+        if let Err(e) = renamed {
+            if !fallback {
+                return results.call_failed(row, e, &s.retry);
+            }
+            let upserted = self.call("upsert_member", cancel, deadline, || client.upsert_member(&s.audience_id, to, &body)).await;
+            if let Err(e) = upserted {
+                return results.call_failed(row, e, &s.retry);
+            }
+            info!(customer.key = %row.customer_key, "email change: upserted the new address");
+        }
+        results.freed_addresses.push(from.to_string());
+        let changes = upsert.tags_for_existing_member();
+        if !changes.is_empty() {
+            if let Err(e) = self.tags(row, to, &changes, cancel, deadline).await {
+                return results.call_failed(row, e, &s.retry);
+            }
+        }
+        results.ack_upsert(row, upsert);
+    }
+
+    async fn remove(&self, email: &str, how: OnRemove, cancel: &CancellationToken, deadline: Instant) -> Result<(), CallError> {
+        let s = &self.inner.settings;
+        let client = &self.inner.client;
+        let list = s.audience_id.as_str();
+        let result = match how {
+            OnRemove::Archive => self.call("archive_member", cancel, deadline, || client.archive_member(list, email)).await,
+            OnRemove::Unsubscribe => self
+                .call("set_status", cancel, deadline, || client.set_status(list, email, mailchimp::Status::Unsubscribed))
+                .await
+                .map(|_| ()),
+            OnRemove::DeletePermanent => {
+                self.call("delete_member_permanently", cancel, deadline, || client.delete_member_permanently(list, email)).await
+            }
+        };
+        match result {
+            // Already gone (404), already archived or not archivable (405: pending/cleaned/archived),
+            // already forgotten: the member is not an active contact, which is what removal wants.
+            Err(CallError::Api(e))
+                if matches!(
+                    e.problem_kind(),
+                    Some(ProblemKind::NotFound | ProblemKind::MethodNotAllowed | ProblemKind::ForgottenEmail)
+                ) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn record(&self, claim: Claim, results: Results, started: std::time::Instant) -> DrainOutcome {
+        let queue = &self.inner.queue;
+        let token = claim.token;
+        let retry = || ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).with_max_times(8);
+        let mut outcome = DrainOutcome {
+            claimed: claim.rows.len(),
+            parked: results.parks.len(),
+            retried: results.retries.len(),
+            released: results.releases.len(),
+            throttled: results.throttled,
+            ..Default::default()
+        };
+        // Each write retries while the database is briefly away; if it stays away the lease
+        // lapses and the rows are sent again (every operation is idempotent).
+        match (|| queue.ack(token, &results.acks)).retry(retry()).when(store::Error::is_transient).await {
+            Ok(counts) => {
+                outcome.acked = (counts.deleted + counts.released) as usize;
+                outcome.changed_in_flight = counts.released as usize;
+            }
+            Err(e) => warn!(error = %e, rows = results.acks.len(), "could not record acknowledgements; the rows will be sent again"),
+        }
+        if let Err(e) = (|| queue.park(token, &results.parks)).retry(retry()).when(store::Error::is_transient).await {
+            warn!(error = %e, "could not park rows");
+        }
+        if let Err(e) = (|| queue.reschedule(token, &results.retries)).retry(retry()).when(store::Error::is_transient).await {
+            warn!(error = %e, "could not reschedule rows");
+        }
+        if let Err(e) = (|| queue.release(token, &results.releases)).retry(retry()).when(store::Error::is_transient).await {
+            warn!(error = %e, "could not release rows");
+        }
+        if !results.freed_addresses.is_empty() {
+            if let Err(e) = queue.unpark_addresses(&results.freed_addresses).await {
+                warn!(error = %e, "could not unpark rows waiting for a freed address");
+            }
+        }
+        metrics::counter!("chimpsync_rows_synced_total", "result" => "acked").increment(outcome.acked as u64);
+        metrics::counter!("chimpsync_rows_synced_total", "result" => "retried").increment(outcome.retried as u64);
+        metrics::counter!("chimpsync_rows_synced_total", "result" => "parked").increment(outcome.parked as u64);
+        metrics::counter!("chimpsync_retries_total").increment(outcome.retried as u64);
+        metrics::counter!("chimpsync_parked_total").increment(outcome.parked as u64);
+        if outcome.acked > 0 {
+            metrics::gauge!("chimpsync_last_success_timestamp_seconds").set(Utc::now().timestamp() as f64);
+        }
+        info!(
+            batch.claimed = outcome.claimed,
+            batch.acked = outcome.acked,
+            batch.changed_in_flight = outcome.changed_in_flight,
+            batch.retried = outcome.retried,
+            batch.parked = outcome.parked,
+            batch.released = outcome.released,
+            batch.throttled = outcome.throttled,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "batch done"
+        );
+        outcome
+    }
+}

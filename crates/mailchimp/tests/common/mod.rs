@@ -4,6 +4,8 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::time::Duration;
 
 use mailchimp::{subscriber_hash, ApiKey, Client, ClientConfig};

@@ -1,0 +1,416 @@
+//! Contract test: every request the client builds, captured through wiremock, must match
+//! Mailchimp's OpenAPI description (the committed subset, gaps patched), and so must the
+//! canned responses the other tests use.
+
+mod common;
+
+use common::contract::Contract;
+use common::{client_for, list_json, member_json, merge_field_json, problem_json, LIST};
+use mailchimp::{
+    BatchMember, ListMembers, MemberUpsert, NewAudience, NewMergeField, Status, TagChange,
+};
+use serde_json::{json, Map, Value};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const MEMBER: &str = r"^/3\.0/lists/[^/]+/members/[0-9a-f]{32}";
+
+/// A server that answers every operation with a documented-shape body.
+async fn mailchimp_double() -> MockServer {
+    let server = MockServer::start().await;
+    let ok = |body: Value| ResponseTemplate::new(200).set_body_json(body);
+    let member = member_json("ada@example.com", "subscribed");
+    let mounts = [
+        (
+            "GET",
+            "^/3\\.0/ping$".to_owned(),
+            ok(json!({"health_status": "Everything's Chimpy!"})),
+        ),
+        (
+            "POST",
+            "^/3\\.0/lists$".to_owned(),
+            ok(list_json("f00dfeed01", "Customers", 0)),
+        ),
+        (
+            "GET",
+            "^/3\\.0/lists/[^/]+$".to_owned(),
+            ok(list_json(LIST, "Customers", 3)),
+        ),
+        (
+            "POST",
+            "^/3\\.0/lists/[^/]+$".to_owned(),
+            ok(json!({
+                "new_members": [member.clone()], "updated_members": [], "errors": [],
+                "total_created": 1, "total_updated": 0, "error_count": 0, "_links": []
+            })),
+        ),
+        (
+            "GET",
+            "^/3\\.0/lists/[^/]+/members$".to_owned(),
+            ok(
+                json!({"members": [member.clone()], "list_id": LIST, "total_items": 1, "_links": []}),
+            ),
+        ),
+        ("GET", format!("{MEMBER}$"), ok(member.clone())),
+        ("PUT", format!("{MEMBER}$"), ok(member.clone())),
+        ("PATCH", format!("{MEMBER}$"), ok(member.clone())),
+        ("DELETE", format!("{MEMBER}$"), ResponseTemplate::new(204)),
+        (
+            "POST",
+            format!("{MEMBER}/actions/delete-permanent$"),
+            ResponseTemplate::new(204),
+        ),
+        (
+            "GET",
+            format!("{MEMBER}/tags$"),
+            ok(
+                json!({"tags": [{"id": 1, "name": "customer", "date_added": "2024-01-01T00:00:00+00:00"}], "total_items": 1, "_links": []}),
+            ),
+        ),
+        (
+            "POST",
+            format!("{MEMBER}/tags$"),
+            ResponseTemplate::new(204),
+        ),
+        (
+            "GET",
+            "^/3\\.0/lists/[^/]+/merge-fields$".to_owned(),
+            ok(
+                json!({"merge_fields": [merge_field_json(1, "FNAME", "First Name", "text", false)], "list_id": LIST, "total_items": 1, "_links": []}),
+            ),
+        ),
+        (
+            "POST",
+            "^/3\\.0/lists/[^/]+/merge-fields$".to_owned(),
+            ok(merge_field_json(
+                2,
+                "LTV",
+                "Lifetime value",
+                "number",
+                false,
+            )),
+        ),
+    ];
+    for (verb, regex, response) in mounts {
+        Mock::given(method(verb))
+            .and(path_regex(regex))
+            .respond_with(response)
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+fn fields(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+/// Calls every client method with inputs that use every optional field at least once.
+async fn exercise_every_call(server: &MockServer) {
+    let client = client_for(&server.uri());
+    let ada = "Ada.Lovelace@Example.com";
+    let address = json!({"addr1": "1 Main St", "city": "Atlanta", "state": "GA", "zip": "30308", "country": "US"});
+
+    client.ping().await.unwrap();
+    client.get_audience(LIST).await.unwrap();
+    client
+        .create_audience(&NewAudience {
+            name: "Customers".into(),
+            company: "Acme".into(),
+            address1: "1 Main St".into(),
+            city: "Atlanta".into(),
+            state: "GA".into(),
+            zip: "30308".into(),
+            country: "US".into(),
+            permission_reminder: "You bought from us.".into(),
+            from_name: "Acme".into(),
+            from_email: "news@acme.example".into(),
+            language: "en".into(),
+        })
+        .await
+        .unwrap();
+
+    let batch: Vec<BatchMember> = [
+        Status::Subscribed,
+        Status::Unsubscribed,
+        Status::Cleaned,
+        Status::Pending,
+        Status::Transactional,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, status)| BatchMember {
+        email_address: format!("m{i}@example.com"),
+        status_if_new: (i % 2 == 0).then_some(status),
+        status: (i % 2 == 1).then_some(status),
+        merge_fields: fields(json!({"FNAME": "M", "LTV": i, "ADDRESS": address})),
+        tags: if i == 0 {
+            vec!["customer".into(), "vip".into()]
+        } else {
+            Vec::new()
+        },
+    })
+    .collect();
+    client.batch_upsert(LIST, &batch).await.unwrap();
+    let full: Vec<BatchMember> = (0..500)
+        .map(|i| BatchMember {
+            email_address: format!("n{i}@example.com"),
+            status_if_new: Some(Status::Subscribed),
+            ..Default::default()
+        })
+        .collect();
+    client.batch_upsert(LIST, &full).await.unwrap();
+
+    for status in [
+        Status::Subscribed,
+        Status::Unsubscribed,
+        Status::Cleaned,
+        Status::Pending,
+        Status::Transactional,
+    ] {
+        let upsert = MemberUpsert {
+            status_if_new: Some(status),
+            merge_fields: fields(json!({"FNAME": "Ada", "LTV": 15.5, "ADDRESS": address})),
+            ..Default::default()
+        };
+        client.upsert_member(LIST, ada, &upsert).await.unwrap();
+        let forced = MemberUpsert {
+            status: Some(status),
+            ..Default::default()
+        };
+        client.upsert_member(LIST, ada, &forced).await.unwrap();
+    }
+    client
+        .upsert_member(LIST, ada, &MemberUpsert::default())
+        .await
+        .unwrap();
+    client
+        .rename_member(
+            LIST,
+            ada,
+            "ada@example.org",
+            &MemberUpsert {
+                status_if_new: Some(Status::Subscribed),
+                merge_fields: fields(json!({"FNAME": "Ada"})),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    client
+        .rename_member(LIST, ada, "ada@example.org", &MemberUpsert::default())
+        .await
+        .unwrap();
+    // PATCH documents subscribed|unsubscribed|cleaned|pending only.
+    for status in [
+        Status::Subscribed,
+        Status::Unsubscribed,
+        Status::Cleaned,
+        Status::Pending,
+    ] {
+        client.set_status(LIST, ada, status).await.unwrap();
+    }
+    client.archive_member(LIST, ada).await.unwrap();
+    client.delete_member_permanently(LIST, ada).await.unwrap();
+    client
+        .update_tags(
+            LIST,
+            ada,
+            &[TagChange::add("customer"), TagChange::remove("churned")],
+        )
+        .await
+        .unwrap();
+    client.get_member(LIST, ada).await.unwrap();
+    client.member_tags(LIST, ada).await.unwrap();
+    client
+        .list_members(LIST, &ListMembers::default())
+        .await
+        .unwrap();
+    for status in [
+        Status::Subscribed,
+        Status::Unsubscribed,
+        Status::Cleaned,
+        Status::Pending,
+        Status::Transactional,
+        Status::Archived,
+    ] {
+        let query = ListMembers {
+            count: 10,
+            offset: 20,
+            status: Some(status),
+            since_last_changed: Some("2024-01-01T00:00:00+00:00".into()),
+        };
+        client.list_members(LIST, &query).await.unwrap();
+    }
+    client.merge_fields(LIST).await.unwrap();
+    client
+        .create_merge_field(
+            LIST,
+            &NewMergeField {
+                tag: "LTV".into(),
+                name: "Lifetime value".into(),
+                r#type: "number".into(),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn every_request_the_client_builds_matches_the_openapi_description() {
+    let contract = Contract::load();
+    let server = mailchimp_double().await;
+    exercise_every_call(&server).await;
+
+    let requests = server.received_requests().await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut violations = Vec::new();
+    for req in &requests {
+        let query: Vec<(String, String)> = req
+            .url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        match contract.check_request(req.method.as_str(), req.url.path(), &query, &req.body) {
+            Ok(key) => {
+                seen.insert(key);
+            }
+            Err(errs) => violations.extend(errs),
+        }
+        if let Some(ct) = req.headers.get("content-type") {
+            assert_eq!(ct, "application/json", "{} {}", req.method, req.url);
+        }
+    }
+    assert!(violations.is_empty(), "{violations:#?}");
+    let missing: Vec<&str> = contract
+        .keys()
+        .into_iter()
+        .filter(|k| !seen.contains(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "operations never exercised: {missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_canned_responses_of_the_tests_match_the_openapi_description() {
+    let contract = Contract::load();
+    let member = member_json("ada@example.com", "subscribed");
+    let checks = [
+        ("GET /lists/{list_id}", list_json(LIST, "Customers", 3)),
+        ("POST /lists", list_json(LIST, "Customers", 0)),
+        (
+            "GET /lists/{list_id}/members/{subscriber_hash}",
+            member.clone(),
+        ),
+        (
+            "PUT /lists/{list_id}/members/{subscriber_hash}",
+            member.clone(),
+        ),
+        (
+            "PATCH /lists/{list_id}/members/{subscriber_hash}",
+            member.clone(),
+        ),
+        (
+            "POST /lists/{list_id}/merge-fields",
+            merge_field_json(2, "LTV", "Lifetime value", "number", false),
+        ),
+        (
+            "GET /lists/{list_id}/members",
+            json!({"members": [member.clone()], "list_id": LIST, "total_items": 1}),
+        ),
+    ];
+    for (key, body) in checks {
+        contract
+            .check_response_body(key, &body)
+            .unwrap_or_else(|e| panic!("{e:#?}"));
+    }
+    for title in ["Member Exists", "Invalid Resource", "Resource Not Found"] {
+        let mut problem = problem_json(400, title, "x");
+        problem["errors"] = json!([{"field": "LTV", "message": "Please enter a number"}]);
+        contract
+            .check_problem(&problem)
+            .unwrap_or_else(|e| panic!("{e:#?}"));
+    }
+}
+
+#[tokio::test]
+async fn the_contract_catches_a_misspelt_field_a_bad_status_and_an_oversized_batch() {
+    let contract = Contract::load();
+    let put = "PUT /lists/{list_id}/members/{subscriber_hash}";
+    assert!(contract
+        .check_request_body(
+            put,
+            &json!({"email_address": "a@example.com", "status_if_nwe": "subscribed"})
+        )
+        .is_err());
+    assert!(contract
+        .check_request_body(put, &json!({"status": "archived"}))
+        .is_err());
+    assert!(contract
+        .check_request_body(put, &json!({"status": "subscribed", "tags": ["a"]}))
+        .is_ok());
+    let members: Vec<Value> = (0..501)
+        .map(|i| json!({"email_address": format!("m{i}@example.com"), "status_if_new": "subscribed"}))
+        .collect();
+    assert!(contract
+        .check_request_body("POST /lists/{list_id}", &json!({"members": members}))
+        .is_err());
+    assert!(contract
+        .check_request_body(
+            "PATCH /lists/{list_id}/members/{subscriber_hash}",
+            &json!({"status": "transactional"})
+        )
+        .is_err());
+    assert!(contract
+        .check_request(
+            "GET",
+            "/3.0/lists/x/members",
+            &[("count".into(), "1001".into())],
+            b""
+        )
+        .is_err());
+    assert!(contract
+        .check_problem(&json!({"type": "t", "title": "Invalid Resource", "status": 400, "detail": "d", "instance": "i", "errors": [{"field": "F"}]}))
+        .is_err());
+}
+
+#[test]
+fn the_committed_subset_is_self_contained_small_and_patched() {
+    let text = include_str!("fixtures/openapi-subset.json");
+    assert!(!text.contains("$ref"));
+    assert!(text.len() < 200_000, "subset grew to {} bytes", text.len());
+    let contract = Contract::load();
+    let raw = &contract.raw;
+    assert_eq!(raw["source"]["info_version"], "3.0.55");
+    let batch = &raw["operations"]["POST /lists/{list_id}"]["request"]["properties"]["members"];
+    assert_eq!(batch["maxItems"], 500);
+    assert!(batch["items"]["properties"]["status_if_new"].is_object());
+    assert!(batch["items"]["properties"]["tags"].is_object());
+    let put = &raw["operations"]["PUT /lists/{list_id}/members/{subscriber_hash}"]["request"];
+    assert!(put["properties"]["tags"].is_object());
+    assert!(put.get("required").is_none());
+    assert!(raw["problem"]["properties"]["errors"].is_object());
+}
+
+#[test]
+fn the_contract_matches_paths_with_and_without_the_api_prefix() {
+    let contract = Contract::load();
+    assert_eq!(
+        contract
+            .operation(
+                "GET",
+                "/3.0/lists/abc/members/0123456789abcdef0123456789abcdef/tags"
+            )
+            .map(|o| o.key.as_str()),
+        Some("GET /lists/{list_id}/members/{subscriber_hash}/tags")
+    );
+    assert_eq!(
+        contract
+            .operation("post", "/lists/abc")
+            .map(|o| o.key.as_str()),
+        Some("POST /lists/{list_id}")
+    );
+    assert!(contract.operation("GET", "/3.0/batches").is_none());
+}

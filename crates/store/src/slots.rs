@@ -1,0 +1,105 @@
+//! Mailchimp connection slots shared by every replica: session advisory locks on one dedicated
+//! connection per replica. Postgres releases a dead replica's locks with its connection.
+
+use std::collections::BTreeSet;
+
+use tokio::sync::Mutex;
+use tracing::warn;
+
+use crate::sql::queries;
+use crate::{Pool, Result};
+
+/// The advisory-lock key (first half) under which the slots live: "chmp".
+pub const SLOT_LOCK_KEY: i32 = 0x6368_6d70;
+
+struct Held {
+    connection: Option<deadpool_postgres::Object>,
+    slots: BTreeSet<i32>,
+}
+
+/// This replica's handle on the shared slots.
+pub struct SlotTable {
+    pool: Pool,
+    cap: i32,
+    held: Mutex<Held>,
+}
+
+impl std::fmt::Debug for SlotTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotTable").field("cap", &self.cap).finish_non_exhaustive()
+    }
+}
+
+impl SlotTable {
+    /// Slots `0..cap` over connections from `pool`.
+    pub fn new(pool: Pool, cap: usize) -> SlotTable {
+        SlotTable {
+            pool,
+            cap: cap.clamp(1, i32::MAX as usize) as i32,
+            held: Mutex::new(Held { connection: None, slots: BTreeSet::new() }),
+        }
+    }
+
+    /// The cap shared by all replicas.
+    pub fn cap(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// Tries to take a free slot; `None` when all `cap` slots are held (by anyone).
+    pub async fn try_acquire(&self) -> Result<Option<i32>> {
+        let mut held = self.held.lock().await;
+        if held.connection.is_none() {
+            held.connection = Some(self.pool.get().await?);
+            // A new session holds nothing: whatever the old one held died with it.
+            held.slots.clear();
+        }
+        let mine: Vec<i32> = held.slots.iter().copied().collect();
+        let result = {
+            let connection = held.connection.as_ref().expect("connection was just set");
+            connection
+                .query_opt(queries::ACQUIRE_SLOT, &[&self.cap, &mine, &SLOT_LOCK_KEY])
+                .await
+        };
+        match result {
+            Ok(Some(row)) => {
+                let slot: i32 = row.get(0);
+                held.slots.insert(slot);
+                Ok(Some(slot))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                held.connection = None;
+                held.slots.clear();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Gives a slot back. A slot whose session died is already free.
+    pub async fn release(&self, slot: i32) {
+        let mut held = self.held.lock().await;
+        if !held.slots.remove(&slot) {
+            return;
+        }
+        let result = match held.connection.as_ref() {
+            Some(connection) => connection.query_one(queries::RELEASE_SLOT, &[&SLOT_LOCK_KEY, &slot]).await,
+            None => return,
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "lost the slot connection; its slots are free again");
+            held.connection = None;
+            held.slots.clear();
+        }
+    }
+
+    /// How many slots this replica holds now.
+    pub async fn held(&self) -> usize {
+        self.held.lock().await.slots.len()
+    }
+
+    /// How many slots all replicas hold together.
+    pub async fn in_use(&self) -> Result<i64> {
+        let client = self.pool.get().await?;
+        Ok(client.query_one(queries::SLOTS_IN_USE, &[&SLOT_LOCK_KEY]).await?.get(0))
+    }
+}

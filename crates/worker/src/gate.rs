@@ -1,0 +1,133 @@
+//! The gate every Mailchimp request passes: the shared connection cap (slots held as Postgres
+//! advisory locks, so the cap holds for all replicas together) and the worker-wide throttle
+//! pause that a 429 triggers.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::Rng;
+use store::slots::SlotTable;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Base and cap of the worker-wide pause after throttling.
+const THROTTLE_BASE: Duration = Duration::from_millis(250);
+const THROTTLE_MAX: Duration = Duration::from_secs(30);
+
+struct ThrottleState {
+    until: Option<Instant>,
+    streak: u32,
+}
+
+/// See the module docs.
+pub struct Gate {
+    slots: SlotTable,
+    released: Notify,
+    throttle: Mutex<ThrottleState>,
+}
+
+/// Why a request could not pass the gate.
+#[derive(Debug)]
+pub enum GateError {
+    /// Shutdown or deadline.
+    Cancelled,
+    /// The slot table's connection failed.
+    Store(store::Error),
+}
+
+impl Gate {
+    /// A gate over the shared slots.
+    pub fn new(slots: SlotTable) -> Gate {
+        Gate {
+            slots,
+            released: Notify::new(),
+            throttle: Mutex::new(ThrottleState { until: None, streak: 0 }),
+        }
+    }
+
+    /// The slot table.
+    pub fn slots(&self) -> &SlotTable {
+        &self.slots
+    }
+
+    /// Waits out any throttle pause, then takes a slot. Cancellable.
+    pub async fn enter(&self, cancel: &CancellationToken) -> Result<i32, GateError> {
+        loop {
+            self.wait_throttle(cancel).await?;
+            match self.slots.try_acquire().await {
+                Ok(Some(slot)) => {
+                    metrics::gauge!("chimpsync_slots_held").increment(1.0);
+                    return Ok(slot);
+                }
+                Ok(None) => {
+                    // All slots are busy, here or in another replica: wait for a local release
+                    // or poll again shortly for a remote one.
+                    let wait = Duration::from_millis(rand::thread_rng().gen_range(5..25));
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Err(GateError::Cancelled),
+                        _ = self.released.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot take a connection slot");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Err(GateError::Cancelled),
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                    if e.is_transient() {
+                        continue;
+                    }
+                    return Err(GateError::Store(e));
+                }
+            }
+        }
+    }
+
+    /// Gives a slot back.
+    pub async fn leave(&self, slot: i32) {
+        self.slots.release(slot).await;
+        metrics::gauge!("chimpsync_slots_held").decrement(1.0);
+        self.released.notify_one();
+    }
+
+    /// Waits until no throttle pause is in force.
+    pub async fn wait_throttle(&self, cancel: &CancellationToken) -> Result<(), GateError> {
+        loop {
+            let until = self.throttle.lock().expect("throttle lock").until;
+            match until {
+                Some(until) if until > Instant::now() => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Err(GateError::Cancelled),
+                        _ = tokio::time::sleep_until(until) => {}
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Mailchimp throttled us: every request of this worker pauses, longer each time in a row.
+    pub fn throttled(&self) {
+        let mut state = self.throttle.lock().expect("throttle lock");
+        state.streak = state.streak.saturating_add(1);
+        let ceiling = THROTTLE_BASE
+            .saturating_mul(1u32 << state.streak.min(16))
+            .min(THROTTLE_MAX);
+        let pause = ceiling / 2 + Duration::from_millis(rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64 / 2));
+        let until = Instant::now() + pause;
+        if state.until.is_none_or(|u| u < until) {
+            state.until = Some(until);
+        }
+        metrics::counter!("chimpsync_throttled_total").increment(1);
+        debug!(pause_ms = pause.as_millis() as u64, streak = state.streak, "throttled; pausing");
+    }
+
+    /// A request went through: the throttle streak ends.
+    pub fn succeeded(&self) {
+        let mut state = self.throttle.lock().expect("throttle lock");
+        state.streak = 0;
+    }
+}

@@ -1,0 +1,308 @@
+//! Turning queue rows into Mailchimp operations (queue-design points 9 to 12). Pure: no I/O.
+
+use std::collections::BTreeSet;
+
+use mailchimp::{BatchMember, MemberUpsert, Status, TagChange};
+use serde_json::{Map, Value};
+use store::mapping::{AudienceSettings, NewStatus, OnRemove, Resubscribe};
+use store::{ClaimedRow, Operation};
+
+/// What one row asks Mailchimp to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Goes into the batch upsert (`POST /lists/{id}`).
+    Upsert(Upsert),
+    /// The address changed: rename the member that lives under `from`.
+    Rename {
+        /// The address Mailchimp knows.
+        from: String,
+        /// The upsert of the new address (also the fallback).
+        upsert: Upsert,
+    },
+    /// Remove `email` from the audience per `[audience].on_remove`.
+    Remove {
+        /// The address to remove.
+        email: String,
+        /// How.
+        how: OnRemove,
+    },
+    /// Nothing can be sent; park with this reason.
+    Park(String),
+}
+
+/// An upsert of one member, and the tag changes that must follow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upsert {
+    /// The batch item (also used for single PUTs).
+    pub member: BatchMember,
+    /// The consent being sent (recorded on acknowledgement).
+    pub consent: bool,
+    /// The tags that should be active afterwards.
+    pub tags: Vec<String>,
+    /// Tag changes for a member that already exists (old inactive, new active).
+    pub tag_changes: Vec<TagChange>,
+    /// True when chimpsync never synced this customer: the batch item carries the tags, which
+    /// Mailchimp applies only if it creates the member; if it turns out to exist, the tags must
+    /// follow in a separate call.
+    pub first_sync: bool,
+}
+
+impl Upsert {
+    /// The single-member body (PUT) equivalent to the batch item.
+    pub fn single_body(&self) -> MemberUpsert {
+        MemberUpsert {
+            email_address: Some(self.member.email_address.clone()),
+            status_if_new: self.member.status_if_new,
+            status: self.member.status,
+            merge_fields: self.member.merge_fields.clone(),
+        }
+    }
+
+    /// Tag changes for when the member turned out to exist already.
+    pub fn tags_for_existing_member(&self) -> Vec<TagChange> {
+        if self.first_sync {
+            self.tags.iter().map(|t| TagChange { name: t.clone(), active: true }).collect()
+        } else {
+            self.tag_changes.clone()
+        }
+    }
+}
+
+/// Merge values as Mailchimp takes them: NULL clears (`""`), booleans become text.
+pub fn merge_values(merge_fields: &Map<String, Value>) -> Map<String, Value> {
+    merge_fields
+        .iter()
+        .map(|(tag, value)| {
+            let value = match value {
+                Value::Null => Value::String(String::new()),
+                Value::Bool(b) => Value::String(b.to_string()),
+                Value::Array(_) => Value::String(value.to_string()),
+                other => other.clone(),
+            };
+            (tag.clone(), value)
+        })
+        .collect()
+}
+
+fn same_address(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// Plans one row.
+pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
+    let email = row.email.as_deref().map(str::trim).unwrap_or_default();
+    if row.operation == Operation::Remove {
+        // Remove the member this customer owns; if never synced, the address in the row.
+        let address = row.synced.as_ref().map(|s| s.email.clone()).unwrap_or_else(|| email.to_string());
+        return Action::Remove { email: address, how: audience.on_remove };
+    }
+    if email.is_empty() {
+        return Action::Park("the customer has no email address".into());
+    }
+    if let Some(owner) = &row.address_owner {
+        return Action::Park(format!(
+            "address already belongs to customer {owner}: one address can belong to one customer; \
+             this row is retried when that customer gives the address up"
+        ));
+    }
+    let consent = row.payload.consent;
+    let status_if_new = if consent {
+        Some(match audience.new_status {
+            NewStatus::Subscribed => Status::Subscribed,
+            NewStatus::Pending => Status::Pending,
+        })
+    } else {
+        Some(Status::Unsubscribed)
+    };
+    // The member's status changes only when the consent changed since the last sync.
+    let status = match &row.synced {
+        Some(synced) if synced.consent != consent => {
+            if consent {
+                match audience.resubscribe {
+                    Resubscribe::Pending => Some(Status::Pending),
+                    Resubscribe::Park => {
+                        return Action::Park(
+                            "the customer consented again after opting out; [audience].resubscribe = \"park\" \
+                             leaves the decision to a human (set it to \"pending\" to send a confirmation mail)"
+                                .into(),
+                        )
+                    }
+                }
+            } else {
+                Some(Status::Unsubscribed)
+            }
+        }
+        _ => None,
+    };
+    let tags = row.payload.tags();
+    let (tag_changes, first_sync) = match &row.synced {
+        Some(synced) => {
+            let old: BTreeSet<String> = synced.tags.iter().map(|t| t.to_lowercase()).collect();
+            let new: BTreeSet<String> = tags.iter().map(|t| t.to_lowercase()).collect();
+            let mut changes: Vec<TagChange> = synced
+                .tags
+                .iter()
+                .filter(|t| !new.contains(&t.to_lowercase()))
+                .map(|t| TagChange { name: t.clone(), active: false })
+                .collect();
+            changes.extend(
+                tags.iter()
+                    .filter(|t| !old.contains(&t.to_lowercase()))
+                    .map(|t| TagChange { name: t.clone(), active: true }),
+            );
+            (changes, false)
+        }
+        None => (Vec::new(), true),
+    };
+    let member = BatchMember {
+        email_address: email.to_string(),
+        status_if_new,
+        status,
+        merge_fields: merge_values(&row.payload.merge_fields),
+        tags: if first_sync { tags.clone() } else { Vec::new() },
+    };
+    let upsert = Upsert { member, consent, tags, tag_changes, first_sync };
+    let old_address = row
+        .synced
+        .as_ref()
+        .map(|s| s.email.as_str())
+        .or(row.previous_email.as_deref())
+        .filter(|old| !old.trim().is_empty() && !same_address(old, email));
+    match old_address {
+        Some(from) => Action::Rename { from: from.to_string(), upsert },
+        None => Action::Upsert(upsert),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use store::{Payload, Synced};
+
+    fn row(op: Operation, email: &str, consent: bool, tag: Option<&str>, synced: Option<Synced>) -> ClaimedRow {
+        let mut merge = Map::new();
+        merge.insert("FNAME".into(), json!("Ana"));
+        merge.insert("LNAME".into(), Value::Null);
+        let mut tag_columns = std::collections::BTreeMap::new();
+        tag_columns.insert("customer_type".to_string(), tag.map(|t| json!(t)).unwrap_or(Value::Null));
+        ClaimedRow {
+            id: 1,
+            customer_key: "1".into(),
+            operation: op,
+            email: Some(email.into()),
+            previous_email: None,
+            payload: Payload { merge_fields: merge, tag_columns, consent },
+            version: 1,
+            attempts: 1,
+            synced,
+            address_owner: None,
+        }
+    }
+
+    fn synced(email: &str, consent: bool, tags: &[&str]) -> Option<Synced> {
+        Some(Synced { email: email.into(), consent, tags: tags.iter().map(|t| t.to_string()).collect() })
+    }
+
+    fn upsert(action: Action) -> Upsert {
+        match action {
+            Action::Upsert(u) => u,
+            other => panic!("expected an upsert, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_contact_with_consent_gets_the_new_status_and_its_tags() {
+        let u = upsert(plan(&row(Operation::Upsert, "a@pets.test", true, Some("groomer"), None), &Default::default()));
+        assert_eq!(u.member.status_if_new, Some(Status::Subscribed));
+        assert_eq!(u.member.status, None);
+        assert_eq!(u.member.tags, vec!["groomer"]);
+        assert_eq!(u.member.merge_fields["LNAME"], json!(""), "NULL clears the merge field");
+        let pending = AudienceSettings { new_status: NewStatus::Pending, ..Default::default() };
+        let u = upsert(plan(&row(Operation::Upsert, "a@pets.test", true, None, None), &pending));
+        assert_eq!(u.member.status_if_new, Some(Status::Pending));
+    }
+
+    #[test]
+    fn a_contact_without_consent_is_never_created_as_subscribed() {
+        let u = upsert(plan(&row(Operation::Upsert, "a@pets.test", false, None, None), &Default::default()));
+        assert_eq!(u.member.status_if_new, Some(Status::Unsubscribed));
+        assert_eq!(u.member.status, None);
+    }
+
+    #[test]
+    fn status_changes_only_when_consent_changed() {
+        let a = AudienceSettings::default();
+        let same = upsert(plan(&row(Operation::Upsert, "a@pets.test", true, None, synced("a@pets.test", true, &[])), &a));
+        assert_eq!(same.member.status, None);
+        let removed = upsert(plan(&row(Operation::Upsert, "a@pets.test", false, None, synced("a@pets.test", true, &[])), &a));
+        assert_eq!(removed.member.status, Some(Status::Unsubscribed));
+        let again = upsert(plan(&row(Operation::Upsert, "a@pets.test", true, None, synced("a@pets.test", false, &[])), &a));
+        assert_eq!(again.member.status, Some(Status::Pending));
+        let park = AudienceSettings { resubscribe: Resubscribe::Park, ..Default::default() };
+        assert!(matches!(
+            plan(&row(Operation::Upsert, "a@pets.test", true, None, synced("a@pets.test", false, &[])), &park),
+            Action::Park(_)
+        ));
+    }
+
+    #[test]
+    fn a_changed_tag_value_deactivates_the_old_tag_and_activates_the_new() {
+        let u = upsert(plan(
+            &row(Operation::Upsert, "a@pets.test", true, Some("vet"), synced("a@pets.test", true, &["groomer"])),
+            &Default::default(),
+        ));
+        assert!(u.member.tags.is_empty(), "tags of existing members go through the tags endpoint");
+        assert_eq!(
+            u.tag_changes,
+            vec![TagChange { name: "groomer".into(), active: false }, TagChange { name: "vet".into(), active: true }]
+        );
+        let unchanged = upsert(plan(
+            &row(Operation::Upsert, "a@pets.test", true, Some("Vet"), synced("a@pets.test", true, &["vet"])),
+            &Default::default(),
+        ));
+        assert!(unchanged.tag_changes.is_empty(), "tag names compare case-insensitively");
+    }
+
+    #[test]
+    fn an_email_change_renames_the_member_mailchimp_knows() {
+        let action = plan(
+            &row(Operation::Upsert, "new@pets.test", true, None, synced("Old@Pets.test", true, &[])),
+            &Default::default(),
+        );
+        match action {
+            Action::Rename { from, upsert } => {
+                assert_eq!(from, "Old@Pets.test");
+                assert_eq!(upsert.member.email_address, "new@pets.test");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Only the case changed: same member, no rename.
+        let action = plan(
+            &row(Operation::Upsert, "old@pets.test", true, None, synced("Old@Pets.test", true, &[])),
+            &Default::default(),
+        );
+        assert!(matches!(action, Action::Upsert(_)));
+        // Never synced by us, but the trigger saw the old address.
+        let mut r = row(Operation::Upsert, "new@pets.test", true, None, None);
+        r.previous_email = Some("before@pets.test".into());
+        assert!(matches!(plan(&r, &Default::default()), Action::Rename { .. }));
+    }
+
+    #[test]
+    fn a_removal_removes_the_address_mailchimp_knows() {
+        let remove = AudienceSettings { on_remove: OnRemove::DeletePermanent, ..Default::default() };
+        let action = plan(&row(Operation::Remove, "now@pets.test", true, None, synced("synced@pets.test", true, &[])), &remove);
+        assert_eq!(action, Action::Remove { email: "synced@pets.test".into(), how: OnRemove::DeletePermanent });
+    }
+
+    #[test]
+    fn an_address_owned_by_another_customer_is_parked() {
+        let mut r = row(Operation::Upsert, "shared@pets.test", true, None, None);
+        r.address_owner = Some("42".into());
+        match plan(&r, &Default::default()) {
+            Action::Park(reason) => assert!(reason.starts_with("address already belongs to customer 42")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
