@@ -103,7 +103,8 @@ pub struct Stats {
     pub failed: u64,
     /// Connections closed without an answer after applying the write.
     pub dropped: u64,
-    /// The most requests that were in flight at once (including ones refused with 429).
+    /// The most requests being answered at once, including ones refused with 429 (while they
+    /// wait out the latency): the client's concurrency as the emulator saw it.
     pub max_in_flight: u64,
     /// Member-level changes applied: create, update, status change, rename, archive,
     /// permanent delete, tag update (each member of a batch counts once).
@@ -165,6 +166,7 @@ impl Emulator {
             latency_micros: AtomicU64::new(duration_micros(config.latency)),
             max_connections: AtomicUsize::new(config.max_connections.unwrap_or(usize::MAX)),
             in_flight: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             failed: AtomicU64::new(0),

@@ -41,6 +41,7 @@ pub(crate) struct Shared {
     /// `usize::MAX` means unlimited.
     pub max_connections: AtomicUsize,
     pub in_flight: AtomicUsize,
+    pub open: AtomicUsize,
     pub requests: AtomicU64,
     pub throttled: AtomicU64,
     pub failed: AtomicU64,
@@ -121,12 +122,21 @@ pub(crate) async fn serve(
     }
 }
 
-/// Counts a request in flight for as long as it lives (also when hyper drops it).
-struct InFlight(Arc<Shared>);
+enum Which {
+    Open,
+    InFlight,
+}
 
-impl Drop for InFlight {
+/// Holds one count of a gauge for as long as it lives (also when hyper drops the request).
+struct Counted(Arc<Shared>, Which);
+
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let gauge = match self.1 {
+            Which::Open => &self.0.open,
+            Which::InFlight => &self.0.in_flight,
+        };
+        gauge.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -143,11 +153,15 @@ async fn handle(
     let request_id = uuid::Uuid::new_v4().to_string();
     let latency = Duration::from_micros(shared.latency_micros.load(Ordering::Relaxed));
 
-    let now_in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    let guard = InFlight(shared.clone());
+    // `open` counts every request being answered (refused ones too, while they wait out the
+    // latency): that is the client's concurrency. `in_flight` counts the admitted ones only.
+    let now_open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+    let _open = Counted(shared.clone(), Which::Open);
     shared
         .max_in_flight
-        .fetch_max(now_in_flight as u64, Ordering::Relaxed);
+        .fetch_max(now_open as u64, Ordering::Relaxed);
+    let now_in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let guard = Counted(shared.clone(), Which::InFlight);
     let limit = shared.max_connections.load(Ordering::Relaxed);
     if now_in_flight > limit {
         drop(guard);

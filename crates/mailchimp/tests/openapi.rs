@@ -392,6 +392,8 @@ fn the_committed_subset_is_self_contained_small_and_patched() {
     assert!(put["properties"]["tags"].is_object());
     assert!(put.get("required").is_none());
     assert!(raw["problem"]["properties"]["errors"].is_object());
+    let required = raw["problem"]["required"].as_array().unwrap();
+    assert!(required.contains(&json!("title")) && !required.contains(&json!("type")));
 }
 
 #[test]

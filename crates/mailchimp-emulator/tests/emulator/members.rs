@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::harness::{Harness, LIST};
 use mailchimp_emulator::subscriber_hash;
 
-fn members(h: &Harness) -> String {
+fn members(_: &Harness) -> String {
     format!("/lists/{LIST}/members")
 }
 
