@@ -17,7 +17,7 @@ deleted as (
 released as (
     update chimpsync.sync_queue q
     set lease_owner = null, lease_token = null, lease_expires_at = null,
-        next_attempt_at = now(), attempts = 0, last_error = null,
+        next_attempt_at = now(), attempts = 0, last_error = null, maybe_applied = null,
         previous_email = case when a.removed then null else a.email end
     from acked a
     where q.id = a.id and q.lease_token = $1 and q.version <> a.version

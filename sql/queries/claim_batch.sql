@@ -19,9 +19,9 @@ claimed as (
         attempts         = q.attempts + 1
     from due
     where q.id = due.id
-    returning q.id, q.customer_key, q.operation, q.email, q.previous_email, q.payload, q.version, q.attempts
+    returning q.id, q.customer_key, q.operation, q.email, q.previous_email, q.payload, q.version, q.attempts, q.maybe_applied
 )
-select c.id, c.customer_key, c.operation, c.email, c.previous_email, c.payload, c.version, c.attempts,
+select c.id, c.customer_key, c.operation, c.email, c.previous_email, c.payload, c.version, c.attempts, c.maybe_applied,
        s.email   as synced_email,
        s.consent as synced_consent,
        s.tags    as synced_tags,

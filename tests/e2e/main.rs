@@ -2,3 +2,4 @@
 //! over HTTP, the real binary where a test says so.
 
 mod triggers;
+mod worker;

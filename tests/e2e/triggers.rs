@@ -83,7 +83,9 @@ where
 {
     for shape in [TriggerShape::Statement, TriggerShape::Row] {
         let (db, client) = fresh(shape).await?;
-        f(client).await.map_err(|e| e.context(format!("trigger shape {shape:?}")))?;
+        f(client)
+            .await
+            .map_err(|e| e.context(format!("trigger shape {shape:?}")))?;
         db.finish().await?;
     }
     Ok(())
@@ -122,7 +124,8 @@ async fn synced_ana(c: &Client) -> Result<()> {
 async fn an_update_of_a_mapped_column_enqueues_the_new_state() -> Result<()> {
     for_each_shape(|c| async move {
         synced_ana(&c).await?;
-        c.batch_execute("update customers set last_name = 'Souza' where id = 1").await?;
+        c.batch_execute("update customers set last_name = 'Souza' where id = 1")
+            .await?;
         let rows = queue(&c).await?;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].operation, "upsert");
@@ -137,8 +140,10 @@ async fn an_update_of_a_mapped_column_enqueues_the_new_state() -> Result<()> {
 async fn an_update_of_an_unmapped_column_enqueues_nothing() -> Result<()> {
     for_each_shape(|c| async move {
         synced_ana(&c).await?;
-        c.batch_execute("update customers set notes = 'likes cats' where id = 1").await?;
-        c.batch_execute("update customers set last_name = last_name where id = 1").await?;
+        c.batch_execute("update customers set notes = 'likes cats' where id = 1")
+            .await?;
+        c.batch_execute("update customers set last_name = last_name where id = 1")
+            .await?;
         assert!(queue(&c).await?.is_empty());
         Ok(())
     })
@@ -166,14 +171,21 @@ async fn a_consent_change_enqueues_the_new_consent() -> Result<()> {
 async fn an_email_change_keeps_the_previous_address() -> Result<()> {
     for_each_shape(|c| async move {
         synced_ana(&c).await?;
-        c.batch_execute("update customers set email = 'ana.lima@pets.test' where id = 1").await?;
-        c.batch_execute("update customers set email = 'ana3@pets.test' where id = 1").await?;
+        c.batch_execute("update customers set email = 'ana.lima@pets.test' where id = 1")
+            .await?;
+        c.batch_execute("update customers set email = 'ana3@pets.test' where id = 1")
+            .await?;
         let rows = queue(&c).await?;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].email.as_deref(), Some("ana3@pets.test"));
-        assert_eq!(rows[0].previous_email.as_deref(), Some("Ana@Pets.test"), "the address Mailchimp knows");
+        assert_eq!(
+            rows[0].previous_email.as_deref(),
+            Some("Ana@Pets.test"),
+            "the address Mailchimp knows"
+        );
         // Changing back to the synced address leaves nothing to rename.
-        c.batch_execute("update customers set email = 'ana@pets.test' where id = 1").await?;
+        c.batch_execute("update customers set email = 'ana@pets.test' where id = 1")
+            .await?;
         assert_eq!(queue(&c).await?[0].previous_email, None);
         Ok(())
     })
@@ -184,7 +196,8 @@ async fn an_email_change_keeps_the_previous_address() -> Result<()> {
 async fn a_delete_enqueues_a_removal_of_the_address() -> Result<()> {
     for_each_shape(|c| async move {
         synced_ana(&c).await?;
-        c.batch_execute("delete from customers where id = 1").await?;
+        c.batch_execute("delete from customers where id = 1")
+            .await?;
         let rows = queue(&c).await?;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].operation, "remove");
@@ -198,12 +211,19 @@ async fn a_delete_enqueues_a_removal_of_the_address() -> Result<()> {
 async fn a_row_leaving_the_filter_is_a_removal_and_coming_back_an_upsert() -> Result<()> {
     for_each_shape(|c| async move {
         synced_ana(&c).await?;
-        c.batch_execute("update customers set deleted_at = now() where id = 1").await?;
+        c.batch_execute("update customers set deleted_at = now() where id = 1")
+            .await?;
         let rows = queue(&c).await?;
         assert_eq!(rows[0].operation, "remove");
-        c.batch_execute("update customers set notes = 'x' where id = 1").await?;
-        assert_eq!(queue(&c).await?[0].version, 1, "changes outside the filter are not changes");
-        c.batch_execute("update customers set deleted_at = null where id = 1").await?;
+        c.batch_execute("update customers set notes = 'x' where id = 1")
+            .await?;
+        assert_eq!(
+            queue(&c).await?[0].version,
+            1,
+            "changes outside the filter are not changes"
+        );
+        c.batch_execute("update customers set deleted_at = null where id = 1")
+            .await?;
         let rows = queue(&c).await?;
         assert_eq!(rows[0].operation, "upsert");
         assert_eq!(rows[0].version, 2);
@@ -221,7 +241,8 @@ async fn rows_outside_the_filter_or_without_an_address_enqueue_nothing() -> Resu
         )
         .await?;
         assert!(queue(&c).await?.is_empty());
-        c.batch_execute("update customers set email = 'now@pets.test' where id = 3").await?;
+        c.batch_execute("update customers set email = 'now@pets.test' where id = 3")
+            .await?;
         assert_eq!(queue(&c).await?.len(), 1);
         Ok(())
     })
@@ -233,7 +254,10 @@ async fn a_burst_of_updates_leaves_one_row_with_the_latest_state() -> Result<()>
     for_each_shape(|c| async move {
         synced_ana(&c).await?;
         for i in 1..=5 {
-            c.batch_execute(&format!("update customers set store = 'Store {i}' where id = 1")).await?;
+            c.batch_execute(&format!(
+                "update customers set store = 'Store {i}' where id = 1"
+            ))
+            .await?;
         }
         let rows = queue(&c).await?;
         assert_eq!(rows.len(), 1);
@@ -274,7 +298,10 @@ async fn a_bulk_update_enqueues_each_changed_customer_once() -> Result<()> {
              update customers set notes = 'unmapped';",
         )
         .await?;
-        let n: i64 = c.query_one("select count(*) from chimpsync.sync_queue", &[]).await?.get(0);
+        let n: i64 = c
+            .query_one("select count(*) from chimpsync.sync_queue", &[])
+            .await?
+            .get(0);
         assert_eq!(n, 1000);
         Ok(())
     })
@@ -368,20 +395,26 @@ async fn setup_is_idempotent_and_reinstalls_after_a_mapping_change() -> Result<(
     let changed = MAPPING.replace("STORE = \"store\"", "STORE = \"store\"\nNOTES = \"notes\"");
     store::setup(&mut c, &Mapping::parse(&changed)?, TriggerShape::Statement).await?;
     c.batch_execute(INSERT_ANA).await?;
-    c.batch_execute("delete from chimpsync.sync_queue; update customers set notes = 'now mapped'").await?;
-    assert_eq!(queue(&c).await?[0].payload["merge_fields"]["NOTES"], "now mapped");
+    c.batch_execute("delete from chimpsync.sync_queue; update customers set notes = 'now mapped'")
+        .await?;
+    assert_eq!(
+        queue(&c).await?[0].payload["merge_fields"]["NOTES"],
+        "now mapped"
+    );
     db.finish().await
 }
 
 #[tokio::test]
 async fn setup_moves_the_triggers_when_the_mapping_names_another_table() -> Result<()> {
     let (db, mut c) = fresh(TriggerShape::Statement).await?;
-    c.batch_execute("create table public.clients (id int primary key, mail text)").await?;
+    c.batch_execute("create table public.clients (id int primary key, mail text)")
+        .await?;
     let other = Mapping::parse("[source]\ntable='clients'\nkey='id'\nemail='mail'\n")?;
     let report = store::setup(&mut c, &other, TriggerShape::Statement).await?;
     assert_eq!(report.removed_from.as_deref(), Some("public.customers"));
     c.batch_execute(INSERT_ANA).await?;
-    c.batch_execute("insert into clients values (7, 'c7@pets.test')").await?;
+    c.batch_execute("insert into clients values (7, 'c7@pets.test')")
+        .await?;
     let rows = queue(&c).await?;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].key, "7");
@@ -398,9 +431,15 @@ async fn a_mapping_naming_a_missing_column_is_refused_and_changes_nothing() -> R
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("merge_fields.LNAME") && err.contains("surname"), "{err}");
+    assert!(
+        err.contains("merge_fields.LNAME") && err.contains("surname"),
+        "{err}"
+    );
     let schema: bool = c
-        .query_one("select exists (select 1 from pg_namespace where nspname = 'chimpsync')", &[])
+        .query_one(
+            "select exists (select 1 from pg_namespace where nspname = 'chimpsync')",
+            &[],
+        )
         .await?
         .get(0);
     assert!(!schema, "a failed setup must leave no schema behind");
@@ -419,7 +458,10 @@ async fn two_setups_at_once_both_succeed() -> Result<()> {
         store::setup(&mut b, &mapping, TriggerShape::Statement)
     );
     let (ra, rb) = (ra?, rb?);
-    assert_eq!(ra.applied_migrations.len() + rb.applied_migrations.len(), store::sql::MIGRATIONS.len());
+    assert_eq!(
+        ra.applied_migrations.len() + rb.applied_migrations.len(),
+        store::sql::MIGRATIONS.len()
+    );
     db.finish().await
 }
 
@@ -427,10 +469,13 @@ async fn two_setups_at_once_both_succeed() -> Result<()> {
 async fn every_named_query_prepares_against_the_migrated_schema() -> Result<()> {
     let (db, c) = fresh(TriggerShape::Statement).await?;
     for (name, sql) in store::sql::queries::PREPARED {
-        c.prepare(sql).await.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        c.prepare(sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     }
     let mapping = Mapping::parse(MAPPING)?;
-    let columns = store::schema::table_columns(&c, &mapping.table().map_err(anyhow::Error::msg)?).await?;
+    let columns =
+        store::schema::table_columns(&c, &mapping.table().map_err(anyhow::Error::msg)?).await?;
     let generated = store::schema::Generated::new(&mapping, &columns)?;
     c.prepare(&generated.backfill_chunk()).await?;
     c.prepare(&generated.count_rows()).await?;
@@ -443,7 +488,8 @@ async fn print_sql_output_applies_cleanly_to_a_fresh_database() -> Result<()> {
     let c = db.client().await?;
     c.batch_execute(CUSTOMERS).await?;
     let mapping = Mapping::parse(MAPPING)?;
-    let columns = store::schema::table_columns(&c, &mapping.table().map_err(anyhow::Error::msg)?).await?;
+    let columns =
+        store::schema::table_columns(&c, &mapping.table().map_err(anyhow::Error::msg)?).await?;
     let sql = store::setup_sql(&mapping, &columns, TriggerShape::Statement)?;
     c.batch_execute(&sql).await?;
     c.batch_execute(INSERT_ANA).await?;

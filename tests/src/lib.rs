@@ -45,7 +45,9 @@ impl TestDb {
         let server = server_url();
         let admin = connect(&server).await?;
         let name = format!("chimpsync_test_{}", uuid::Uuid::new_v4().simple());
-        admin.batch_execute(&format!("create database {name}")).await?;
+        admin
+            .batch_execute(&format!("create database {name}"))
+            .await?;
         let url = url_with_db(&server, &name);
         Ok(TestDb { name, url, admin })
     }
@@ -58,7 +60,10 @@ impl TestDb {
     /// Drops the database (call when the test passed).
     pub async fn finish(self) -> Result<()> {
         self.admin
-            .batch_execute(&format!("drop database if exists {} with (force)", self.name))
+            .batch_execute(&format!(
+                "drop database if exists {} with (force)",
+                self.name
+            ))
             .await?;
         Ok(())
     }
@@ -80,5 +85,311 @@ where
             anyhow::bail!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The customer table the worker tests use.
+pub const CUSTOMERS: &str = "
+create table public.customers (
+    id              bigint primary key,
+    email           text,
+    first_name      text,
+    last_name       text,
+    store           text,
+    customer_type   text,
+    consent_contact boolean,
+    notes           text,
+    deleted_at      timestamptz
+)";
+
+/// The mapping the worker tests use (audience `a1b2c3d4e5`).
+pub const MAPPING: &str = r#"
+[source]
+table   = "public.customers"
+key     = "id"
+email   = "email"
+consent = "consent_contact"
+filter  = "deleted_at is null"
+
+[audience]
+id = "a1b2c3d4e5"
+
+[merge_fields]
+FNAME = "first_name"
+LNAME = "last_name"
+STORE = "store"
+
+[tags]
+columns = ["customer_type"]
+"#;
+
+/// The audience id of [`MAPPING`].
+pub const AUDIENCE: &str = "a1b2c3d4e5";
+/// The API key the emulator accepts in tests.
+pub const API_KEY: &str = "0123456789abcdef0123456789abcdef-us6";
+
+/// A database with the customer table and chimpsync set up, an emulator, a client and a queue.
+pub struct Fixture {
+    /// The database.
+    pub db: TestDb,
+    /// A connection for the test's own writes.
+    pub sql: Client,
+    /// The emulator.
+    pub emulator: mailchimp_emulator::Emulator,
+    /// A client for the emulator.
+    pub mailchimp: mailchimp::Client,
+    /// The queue.
+    pub queue: store::Queue,
+    /// The parsed mapping.
+    pub mapping: store::Mapping,
+}
+
+impl Fixture {
+    /// Sets everything up with the default mapping and emulator.
+    pub async fn new() -> Result<Fixture> {
+        Fixture::with(MAPPING, mailchimp_emulator::Config::default()).await
+    }
+
+    /// Sets everything up with a mapping text and an emulator configuration (the audience and
+    /// key are added).
+    pub async fn with(mapping: &str, mut config: mailchimp_emulator::Config) -> Result<Fixture> {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    std::env::var("TEST_LOG").unwrap_or_default(),
+                ))
+                .with_writer(|| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(
+                            std::env::var("TEST_LOG_FILE")
+                                .unwrap_or_else(|_| "/tmp/chimpsync-test.log".into()),
+                        )
+                        .expect("test log file")
+                })
+                .with_ansi(false)
+                .try_init();
+        }
+        let db = TestDb::new().await?;
+        let mut sql = db.client().await?;
+        sql.batch_execute(CUSTOMERS).await?;
+        let mapping = store::Mapping::parse(mapping)?;
+        store::setup(&mut sql, &mapping, store::TriggerShape::Statement).await?;
+        config.api_key = Some(API_KEY.into());
+        config.audiences.push(AUDIENCE.into());
+        // Faults start after the fixture's own setup calls.
+        let (fail_rate, drop_rate) = (config.fail_rate, config.drop_rate);
+        config.fail_rate = 0.0;
+        config.drop_rate = 0.0;
+        let emulator = mailchimp_emulator::Emulator::start("127.0.0.1:0".parse()?, config).await?;
+        let mailchimp = Self::client_for(&emulator)?;
+        // The STORE merge field is ours; FNAME and LNAME exist in every new audience.
+        mailchimp
+            .create_merge_field(
+                AUDIENCE,
+                &mailchimp::NewMergeField {
+                    tag: "STORE".into(),
+                    name: "Store".into(),
+                    r#type: "text".into(),
+                },
+            )
+            .await?;
+        emulator.set_fail_rate(fail_rate);
+        emulator.set_drop_rate(drop_rate);
+        let pool = store::pool(&db.url, 16, Duration::from_secs(30))?;
+        Ok(Fixture {
+            db,
+            sql,
+            emulator,
+            mailchimp,
+            queue: store::Queue::new(pool),
+            mapping,
+        })
+    }
+
+    /// A client for an emulator with short timeouts.
+    pub fn client_for(emulator: &mailchimp_emulator::Emulator) -> Result<mailchimp::Client> {
+        let mut config = mailchimp::ClientConfig::new(mailchimp::ApiKey::parse(API_KEY)?);
+        config.base_url = Some(emulator.base_url());
+        config.request_timeout = Duration::from_secs(10);
+        config.connect_timeout = Duration::from_secs(2);
+        Ok(mailchimp::Client::new(config)?)
+    }
+
+    /// Test settings: quick retries, short lease.
+    pub fn settings(&self) -> worker::Settings {
+        let mut s = worker::Settings::new(AUDIENCE);
+        s.audience = self.mapping.audience.clone();
+        s.lease = Duration::from_secs(30);
+        s.request_timeout = Duration::from_secs(10);
+        s.retry = worker::policy::RetryPolicy {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+            max_attempts: 50,
+        };
+        s.poll_interval = Duration::from_millis(20);
+        s.shutdown_deadline = Duration::from_secs(5);
+        s
+    }
+
+    /// A worker with the test settings, adjusted by `tweak`.
+    pub fn worker(&self, tweak: impl FnOnce(&mut worker::Settings)) -> Result<worker::Worker> {
+        let mut s = self.settings();
+        tweak(&mut s);
+        Ok(worker::Worker::new(
+            self.queue.clone(),
+            Self::client_for(&self.emulator)?,
+            s,
+        )?)
+    }
+
+    /// Drives `drain_once` until nothing is pending, in flight or waiting for a retry.
+    pub async fn drain(&self, worker: &worker::Worker) -> Result<worker::DrainOutcome> {
+        let mut total = worker::DrainOutcome::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let o = worker.drain_once().await?;
+            total.claimed += o.claimed;
+            total.acked += o.acked;
+            total.retried += o.retried;
+            total.parked += o.parked;
+            total.released += o.released;
+            total.changed_in_flight += o.changed_in_flight;
+            if o.claimed == 0 {
+                let s = self.queue.summary().await?;
+                if s.pending + s.in_flight + s.retrying == 0 {
+                    return Ok(total);
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "queue did not drain: {s:?}"
+                );
+                // Rows wait for their retry time: poll for them to come due.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// Runs SQL on the test database.
+    pub async fn exec(&self, sql: &str) -> Result<()> {
+        self.sql.batch_execute(sql).await?;
+        Ok(())
+    }
+
+    /// The member with this address, if any.
+    pub fn member(&self, email: &str) -> Option<mailchimp_emulator::MemberView> {
+        self.emulator.member(AUDIENCE, email)
+    }
+
+    /// Queue rows: (id, customer_key, parked, last_error, attempts).
+    pub async fn queue_rows(&self) -> Result<Vec<(i64, String, bool, Option<String>, i32)>> {
+        Ok(self
+            .sql
+            .query(
+                "select id, customer_key, parked_at is not null, last_error, attempts from chimpsync.sync_queue order by id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect())
+    }
+
+    /// Compares the audience with the table; returns the differences (empty = converged).
+    /// Parked customers are skipped (they are reported by `status`, not synced).
+    pub async fn differences(&self) -> Result<Vec<String>> {
+        let rows = self
+            .sql
+            .query(
+                "select c.id::text, lower(btrim(c.email)), coalesce(c.first_name, ''), coalesce(c.last_name, ''),
+                        coalesce(c.store, ''), c.customer_type, coalesce(c.consent_contact, false)
+                 from customers c
+                 where c.deleted_at is null and nullif(btrim(c.email), '') is not null
+                   and not exists (select 1 from chimpsync.sync_queue q where q.customer_key = c.id::text and q.parked_at is not null)",
+                &[],
+            )
+            .await?;
+        let mut diffs = Vec::new();
+        let mut wanted = std::collections::HashSet::new();
+        for r in &rows {
+            let key: String = r.get(0);
+            let email: String = r.get(1);
+            wanted.insert(email.clone());
+            let Some(m) = self.member(&email) else {
+                diffs.push(format!("customer {key}: no member {email}"));
+                continue;
+            };
+            let consent: bool = r.get(6);
+            let status_ok = if consent {
+                m.status == "subscribed" || m.status == "pending"
+            } else {
+                m.status == "unsubscribed"
+            };
+            if !status_ok {
+                diffs.push(format!(
+                    "customer {key}: consent {consent} but status {}",
+                    m.status
+                ));
+            }
+            for (tag, idx) in [("FNAME", 2), ("LNAME", 3), ("STORE", 4)] {
+                let want: String = r.get(idx);
+                let got = m
+                    .merge_fields
+                    .get(tag)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                if want != got {
+                    diffs.push(format!("customer {key}: {tag} {want:?} != {got:?}"));
+                }
+            }
+            let kind: Option<String> = r.get(5);
+            let want_tags: Vec<String> = kind.into_iter().map(|k| k.to_lowercase()).collect();
+            let got_tags: Vec<String> = m.tags.iter().map(|t| t.to_lowercase()).collect();
+            if want_tags != got_tags {
+                diffs.push(format!(
+                    "customer {key}: tags {want_tags:?} != {got_tags:?}"
+                ));
+            }
+        }
+        let parked: std::collections::HashSet<String> = self
+            .sql
+            .query("select lower(btrim(email)) from chimpsync.sync_queue where parked_at is not null and email is not null", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for m in self.emulator.members(AUDIENCE) {
+            let email = m.email_address.to_lowercase();
+            if m.status != "archived" && !wanted.contains(&email) && !parked.contains(&email) {
+                diffs.push(format!("member {email} ({}) has no customer", m.status));
+            }
+        }
+        Ok(diffs)
+    }
+
+    /// Fails with the differences unless the audience equals the table.
+    pub async fn assert_converged(&self) -> Result<()> {
+        let diffs = self.differences().await?;
+        anyhow::ensure!(
+            diffs.is_empty(),
+            "audience differs from the table ({}):\n{}",
+            diffs.len(),
+            diffs
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        Ok(())
+    }
+
+    /// Drops the database and stops the emulator (call when the test passed).
+    pub async fn finish(self) -> Result<()> {
+        self.emulator.shutdown().await;
+        drop(self.queue);
+        self.db.finish().await
     }
 }

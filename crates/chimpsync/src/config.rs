@@ -33,7 +33,9 @@ impl Env {
             api_key: var("MAILCHIMP_API_KEY"),
             audience_id: var("MAILCHIMP_AUDIENCE_ID"),
             base_url: var("MAILCHIMP_BASE_URL"),
-            config_path: var("CHIMPSYNC_CONFIG").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("chimpsync.toml")),
+            config_path: var("CHIMPSYNC_CONFIG")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("chimpsync.toml")),
         }
     }
 
@@ -48,7 +50,10 @@ impl Env {
     pub fn mapping(&self) -> Result<Mapping> {
         let path = &self.config_path;
         let text = std::fs::read_to_string(path).with_context(|| {
-            format!("cannot read the mapping file {} (set CHIMPSYNC_CONFIG)", path.display())
+            format!(
+                "cannot read the mapping file {} (set CHIMPSYNC_CONFIG)",
+                path.display()
+            )
         })?;
         Mapping::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
     }
@@ -58,7 +63,11 @@ impl Env {
         self.audience_id
             .clone()
             .or_else(|| mapping.audience.id.clone())
-            .ok_or_else(|| anyhow!("no audience: set MAILCHIMP_AUDIENCE_ID or [audience].id in the mapping file"))
+            .ok_or_else(|| {
+                anyhow!(
+                    "no audience: set MAILCHIMP_AUDIENCE_ID or [audience].id in the mapping file"
+                )
+            })
     }
 
     /// A Mailchimp client from `MAILCHIMP_API_KEY` and `MAILCHIMP_BASE_URL`.

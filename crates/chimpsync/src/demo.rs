@@ -90,18 +90,31 @@ pub async fn run(customers: i64) -> Result<()> {
         )
     })?;
     say("== chimpsync demo ==");
-    say(format!("1. A fresh database {DEMO_DB} with {customers} customers of a pet business"));
-    for statement in [format!("drop database if exists {DEMO_DB} with (force)"), format!("create database {DEMO_DB}")] {
-        admin.batch_execute(&statement).await.context("creating the demo database")?;
+    say(format!(
+        "1. A fresh database {DEMO_DB} with {customers} customers of a pet business"
+    ));
+    for statement in [
+        format!("drop database if exists {DEMO_DB} with (force)"),
+        format!("create database {DEMO_DB}"),
+    ] {
+        admin
+            .batch_execute(&statement)
+            .await
+            .context("creating the demo database")?;
     }
     let url = demo_url(&server)?;
     let mut db = store::connect(&url).await?;
-    db.batch_execute(&TABLE.replace("$COUNT", &customers.to_string())).await?;
+    db.batch_execute(&TABLE.replace("$COUNT", &customers.to_string()))
+        .await?;
 
     say("2. The Mailchimp emulator, in-process, with one audience");
     let emulator = Emulator::start(
         "127.0.0.1:0".parse().expect("literal address"),
-        EmulatorConfig { api_key: Some(API_KEY.into()), audiences: vec![AUDIENCE.into()], ..Default::default() },
+        EmulatorConfig {
+            api_key: Some(API_KEY.into()),
+            audiences: vec![AUDIENCE.into()],
+            ..Default::default()
+        },
     )
     .await
     .context("starting the emulator")?;
@@ -110,7 +123,14 @@ pub async fn run(customers: i64) -> Result<()> {
     let client = Client::new(config)?;
     for (tag, name) in [("STORE", "Store")] {
         client
-            .create_merge_field(AUDIENCE, &mailchimp::NewMergeField { tag: tag.into(), name: name.into(), r#type: "text".into() })
+            .create_merge_field(
+                AUDIENCE,
+                &mailchimp::NewMergeField {
+                    tag: tag.into(),
+                    name: name.into(),
+                    r#type: "text".into(),
+                },
+            )
             .await?;
     }
     say(format!("   listening at {}", emulator.base_url()));
@@ -174,15 +194,25 @@ pub async fn run(customers: i64) -> Result<()> {
                 "{} status={} FNAME={} LNAME={} tags={:?}",
                 m.email_address,
                 m.status.as_str(),
-                m.merge_fields.get("FNAME").and_then(|v| v.as_str()).unwrap_or(""),
-                m.merge_fields.get("LNAME").and_then(|v| v.as_str()).unwrap_or(""),
+                m.merge_fields
+                    .get("FNAME")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(""),
+                m.merge_fields
+                    .get("LNAME")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(""),
                 m.tags
             ),
             Err(e) => format!("{email}: not in the audience ({e})"),
         };
-        say(format!("   - {what}:\n       sql: {sql}\n       mailchimp: {shown}"));
+        say(format!(
+            "   - {what}:\n       sql: {sql}\n       mailchimp: {shown}"
+        ));
     }
-    let old = client.get_member(AUDIENCE, "marta.nunes@petmail.test").await;
+    let old = client
+        .get_member(AUDIENCE, "marta.nunes@petmail.test")
+        .await;
     say(format!(
         "   the old address after the rename: {}",
         match old {
@@ -219,7 +249,10 @@ pub async fn run(customers: i64) -> Result<()> {
     running.await.map_err(|e| anyhow!("worker task: {e}"))??;
     emulator.shutdown().await;
     if !report.differing.is_empty() {
-        bail!("the audience does not match the table ({} differences)", report.differing.len());
+        bail!(
+            "the audience does not match the table ({} differences)",
+            report.differing.len()
+        );
     }
     say("The audience matches the table. Demo database left in place: psql -d chimpsync_demo -c 'table chimpsync.queue_summary'");
     Ok(())
@@ -281,7 +314,14 @@ async fn compare(db: &tokio_postgres::Client, client: &Client) -> Result<Report>
     let mut offset = 0;
     loop {
         let page = client
-            .list_members(AUDIENCE, &ListMembers { count: 1000, offset, ..Default::default() })
+            .list_members(
+                AUDIENCE,
+                &ListMembers {
+                    count: 1000,
+                    offset,
+                    ..Default::default()
+                },
+            )
             .await?;
         let n = page.members.len() as u32;
         for m in page.members {
@@ -292,8 +332,17 @@ async fn compare(db: &tokio_postgres::Client, client: &Client) -> Result<Report>
         }
         offset += n;
     }
-    let mut report = Report { customers: rows.len(), matching: 0, parked: 0, differing: Vec::new(), sample: Vec::new() };
-    report.sample.push(format!("{:<8} {:<36} {:<8} {:<12} | {:<12} {:<12}", "key", "email", "consent", "type", "status", "tags"));
+    let mut report = Report {
+        customers: rows.len(),
+        matching: 0,
+        parked: 0,
+        differing: Vec::new(),
+        sample: Vec::new(),
+    };
+    report.sample.push(format!(
+        "{:<8} {:<36} {:<8} {:<12} | {:<12} {:<12}",
+        "key", "email", "consent", "type", "status", "tags"
+    ));
     for row in &rows {
         let key: String = row.get(0);
         let email: String = row.get(1);
@@ -308,16 +357,35 @@ async fn compare(db: &tokio_postgres::Client, client: &Client) -> Result<Report>
             report.differing.push(format!("customer {key}: no member"));
             continue;
         };
-        let want_status = if consent { Status::Subscribed } else { Status::Unsubscribed };
-        let field = |t: &str| m.merge_fields.get(t).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let want_status = if consent {
+            Status::Subscribed
+        } else {
+            Status::Unsubscribed
+        };
+        let field = |t: &str| {
+            m.merge_fields
+                .get(t)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         let tags_ok = match &kind {
             Some(k) => m.tags.iter().any(|t| t.eq_ignore_ascii_case(k)) && m.tags.len() == 1,
             None => m.tags.is_empty(),
         };
-        if m.status == want_status && field("FNAME") == first && field("LNAME") == last && field("STORE") == store && tags_ok {
+        if m.status == want_status
+            && field("FNAME") == first
+            && field("LNAME") == last
+            && field("STORE") == store
+            && tags_ok
+        {
             report.matching += 1;
         } else {
-            report.differing.push(format!("customer {key}: member status={} tags={:?}", m.status.as_str(), m.tags));
+            report.differing.push(format!(
+                "customer {key}: member status={} tags={:?}",
+                m.status.as_str(),
+                m.tags
+            ));
         }
         if report.sample.len() < 6 {
             report.sample.push(format!(

@@ -37,8 +37,12 @@ pub fn metrics_handle() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full("chimpsync_mailchimp_request_duration_seconds".into()),
-                    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "chimpsync_mailchimp_request_duration_seconds".into(),
+                    ),
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    ],
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
@@ -67,7 +71,13 @@ impl HttpState {
             .parse()
             .context("CHIMPSYNC_HTTP_ADDR is not an address like 0.0.0.0:9187")?;
         let client = env.client(&crate::Tuning::default().timeouts()?)?;
-        Ok(HttpState { worker, client, metrics: metrics_handle(), ready_until: Arc::new(Mutex::new(None)), addr })
+        Ok(HttpState {
+            worker,
+            client,
+            metrics: metrics_handle(),
+            ready_until: Arc::new(Mutex::new(None)),
+            addr,
+        })
     }
 }
 
@@ -76,7 +86,12 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    if state.ready_until.lock().expect("ready lock").is_some_and(|t| t > Instant::now()) {
+    if state
+        .ready_until
+        .lock()
+        .expect("ready lock")
+        .is_some_and(|t| t > Instant::now())
+    {
         return (StatusCode::OK, "ready\n".to_string());
     }
     if let Err(e) = state.worker.queue().summary().await {
@@ -92,7 +107,10 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     refresh_queue_gauges(&state.worker).await;
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }
@@ -107,7 +125,8 @@ pub async fn refresh_queue_gauges(worker: &worker::Worker) {
             metrics::gauge!("chimpsync_queue_rows", "state" => "parked").set(s.parked as f64);
             metrics::gauge!("chimpsync_queue_oldest_pending_seconds").set(s.oldest_pending_seconds);
             if let Some(t) = s.last_synced_at {
-                metrics::gauge!("chimpsync_last_synced_timestamp_seconds").set(t.timestamp() as f64);
+                metrics::gauge!("chimpsync_last_synced_timestamp_seconds")
+                    .set(t.timestamp() as f64);
             }
         }
         Err(e) => warn!(error = %e, "cannot read the queue summary for metrics"),
@@ -132,6 +151,8 @@ pub async fn serve(state: HttpState, shutdown: CancellationToken) -> Result<Join
     info!(%addr, "serving /healthz, /readyz, /metrics");
     let app = router(state);
     Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
     }))
 }

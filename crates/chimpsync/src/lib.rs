@@ -136,10 +136,18 @@ pub struct Tuning {
     #[arg(long, default_value_t = 120.0, env = "CHIMPSYNC_LEASE_SECONDS")]
     pub lease_seconds: f64,
     /// Seconds before a Mailchimp request is abandoned.
-    #[arg(long, default_value_t = 30.0, env = "CHIMPSYNC_REQUEST_TIMEOUT_SECONDS")]
+    #[arg(
+        long,
+        default_value_t = 30.0,
+        env = "CHIMPSYNC_REQUEST_TIMEOUT_SECONDS"
+    )]
     pub request_timeout_seconds: f64,
     /// Seconds to connect to Mailchimp.
-    #[arg(long, default_value_t = 10.0, env = "CHIMPSYNC_CONNECT_TIMEOUT_SECONDS")]
+    #[arg(
+        long,
+        default_value_t = 10.0,
+        env = "CHIMPSYNC_CONNECT_TIMEOUT_SECONDS"
+    )]
     pub connect_timeout_seconds: f64,
     /// Attempts before a row that keeps failing transiently is parked.
     #[arg(long, default_value_t = 12, env = "CHIMPSYNC_MAX_ATTEMPTS")]
@@ -154,7 +162,11 @@ pub struct Tuning {
     #[arg(long, default_value_t = 1000, env = "CHIMPSYNC_POLL_INTERVAL_MS")]
     pub poll_interval_ms: u64,
     /// Seconds in-flight calls may finish after SIGTERM.
-    #[arg(long, default_value_t = 20.0, env = "CHIMPSYNC_SHUTDOWN_DEADLINE_SECONDS")]
+    #[arg(
+        long,
+        default_value_t = 20.0,
+        env = "CHIMPSYNC_SHUTDOWN_DEADLINE_SECONDS"
+    )]
     pub shutdown_deadline_seconds: f64,
     /// Database connections of this replica.
     #[arg(long, default_value_t = 16, env = "CHIMPSYNC_DB_POOL_SIZE")]
@@ -180,7 +192,8 @@ impl Default for Tuning {
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(v).map_err(|_| anyhow!("{name}: {v} is not a valid number of seconds"))
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| anyhow!("{name}: {v} is not a valid number of seconds"))
 }
 
 impl Tuning {
@@ -216,7 +229,10 @@ impl Tuning {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("chimpsync: cannot start the runtime: {e}");
@@ -244,8 +260,15 @@ pub fn main() -> ExitCode {
 async fn execute(cli: Cli) -> Result<ExitCode> {
     let env = Env::read();
     match cli.command {
-        Command::Setup { print_sql, trigger_shape } => {
-            let shape = if trigger_shape == "row" { TriggerShape::Row } else { TriggerShape::Statement };
+        Command::Setup {
+            print_sql,
+            trigger_shape,
+        } => {
+            let shape = if trigger_shape == "row" {
+                TriggerShape::Row
+            } else {
+                TriggerShape::Statement
+            };
             setup(&env, print_sql, shape).await?;
         }
         Command::Check => return check(&env).await,
@@ -253,7 +276,9 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Run { once, tuning } => run(&env, once, tuning).await?,
         Command::Status { json } => status(&env, json).await?,
         Command::Retry { all, ids } => retry(&env, all, &ids).await?,
-        Command::Audience { command: AudienceCommand::Create(args) } => audience_create(&env, args).await?,
+        Command::Audience {
+            command: AudienceCommand::Create(args),
+        } => audience_create(&env, args).await?,
         Command::Demo { customers } => demo::run(customers).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -261,14 +286,20 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
 
 async fn connect(env: &Env) -> Result<tokio_postgres::Client> {
     let url = env.database_url()?;
-    store::connect(url).await.context("cannot reach the database at DATABASE_URL")
+    store::connect(url)
+        .await
+        .context("cannot reach the database at DATABASE_URL")
 }
 
 async fn queue(env: &Env, size: usize) -> Result<Queue> {
     let url = env.database_url()?;
     let pool = store::pool(url, size, Duration::from_secs(60))?;
     // Fail now, with a clear message, rather than on the first query.
-    let _probe = pool.get().await.map_err(store::Error::from).context("cannot reach the database at DATABASE_URL")?;
+    let _probe = pool
+        .get()
+        .await
+        .map_err(store::Error::from)
+        .context("cannot reach the database at DATABASE_URL")?;
     Ok(Queue::new(pool))
 }
 
@@ -290,13 +321,20 @@ async fn setup(env: &Env, print_sql: bool, shape: TriggerShape) -> Result<()> {
     } else {
         println!("applied migrations {:?}", report.applied_migrations);
     }
-    println!("change triggers installed on {} ({} level)", report.table, shape.as_str());
+    println!(
+        "change triggers installed on {} ({} level)",
+        report.table,
+        shape.as_str()
+    );
     Ok(())
 }
 
 async fn status(env: &Env, json: bool) -> Result<()> {
     let queue = queue(env, 1).await?;
-    let summary = queue.summary().await.context("reading chimpsync.queue_summary (has `chimpsync setup` run?)")?;
+    let summary = queue
+        .summary()
+        .await
+        .context("reading chimpsync.queue_summary (has `chimpsync setup` run?)")?;
     if json {
         let value = serde_json::json!({
             "pending": summary.pending,
@@ -312,7 +350,10 @@ async fn status(env: &Env, json: bool) -> Result<()> {
         println!("in flight               {}", summary.in_flight);
         println!("retrying                {}", summary.retrying);
         println!("parked                  {}", summary.parked);
-        println!("oldest pending          {:.0} s", summary.oldest_pending_seconds);
+        println!(
+            "oldest pending          {:.0} s",
+            summary.oldest_pending_seconds
+        );
         println!(
             "last synced             {}",
             summary
@@ -335,9 +376,16 @@ async fn retry(env: &Env, all: bool, ids: &[i64]) -> Result<()> {
     let queue = queue(env, 1).await?;
     let retried = queue.retry_parked(all, ids).await?;
     if !all {
-        let missing: Vec<i64> = ids.iter().copied().filter(|id| !retried.contains(id)).collect();
+        let missing: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !retried.contains(id))
+            .collect();
         if !missing.is_empty() {
-            warn!(?missing, "not parked (already retried, synced, or no such row)");
+            warn!(
+                ?missing,
+                "not parked (already retried, synced, or no such row)"
+            );
             println!("not parked: {missing:?}");
         }
     }
@@ -380,7 +428,8 @@ async fn check(env: &Env) -> Result<ExitCode> {
                 if installed {
                     ok("schema chimpsync installed");
                 } else {
-                    problems.push("schema chimpsync is not installed: run `chimpsync setup`".into());
+                    problems
+                        .push("schema chimpsync is not installed: run `chimpsync setup`".into());
                 }
             }
         }
@@ -395,7 +444,10 @@ async fn check(env: &Env) -> Result<ExitCode> {
                     match env.audience_id(mapping) {
                         Ok(id) => match client.get_audience(&id).await {
                             Ok(audience) => {
-                                ok(&format!("audience {id} ({:?}, {} members)", audience.name, audience.member_count));
+                                ok(&format!(
+                                    "audience {id} ({:?}, {} members)",
+                                    audience.name, audience.member_count
+                                ));
                                 match client.merge_fields(&id).await {
                                     Ok(fields) => {
                                         for tag in mapping.merge_fields.keys() {
@@ -422,7 +474,11 @@ async fn check(env: &Env) -> Result<ExitCode> {
     for p in &problems {
         println!("PROBLEM {p}");
     }
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn backfill(env: &Env, chunk_size: i64) -> Result<()> {
@@ -436,8 +492,10 @@ async fn backfill(env: &Env, chunk_size: i64) -> Result<()> {
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} rows ({per_sec}, eta {eta}) {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} rows ({per_sec}, eta {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
     } else {
@@ -447,7 +505,9 @@ async fn backfill(env: &Env, chunk_size: i64) -> Result<()> {
     let (mut scanned, mut enqueued, mut chunks) = (0u64, 0u64, 0u64);
     let mut after: Option<String> = None;
     loop {
-        let chunk = backfill.chunk(&client, after.as_deref(), chunk_size).await?;
+        let chunk = backfill
+            .chunk(&client, after.as_deref(), chunk_size)
+            .await?;
         if chunk.scanned == 0 {
             break;
         }
@@ -466,7 +526,12 @@ async fn backfill(env: &Env, chunk_size: i64) -> Result<()> {
     }
     bar.finish_and_clear();
     let took = started.elapsed();
-    info!(scanned, enqueued, seconds = took.as_secs_f64(), "backfill done");
+    info!(
+        scanned,
+        enqueued,
+        seconds = took.as_secs_f64(),
+        "backfill done"
+    );
     println!(
         "backfill: read {scanned} rows, enqueued {enqueued} (already pending or outside the filter: {}) in {:.1} s",
         scanned - enqueued,
@@ -537,7 +602,10 @@ async fn wait_for_signal() {
 
 async fn audience_create(env: &Env, args: AudienceArgs) -> Result<()> {
     let client = env.client(&Tuning::default().timeouts()?)?;
-    let name = args.name.clone().unwrap_or_else(|| format!("{} Customers", args.company));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{} Customers", args.company));
     let request = mailchimp::NewAudience {
         name,
         company: args.company.clone(),
@@ -546,14 +614,20 @@ async fn audience_create(env: &Env, args: AudienceArgs) -> Result<()> {
         state: args.state,
         zip: args.zip,
         country: args.country,
-        permission_reminder: args
-            .permission_reminder
-            .unwrap_or_else(|| format!("You are receiving this because you are a customer of {}.", args.company)),
+        permission_reminder: args.permission_reminder.unwrap_or_else(|| {
+            format!(
+                "You are receiving this because you are a customer of {}.",
+                args.company
+            )
+        }),
         from_name: args.from_name.unwrap_or_else(|| args.company.clone()),
         from_email: args.from_email,
         language: args.language,
     };
-    let audience = client.create_audience(&request).await.map_err(|e| anyhow!("creating the audience: {e}"))?;
+    let audience = client
+        .create_audience(&request)
+        .await
+        .map_err(|e| anyhow!("creating the audience: {e}"))?;
     println!("{}", audience.id);
     Ok(())
 }

@@ -67,8 +67,10 @@ impl Args {
 
 /// Parses the command line, serves until SIGINT/SIGTERM, then shuts down cleanly.
 pub async fn main_cli() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

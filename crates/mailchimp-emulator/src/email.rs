@@ -49,7 +49,9 @@ pub(crate) fn is_valid(email: &str) -> bool {
             || label.len() > 63
             || label.starts_with('-')
             || label.ends_with('-')
-            || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return false;
         }
@@ -85,7 +87,11 @@ mod tests {
 
     #[test]
     fn validity_rules_accept_ordinary_addresses_and_refuse_broken_ones() {
-        for ok in ["a@b.co", "first.last+tag@sub.domain.org", "x_y-z@xn--bcher-kva.de"] {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@sub.domain.org",
+            "x_y-z@xn--bcher-kva.de",
+        ] {
             assert!(is_valid(ok), "{ok}");
         }
         for bad in [

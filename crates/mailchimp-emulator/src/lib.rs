@@ -103,9 +103,11 @@ pub struct Stats {
     pub failed: u64,
     /// Connections closed without an answer after applying the write.
     pub dropped: u64,
+    /// The most requests admitted at once (never above `max_connections` when it is set).
+    pub max_in_flight: u64,
     /// The most requests being answered at once, including ones refused with 429 (while they
     /// wait out the latency): the client's concurrency as the emulator saw it.
-    pub max_in_flight: u64,
+    pub max_concurrent: u64,
     /// Member-level changes applied: create, update, status change, rename, archive,
     /// permanent delete, tag update (each member of a batch counts once).
     pub member_writes: u64,
@@ -121,6 +123,7 @@ pub(crate) fn stats_of(shared: &Shared) -> Stats {
         failed: shared.failed.load(Ordering::Relaxed),
         dropped: shared.dropped.load(Ordering::Relaxed),
         max_in_flight: shared.max_in_flight.load(Ordering::Relaxed),
+        max_concurrent: shared.max_concurrent.load(Ordering::Relaxed),
         member_writes: lock(&shared.state).member_writes,
         busy_nanos: shared.busy_nanos.load(Ordering::Relaxed),
     }
@@ -136,7 +139,9 @@ pub struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator").field("addr", &self.addr).finish()
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -172,6 +177,7 @@ impl Emulator {
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
+            max_concurrent: AtomicU64::new(0),
             busy_nanos: AtomicU64::new(0),
         });
         let (stop, stopped) = watch::channel(false);

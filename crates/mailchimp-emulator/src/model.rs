@@ -373,6 +373,10 @@ pub(crate) struct MemberJson<'a> {
     pub member: &'a Member,
     pub audience: &'a Audience,
     pub base: &'a str,
+    /// The batch-subscribe shape: the spec's `new_members`/`updated_members` items lack
+    /// `contact_id`, `full_name`, `web_id`, `unsubscribe_reason`, `source` and
+    /// `consents_to_one_to_one_messaging`.
+    pub compact: bool,
 }
 
 #[derive(Serialize)]
@@ -448,27 +452,34 @@ impl Serialize for MemberJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let m = self.member;
         let a = self.audience;
+        let full = !self.compact;
         let first = text_of(m.merge.get("FNAME"));
         let last = text_of(m.merge.get("LNAME"));
-        let full_name = match (first.is_empty(), last.is_empty()) {
+        let full_name = match (first.is_empty() || !full, last.is_empty() || !full) {
             (false, false) => format!("{first} {last}"),
             (false, true) => first.to_owned(),
             (true, false) => last.to_owned(),
             (true, true) => String::new(),
         };
         let self_href = format!("{}/lists/{}/members/{}", self.base, a.id, m.id);
-        let parent_href = format!("{}/lists/{}/members", self.base, a.id);
+        let parent_href = if full {
+            format!("{}/lists/{}/members", self.base, a.id)
+        } else {
+            String::new()
+        };
 
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("id", &m.id)?;
         map.serialize_entry("email_address", &m.email)?;
         map.serialize_entry("unique_email_id", &m.unique_email_id)?;
-        map.serialize_entry("contact_id", &m.contact_id)?;
-        map.serialize_entry("full_name", &full_name)?;
-        map.serialize_entry("web_id", &m.web_id)?;
+        if full {
+            map.serialize_entry("contact_id", &m.contact_id)?;
+            map.serialize_entry("full_name", &full_name)?;
+            map.serialize_entry("web_id", &m.web_id)?;
+        }
         map.serialize_entry("email_type", &m.email_type)?;
         map.serialize_entry("status", m.status.as_str())?;
-        if m.status == Status::Unsubscribed {
+        if full && m.status == Status::Unsubscribed {
             map.serialize_entry(
                 "unsubscribe_reason",
                 if m.unsubscribed_by_contact {
@@ -478,7 +489,9 @@ impl Serialize for MemberJson<'_> {
                 },
             )?;
         }
-        map.serialize_entry("consents_to_one_to_one_messaging", &true)?;
+        if full {
+            map.serialize_entry("consents_to_one_to_one_messaging", &true)?;
+        }
         map.serialize_entry(
             "merge_fields",
             &MergeJson {
@@ -517,30 +530,30 @@ impl Serialize for MemberJson<'_> {
                 region: "",
             },
         )?;
-        map.serialize_entry("source", "API - Generic")?;
+        if full {
+            map.serialize_entry("source", "API - Generic")?;
+        }
         map.serialize_entry("tags_count", &m.tags.len())?;
         map.serialize_entry("tags", &TagsJson(&m.tags))?;
         map.serialize_entry("list_id", &a.id)?;
-        map.serialize_entry(
-            "_links",
-            &[
-                Link {
-                    rel: "self",
-                    href: &self_href,
-                    method: "GET",
-                },
-                Link {
-                    rel: "parent",
-                    href: &parent_href,
-                    method: "GET",
-                },
-                Link {
-                    rel: "upsert",
-                    href: &self_href,
-                    method: "PUT",
-                },
-            ],
-        )?;
+        let links = [
+            Link {
+                rel: "self",
+                href: &self_href,
+                method: "GET",
+            },
+            Link {
+                rel: "parent",
+                href: &parent_href,
+                method: "GET",
+            },
+            Link {
+                rel: "upsert",
+                href: &self_href,
+                method: "PUT",
+            },
+        ];
+        map.serialize_entry("_links", if full { &links[..] } else { &links[..1] })?;
         map.end()
     }
 }

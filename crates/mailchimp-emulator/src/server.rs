@@ -47,6 +47,7 @@ pub(crate) struct Shared {
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
     pub max_in_flight: AtomicU64,
+    pub max_concurrent: AtomicU64,
     pub busy_nanos: AtomicU64,
 }
 
@@ -158,7 +159,7 @@ async fn handle(
     let now_open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
     let _open = Counted(shared.clone(), Which::Open);
     shared
-        .max_in_flight
+        .max_concurrent
         .fetch_max(now_open as u64, Ordering::Relaxed);
     let now_in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let guard = Counted(shared.clone(), Which::InFlight);
@@ -169,6 +170,9 @@ async fn handle(
         sleep(latency).await;
         return Ok(problem(&ApiError::too_many_requests(limit), &request_id));
     }
+    shared
+        .max_in_flight
+        .fetch_max(now_in_flight as u64, Ordering::Relaxed);
     sleep(latency).await;
 
     let (parts, body) = req.into_parts();
@@ -457,7 +461,7 @@ fn dispatch(
         (Route::Member(id, key), Method::DELETE) => {
             lock(&shared.state).archive_member(id, key, ctx)
         }
-        (Route::MemberTags(id, key), Method::GET) => lock(&shared.state).get_tags(id, key),
+        (Route::MemberTags(id, key), Method::GET) => lock(&shared.state).get_tags(id, key, ctx),
         (Route::MemberTags(id, key), Method::POST) => {
             let body = json()?;
             lock(&shared.state).post_tags(id, key, &body, ctx)
@@ -490,7 +494,12 @@ fn simulation(shared: &Shared, method: &Method, path: &str) -> Resp {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let now = Now::current();
     let answer = |status: StatusCode, body: Value| {
-        response(status, Some(JSON), "emulator", Bytes::from(body.to_string()))
+        response(
+            status,
+            Some(JSON),
+            "emulator",
+            Bytes::from(body.to_string()),
+        )
     };
     let done = |ok: bool| {
         if ok {
@@ -507,6 +516,7 @@ fn simulation(shared: &Shared, method: &Method, path: &str) -> Resp {
                 json!({
                     "requests": s.requests, "throttled": s.throttled, "failed": s.failed,
                     "dropped": s.dropped, "max_in_flight": s.max_in_flight,
+                    "max_concurrent": s.max_concurrent,
                     "member_writes": s.member_writes, "busy_nanos": s.busy_nanos,
                 }),
             )
@@ -533,7 +543,10 @@ fn response(status: StatusCode, content_type: Option<&str>, request_id: &str, bo
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     if let Some(ct) = content_type {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static(JSON)));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static(JSON)),
+        );
     }
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", id);
@@ -581,7 +594,10 @@ mod tests {
     fn basic_auth_yields_the_password_and_bearer_the_token() {
         let mut h = hyper::HeaderMap::new();
         // "anystring:key-us6"
-        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic YW55c3RyaW5nOmtleS11czY="));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Basic YW55c3RyaW5nOmtleS11czY="),
+        );
         assert_eq!(api_key_of(&h).as_deref(), Some("key-us6"));
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer tok"));
         assert_eq!(api_key_of(&h).as_deref(), Some("tok"));

@@ -12,10 +12,10 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::email::{is_fake, is_valid, subscriber_hash};
+use crate::model::Member;
 use crate::model::{
     default_options, Audience, MemberJson, MemberTag, MergeField, Now, Status, TagDef,
 };
-use crate::model::Member;
 use crate::problem::{wrong_type, ApiError, FieldError};
 
 /// At most this many members per batch subscribe call.
@@ -144,7 +144,10 @@ fn want_status(field: &str, v: &Value, allowed: &[Status]) -> Result<Status, Api
     }
 }
 
-fn parse_member_input<'a>(body: &'a Value, statuses: &[Status]) -> Result<MemberInput<'a>, ApiError> {
+fn parse_member_input<'a>(
+    body: &'a Value,
+    statuses: &[Status],
+) -> Result<MemberInput<'a>, ApiError> {
     let Some(obj) = body.as_object() else {
         return Err(wrong_type("", "object", body));
     };
@@ -168,7 +171,10 @@ fn parse_member_input<'a>(body: &'a Value, statuses: &[Status]) -> Result<Member
             "email_type" => {
                 let t = want_str(k, v)?;
                 if t != "html" && t != "text" {
-                    return Err(ApiError::invalid_field(k, "Value must be one of: html, text"));
+                    return Err(ApiError::invalid_field(
+                        k,
+                        "Value must be one of: html, text",
+                    ));
                 }
                 input.email_type = Some(t);
             }
@@ -269,7 +275,9 @@ fn normalize_merge(field: &MergeField, v: &Value) -> Result<Option<Value>, Strin
                 return Ok(None);
             }
             if text.chars().count() > MAX_MERGE_TEXT {
-                return Err(format!("Value must be {MAX_MERGE_TEXT} characters or fewer"));
+                return Err(format!(
+                    "Value must be {MAX_MERGE_TEXT} characters or fewer"
+                ));
             }
             if let Some(choices) = field.choices() {
                 if !choices.iter().any(|c| c.as_str() == Some(text.as_str())) {
@@ -641,7 +649,10 @@ impl State {
             }
         };
         self.ensure_audience(&id, ctx.now);
-        let aud = self.audiences.get_mut(&id).ok_or_else(ApiError::not_found)?;
+        let aud = self
+            .audiences
+            .get_mut(&id)
+            .ok_or_else(ApiError::not_found)?;
         let text = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
         aud.name = text("name");
         aud.permission_reminder = text("permission_reminder");
@@ -697,18 +708,33 @@ impl State {
         Ok(json_reply(&field.to_json(&aud.id)))
     }
 
-    pub(crate) fn delete_merge_field(&mut self, list_id: &str, merge_id: &str) -> Result<Reply, ApiError> {
-        let aud = self.audiences.get_mut(list_id).ok_or_else(ApiError::not_found)?;
+    pub(crate) fn delete_merge_field(
+        &mut self,
+        list_id: &str,
+        merge_id: &str,
+    ) -> Result<Reply, ApiError> {
+        let aud = self
+            .audiences
+            .get_mut(list_id)
+            .ok_or_else(ApiError::not_found)?;
         let before = aud.merge_fields.len();
-        aud.merge_fields.retain(|f| f.merge_id.to_string() != merge_id);
+        aud.merge_fields
+            .retain(|f| f.merge_id.to_string() != merge_id);
         if aud.merge_fields.len() == before {
             return Err(ApiError::not_found());
         }
         Ok(Reply::NoContent)
     }
 
-    pub(crate) fn create_merge_field(&mut self, list_id: &str, body: &Value) -> Result<Reply, ApiError> {
-        let aud = self.audiences.get_mut(list_id).ok_or_else(ApiError::not_found)?;
+    pub(crate) fn create_merge_field(
+        &mut self,
+        list_id: &str,
+        body: &Value,
+    ) -> Result<Reply, ApiError> {
+        let aud = self
+            .audiences
+            .get_mut(list_id)
+            .ok_or_else(ApiError::not_found)?;
         let Some(obj) = body.as_object() else {
             return Err(wrong_type("", "object", body));
         };
@@ -837,6 +863,7 @@ impl State {
                     member: m,
                     audience: aud,
                     base: ctx.base,
+                    compact: false,
                 });
             }
             total += 1;
@@ -863,10 +890,16 @@ impl State {
             member,
             audience: aud,
             base: ctx.base,
+            compact: false,
         }))
     }
 
-    pub(crate) fn get_member(&self, list_id: &str, key: &str, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    pub(crate) fn get_member(
+        &self,
+        list_id: &str,
+        key: &str,
+        ctx: &Ctx<'_>,
+    ) -> Result<Reply, ApiError> {
         self.member_reply(list_id, key, ctx)
     }
 
@@ -919,8 +952,16 @@ impl State {
                 interests: Map::new(),
                 ip_signup: String::new(),
                 timestamp_signup: String::new(),
-                ip_opt: if subscribed { ctx.peer_ip.to_owned() } else { String::new() },
-                timestamp_opt: if subscribed { ctx.now.text.clone() } else { String::new() },
+                ip_opt: if subscribed {
+                    ctx.peer_ip.to_owned()
+                } else {
+                    String::new()
+                },
+                timestamp_opt: if subscribed {
+                    ctx.now.text.clone()
+                } else {
+                    String::new()
+                },
                 last_changed: ctx.now.text.clone(),
                 last_changed_secs: ctx.now.secs,
                 language: String::new(),
@@ -953,7 +994,10 @@ impl State {
         ctx: &Ctx<'_>,
     ) -> Result<String, ApiError> {
         let skip = ctx.query.flag("skip_merge_validation");
-        let aud = self.audiences.get_mut(list_id).ok_or_else(ApiError::not_found)?;
+        let aud = self
+            .audiences
+            .get_mut(list_id)
+            .ok_or_else(ApiError::not_found)?;
         let m = aud.members.get(key).ok_or_else(ApiError::not_found)?;
         let mut rename = None;
         if let Some(new_email) = input.email_address {
@@ -990,7 +1034,13 @@ impl State {
                 rename = Some((new_hash, new_email.to_owned()));
             }
         }
-        let merges = validate_merge(&aud.merge_fields, input.merge_fields, Some(&m.merge), false, skip)?;
+        let merges = validate_merge(
+            &aud.merge_fields,
+            input.merge_fields,
+            Some(&m.merge),
+            false,
+            skip,
+        )?;
         if let Some(s) = input.status {
             check_status_change(m, s)?;
         }
@@ -1015,10 +1065,17 @@ impl State {
         Ok(hash)
     }
 
-    pub(crate) fn post_member(&mut self, list_id: &str, body: &Value, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    pub(crate) fn post_member(
+        &mut self,
+        list_id: &str,
+        body: &Value,
+        ctx: &Ctx<'_>,
+    ) -> Result<Reply, ApiError> {
         let aud = self.audience(list_id)?;
         let input = parse_member_input(body, Status::WRITABLE)?;
-        let email = input.email_address.ok_or_else(|| ApiError::required("email_address"))?;
+        let email = input
+            .email_address
+            .ok_or_else(|| ApiError::required("email_address"))?;
         let status = input.status.ok_or_else(|| ApiError::required("status"))?;
         let hash = check_new_address(aud, email)?;
         if aud
@@ -1087,8 +1144,16 @@ impl State {
     }
 
     /// `DELETE` = archive.
-    pub(crate) fn archive_member(&mut self, list_id: &str, key: &str, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
-        let aud = self.audiences.get_mut(list_id).ok_or_else(ApiError::not_found)?;
+    pub(crate) fn archive_member(
+        &mut self,
+        list_id: &str,
+        key: &str,
+        ctx: &Ctx<'_>,
+    ) -> Result<Reply, ApiError> {
+        let aud = self
+            .audiences
+            .get_mut(list_id)
+            .ok_or_else(ApiError::not_found)?;
         let m = aud.members.get_mut(key).ok_or_else(ApiError::not_found)?;
         match m.status {
             Status::Subscribed | Status::Unsubscribed | Status::Transactional => {
@@ -1102,7 +1167,10 @@ impl State {
     }
 
     pub(crate) fn delete_permanent(&mut self, list_id: &str, key: &str) -> Result<Reply, ApiError> {
-        let aud = self.audiences.get_mut(list_id).ok_or_else(ApiError::not_found)?;
+        let aud = self
+            .audiences
+            .get_mut(list_id)
+            .ok_or_else(ApiError::not_found)?;
         let m = aud.members.remove(key).ok_or_else(ApiError::not_found)?;
         aud.order.remove(&m.seq);
         aud.forgotten.insert(m.id);
@@ -1110,12 +1178,20 @@ impl State {
         Ok(Reply::NoContent)
     }
 
-    pub(crate) fn get_tags(&self, list_id: &str, key: &str) -> Result<Reply, ApiError> {
+    pub(crate) fn get_tags(
+        &self,
+        list_id: &str,
+        key: &str,
+        ctx: &Ctx<'_>,
+    ) -> Result<Reply, ApiError> {
         let aud = self.audience(list_id)?;
         let m = aud.members.get(key).ok_or_else(ApiError::not_found)?;
+        let (count, offset) = ctx.query.page()?;
         let tags: Vec<Value> = m
             .tags
             .iter()
+            .skip(offset)
+            .take(count)
             .map(|t| json!({"id": t.id, "name": t.name, "date_added": t.date_added}))
             .collect();
         Ok(json_reply(&json!({
@@ -1132,7 +1208,10 @@ impl State {
         body: &Value,
         ctx: &Ctx<'_>,
     ) -> Result<Reply, ApiError> {
-        let aud = self.audiences.get_mut(list_id).ok_or_else(ApiError::not_found)?;
+        let aud = self
+            .audiences
+            .get_mut(list_id)
+            .ok_or_else(ApiError::not_found)?;
         if !aud.members.contains_key(key) {
             return Err(ApiError::not_found());
         }
@@ -1152,11 +1231,15 @@ impl State {
                 .as_object()
                 .ok_or_else(|| wrong_type(&format!("tags.{i}"), "object", t))?;
             let name = match item.get("name") {
-                None | Some(Value::Null) => return Err(ApiError::required(&format!("tags.{i}.name"))),
+                None | Some(Value::Null) => {
+                    return Err(ApiError::required(&format!("tags.{i}.name")))
+                }
                 Some(v) => want_str(&format!("tags.{i}.name"), v)?,
             };
             let active = match item.get("status") {
-                None | Some(Value::Null) => return Err(ApiError::required(&format!("tags.{i}.status"))),
+                None | Some(Value::Null) => {
+                    return Err(ApiError::required(&format!("tags.{i}.status")))
+                }
                 Some(v) => match want_str(&format!("tags.{i}.status"), v)? {
                     "active" => true,
                     "inactive" => false,
@@ -1190,14 +1273,21 @@ impl State {
 
     // ---- batch subscribe ---------------------------------------------------------------------
 
-    pub(crate) fn batch_subscribe(&mut self, list_id: &str, body: &Value, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    pub(crate) fn batch_subscribe(
+        &mut self,
+        list_id: &str,
+        body: &Value,
+        ctx: &Ctx<'_>,
+    ) -> Result<Reply, ApiError> {
         self.audience(list_id)?;
         let Some(obj) = body.as_object() else {
             return Err(wrong_type("", "object", body));
         };
         let members = match obj.get("members") {
             None | Some(Value::Null) => return Err(ApiError::required("members")),
-            Some(v) => v.as_array().ok_or_else(|| wrong_type("members", "array", v))?,
+            Some(v) => v
+                .as_array()
+                .ok_or_else(|| wrong_type("members", "array", v))?,
         };
         if members.len() > BATCH_LIMIT {
             return Err(ApiError::invalid_detail(format!(
@@ -1242,6 +1332,7 @@ impl State {
                 member,
                 audience: aud,
                 base: ctx.base,
+                compact: true,
             })
         };
         let response = BatchResponse {
@@ -1271,7 +1362,9 @@ impl State {
             .trim();
         let fail = |e: ApiError| BatchError::generic(raw_email, e);
         let input = parse_member_input(item, Status::WRITABLE).map_err(fail)?;
-        let email = input.email_address.ok_or_else(|| fail(ApiError::invalid_email()))?;
+        let email = input
+            .email_address
+            .ok_or_else(|| fail(ApiError::invalid_email()))?;
         let aud = self.audience(list_id).map_err(fail)?;
         let hash = check_new_address(aud, email).map_err(fail)?;
         let existing = aud
@@ -1305,10 +1398,15 @@ impl State {
             tags: None,
             ..input
         };
-        let hash = self.update_member(list_id, &hash, &update, ctx).map_err(fail)?;
+        let hash = self
+            .update_member(list_id, &hash, &update, ctx)
+            .map_err(fail)?;
         if sync_tags {
             if let Some(wanted) = &input_tags(item) {
-                let aud = self.audiences.get_mut(list_id).ok_or_else(|| fail(ApiError::not_found()))?;
+                let aud = self
+                    .audiences
+                    .get_mut(list_id)
+                    .ok_or_else(|| fail(ApiError::not_found()))?;
                 let Audience {
                     members,
                     tags: defs,
@@ -1316,8 +1414,11 @@ impl State {
                     ..
                 } = aud;
                 if let Some(m) = members.get_mut(&hash) {
-                    m.tags
-                        .retain(|t| wanted.iter().any(|w| w.trim().eq_ignore_ascii_case(&t.name)));
+                    m.tags.retain(|t| {
+                        wanted
+                            .iter()
+                            .any(|w| w.trim().eq_ignore_ascii_case(&t.name))
+                    });
                     for name in wanted {
                         add_tag(defs, next_tag_id, m, name, ctx.now);
                     }
@@ -1462,7 +1563,11 @@ mod tests {
     #[test]
     fn an_address_needs_its_four_parts() {
         let f = field("address");
-        assert!(normalize_merge(&f, &json!({"addr1": "1 Main", "city": "A", "state": "GA", "zip": "1"})).is_ok());
+        assert!(normalize_merge(
+            &f,
+            &json!({"addr1": "1 Main", "city": "A", "state": "GA", "zip": "1"})
+        )
+        .is_ok());
         assert_eq!(
             normalize_merge(&f, &json!({"addr1": "1 Main"})),
             Err("Please enter a complete address".into())
@@ -1473,9 +1578,18 @@ mod tests {
     fn time_parameters_accept_the_usual_iso_forms() {
         let q = |v: &str| Query(vec![("t".into(), v.into())]);
         let want = Some(1_445_442_096);
-        assert_eq!(parse_time_param(&q("2015-10-21T15:41:36+00:00"), "t").ok(), Some(want));
-        assert_eq!(parse_time_param(&q("2015-10-21T15:41:36Z"), "t").ok(), Some(want));
-        assert_eq!(parse_time_param(&q("2015-10-21T15:41:36"), "t").ok(), Some(want));
+        assert_eq!(
+            parse_time_param(&q("2015-10-21T15:41:36+00:00"), "t").ok(),
+            Some(want)
+        );
+        assert_eq!(
+            parse_time_param(&q("2015-10-21T15:41:36Z"), "t").ok(),
+            Some(want)
+        );
+        assert_eq!(
+            parse_time_param(&q("2015-10-21T15:41:36"), "t").ok(),
+            Some(want)
+        );
         assert!(parse_time_param(&q("yesterday"), "t").is_err());
     }
 }

@@ -255,6 +255,35 @@ impl Client {
         self.put_member(list_id, old_email, &body).await
     }
 
+    /// Renames an *existing* member: `PATCH` to the old hash with `email_address = new_email`
+    /// (plus `merge_fields` and `status` from `body`; `status_if_new` does not exist for PATCH).
+    /// Unlike [`Client::rename_member`], a missing old member answers 404 `Resource Not Found`
+    /// instead of creating the new address, so a caller that is unsure where the member lives
+    /// (an earlier rename whose answer was lost) can try each candidate address in turn.
+    #[tracing::instrument(
+        skip_all,
+        fields(endpoint = "PATCH /lists/{list_id}/members/{subscriber_hash}", list.id = %list_id)
+    )]
+    pub async fn rename_existing_member(
+        &self,
+        list_id: &str,
+        old_email: &str,
+        new_email: &str,
+        body: &MemberUpsert,
+    ) -> Result<Member> {
+        writable(body.status, "status")?;
+        let patch = MemberUpsert {
+            email_address: Some(new_email.to_owned()),
+            status_if_new: None,
+            status: body.status,
+            merge_fields: body.merge_fields.clone(),
+        };
+        let url = self.member_url(list_id, old_email, &[])?;
+        let body = json_body(&patch)?;
+        let (code, body) = self.call(Method::PATCH, url, Some(body)).await?;
+        decode(code, &body)
+    }
+
     async fn put_member(&self, list_id: &str, email: &str, body: &MemberUpsert) -> Result<Member> {
         writable(body.status_if_new, "status_if_new")?;
         writable(body.status, "status")?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use deadpool_postgres::Pool;
 pub use mapping::Mapping;
-pub use queue::{Ack, Claim, ClaimedRow, Operation, Payload, Queue, Summary, Synced};
+pub use queue::{Ack, Claim, ClaimedRow, Operation, Payload, Queue, Retry, Summary, Synced};
 pub use schema::{setup, setup_sql, SetupReport, TriggerShape};
 
 /// Everything that can go wrong in the store.
@@ -53,7 +53,11 @@ impl Error {
                     || e.code().is_none()
                     || e.code().is_some_and(|c| {
                         let s = c.code();
-                        s.starts_with("08") || s.starts_with("57") || s == "40001" || s == "40P01" || s == "55P03"
+                        s.starts_with("08")
+                            || s.starts_with("57")
+                            || s == "40001"
+                            || s == "40P01"
+                            || s == "55P03"
                     })
             }
             _ => false,
@@ -90,10 +94,22 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
+/// How long a pooled connection waits for a row lock before its statement fails (and is retried).
+pub const LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// A connection pool of `size` connections; each statement is bounded by `statement_timeout`.
 pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool> {
     let mut config = parse_url(url)?;
-    config.options(format!("-c statement_timeout={}", statement_timeout.as_millis()));
+    // lock_timeout: the worker never waits long on a row lock. A customer transaction that
+    // holds queue rows (through the trigger) and then waits for one the worker holds would
+    // otherwise deadlock with it, and Postgres might abort the customer's transaction. With a
+    // lock timeout far below deadlock_timeout (1 s), the worker's statement gives up first and
+    // is retried.
+    config.options(format!(
+        "-c statement_timeout={} -c lock_timeout={}",
+        statement_timeout.as_millis(),
+        LOCK_TIMEOUT.as_millis()
+    ));
     config.connect_timeout(Duration::from_secs(10));
     config.application_name("chimpsync");
     let manager = deadpool_postgres::Manager::from_config(
@@ -136,27 +152,47 @@ pub mod backfill {
 
     impl Backfill {
         /// Builds the statements for `mapping`, checking it against the table.
-        pub async fn new(client: &impl tokio_postgres::GenericClient, mapping: &Mapping) -> Result<Backfill> {
-            let table = mapping.table().map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
+        pub async fn new(
+            client: &impl tokio_postgres::GenericClient,
+            mapping: &Mapping,
+        ) -> Result<Backfill> {
+            let table = mapping
+                .table()
+                .map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
             let columns = table_columns(client, &table).await?;
             let generated = Generated::new(mapping, &columns)?;
-            Ok(Backfill { sql: generated.backfill_chunk(), count_sql: generated.count_rows() })
+            Ok(Backfill {
+                sql: generated.backfill_chunk(),
+                count_sql: generated.count_rows(),
+            })
         }
 
         /// How many rows the table has (for progress).
         pub async fn total(&self, client: &impl tokio_postgres::GenericClient) -> Result<u64> {
-            Ok(client.query_one(&self.count_sql, &[]).await?.get::<_, i64>(0) as u64)
+            Ok(client
+                .query_one(&self.count_sql, &[])
+                .await?
+                .get::<_, i64>(0) as u64)
         }
 
         /// Enqueues the next `size` rows after `after`. Each chunk is its own short transaction,
         /// so the source table is never locked for long.
-        pub async fn chunk(&self, client: &impl tokio_postgres::GenericClient, after: Option<&str>, size: i64) -> Result<Chunk> {
+        pub async fn chunk(
+            &self,
+            client: &impl tokio_postgres::GenericClient,
+            after: Option<&str>,
+            size: i64,
+        ) -> Result<Chunk> {
             let row = client.query_one(&self.sql, &[&after, &size]).await?;
             let scanned = row.get::<_, i64>("scanned") as u64;
             Ok(Chunk {
                 scanned,
                 enqueued: row.get::<_, i64>("enqueued") as u64,
-                last_key: if scanned == 0 { None } else { row.get("last_key") },
+                last_key: if scanned == 0 {
+                    None
+                } else {
+                    row.get("last_key")
+                },
             })
         }
     }

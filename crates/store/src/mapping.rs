@@ -167,8 +167,8 @@ pub fn quote_literal(value: &str) -> String {
 impl Mapping {
     /// Parses and validates a mapping file's text.
     pub fn parse(text: &str) -> Result<Mapping, MappingError> {
-        let mapping: Mapping =
-            toml::from_str(text).map_err(|e| MappingError(format!("mapping file: {}", e.message())))?;
+        let mapping: Mapping = toml::from_str(text)
+            .map_err(|e| MappingError(format!("mapping file: {}", e.message())))?;
         mapping.validate()?;
         Ok(mapping)
     }
@@ -184,7 +184,8 @@ impl Mapping {
                 return Err(MappingError(format!("{key}: must not be empty")));
             }
         }
-        self.table().map_err(|e| MappingError(format!("source.table: {e}")))?;
+        self.table()
+            .map_err(|e| MappingError(format!("source.table: {e}")))?;
         for (tag, column) in &self.merge_fields {
             let valid = !tag.is_empty()
                 && tag.len() <= 10
@@ -210,7 +211,9 @@ impl Mapping {
         }
         if let Some(filter) = &self.source.filter {
             if filter.trim().is_empty() {
-                return Err(MappingError("source.filter: must not be empty when given".into()));
+                return Err(MappingError(
+                    "source.filter: must not be empty when given".into(),
+                ));
             }
             if filter.contains(';') {
                 return Err(MappingError(
@@ -221,12 +224,16 @@ impl Mapping {
         let mut seen = std::collections::BTreeSet::new();
         for column in &self.tags.columns {
             if !seen.insert(column) {
-                return Err(MappingError(format!("tags.columns: {column:?} is listed twice")));
+                return Err(MappingError(format!(
+                    "tags.columns: {column:?} is listed twice"
+                )));
             }
         }
         if let Some(id) = &self.audience.id {
             if id.trim().is_empty() {
-                return Err(MappingError("audience.id: must not be empty when given".into()));
+                return Err(MappingError(
+                    "audience.id: must not be empty when given".into(),
+                ));
             }
         }
         Ok(())
@@ -236,8 +243,14 @@ impl Mapping {
     pub fn table(&self) -> Result<TableName, String> {
         let parts = split_qualified(&self.source.table)?;
         match parts.as_slice() {
-            [name] => Ok(TableName { schema: "public".into(), name: name.clone() }),
-            [schema, name] => Ok(TableName { schema: schema.clone(), name: name.clone() }),
+            [name] => Ok(TableName {
+                schema: "public".into(),
+                name: name.clone(),
+            }),
+            [schema, name] => Ok(TableName {
+                schema: schema.clone(),
+                name: name.clone(),
+            }),
             _ => Err(format!(
                 "{:?} is not `table` or `schema.table`",
                 self.source.table
@@ -353,7 +366,13 @@ upemail     = "update public.customers set email = $2 where lower(email) = lower
         assert_eq!(m.audience.new_status, NewStatus::Subscribed);
         assert_eq!(m.audience.resubscribe, Resubscribe::Pending);
         assert!(m.merge_fields.is_empty());
-        assert_eq!(m.table().unwrap(), TableName { schema: "public".into(), name: "c".into() });
+        assert_eq!(
+            m.table().unwrap(),
+            TableName {
+                schema: "public".into(),
+                name: "c".into()
+            }
+        );
     }
 
     #[test]
@@ -364,24 +383,34 @@ upemail     = "update public.customers set email = $2 where lower(email) = lower
 
     #[test]
     fn an_unknown_key_is_named() {
-        let err = Mapping::parse("[source]\ntable='c'\nkey='id'\nemail='e'\nemial='x'\n").unwrap_err();
+        let err =
+            Mapping::parse("[source]\ntable='c'\nkey='id'\nemail='e'\nemial='x'\n").unwrap_err();
         assert!(err.0.contains("emial"), "{err}");
-        let err = Mapping::parse("[source]\ntable='c'\nkey='id'\nemail='e'\n[audience]\nid='x'\nonremove='archive'\n")
-            .unwrap_err();
+        let err = Mapping::parse(
+            "[source]\ntable='c'\nkey='id'\nemail='e'\n[audience]\nid='x'\nonremove='archive'\n",
+        )
+        .unwrap_err();
         assert!(err.0.contains("onremove"), "{err}");
     }
 
     #[test]
     fn a_bad_policy_value_is_named() {
-        let err = Mapping::parse("[source]\ntable='c'\nkey='id'\nemail='e'\n[audience]\non_remove='shred'\n")
-            .unwrap_err();
-        assert!(err.0.contains("shred") && err.0.contains("archive"), "{err}");
+        let err = Mapping::parse(
+            "[source]\ntable='c'\nkey='id'\nemail='e'\n[audience]\non_remove='shred'\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("shred") && err.0.contains("archive"),
+            "{err}"
+        );
     }
 
     #[test]
     fn merge_tags_must_be_upper_case_and_short() {
         for tag in ["fname", "FIRST-NAME", "ABCDEFGHIJK", "EMAIL"] {
-            let text = format!("[source]\ntable='c'\nkey='id'\nemail='e'\n[merge_fields]\n\"{tag}\" = 'x'\n");
+            let text = format!(
+                "[source]\ntable='c'\nkey='id'\nemail='e'\n[merge_fields]\n\"{tag}\" = 'x'\n"
+            );
             let err = Mapping::parse(&text).unwrap_err();
             assert!(err.0.contains(&format!("merge_fields.{tag}")), "{err}");
         }
@@ -404,11 +433,26 @@ upemail     = "update public.customers set email = $2 where lower(email) = lower
             ("\"My Schema\".customers", ("My Schema", "customers")),
         ];
         for (text, (schema, name)) in cases {
-            let m = Mapping::parse(&format!("[source]\ntable={}\nkey='id'\nemail='e'\n", toml_string(text))).unwrap();
-            assert_eq!(m.table().unwrap(), TableName { schema: schema.into(), name: name.into() }, "{text}");
+            let m = Mapping::parse(&format!(
+                "[source]\ntable={}\nkey='id'\nemail='e'\n",
+                toml_string(text)
+            ))
+            .unwrap();
+            assert_eq!(
+                m.table().unwrap(),
+                TableName {
+                    schema: schema.into(),
+                    name: name.into()
+                },
+                "{text}"
+            );
         }
         for bad in ["a..b", "a.b.c", "\"open", ".x"] {
-            let err = Mapping::parse(&format!("[source]\ntable={}\nkey='id'\nemail='e'\n", toml_string(bad))).unwrap_err();
+            let err = Mapping::parse(&format!(
+                "[source]\ntable={}\nkey='id'\nemail='e'\n",
+                toml_string(bad)
+            ))
+            .unwrap_err();
             assert!(err.0.starts_with("source.table"), "{bad}: {err}");
         }
     }

@@ -42,7 +42,10 @@ impl Payload {
             if let Some(Value::Object(t)) = object.remove("tags") {
                 payload.tag_columns = t.into_iter().collect();
             }
-            payload.consent = object.get("consent").and_then(Value::as_bool).unwrap_or(false);
+            payload.consent = object
+                .get("consent")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
         }
         payload
     }
@@ -99,6 +102,10 @@ pub struct ClaimedRow {
     pub synced: Option<Synced>,
     /// Another customer that already owns this row's address in the audience.
     pub address_owner: Option<String>,
+    /// Addresses an earlier attempt whose answer was lost may have renamed the member to.
+    pub maybe_emails: Vec<String>,
+    /// Tags an earlier attempt whose answer was lost may have set.
+    pub maybe_tags: Vec<String>,
 }
 
 /// A claimed batch: the fencing token and the rows.
@@ -127,6 +134,32 @@ pub struct Ack {
     pub tags: Vec<String>,
     /// Whether the member was removed from the audience.
     pub removed: bool,
+}
+
+/// Another attempt for a row.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// Queue row id.
+    pub id: i64,
+    /// Not before this time.
+    pub at: DateTime<Utc>,
+    /// Why the attempt failed.
+    pub error: String,
+    /// If the answer was lost: the addresses and tags the attempt may have applied.
+    pub maybe_applied: Option<(Vec<String>, Vec<String>)>,
+}
+
+fn strings(value: &Option<Value>, key: &str) -> Vec<String> {
+    value
+        .as_ref()
+        .and_then(|v| v.get(key))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The outcome of an acknowledgement.
@@ -199,6 +232,7 @@ impl Queue {
             .map(|r| {
                 let operation: String = r.get("operation");
                 let synced_email: Option<String> = r.get("synced_email");
+                let maybe: Option<Value> = r.get("maybe_applied");
                 let synced = synced_email.map(|email| Synced {
                     email,
                     consent: r.get::<_, Option<bool>>("synced_consent").unwrap_or(false),
@@ -210,7 +244,11 @@ impl Queue {
                 ClaimedRow {
                     id: r.get("id"),
                     customer_key: r.get("customer_key"),
-                    operation: if operation == "remove" { Operation::Remove } else { Operation::Upsert },
+                    operation: if operation == "remove" {
+                        Operation::Remove
+                    } else {
+                        Operation::Upsert
+                    },
                     email: r.get("email"),
                     previous_email: r.get("previous_email"),
                     payload: Payload::from_json(r.get("payload")),
@@ -218,6 +256,8 @@ impl Queue {
                     attempts: r.get("attempts"),
                     synced,
                     address_owner: r.get("address_owner"),
+                    maybe_emails: strings(&maybe, "emails"),
+                    maybe_tags: strings(&maybe, "tags"),
                 }
             })
             .collect();
@@ -238,32 +278,53 @@ impl Queue {
         let consents: Vec<bool> = acks.iter().map(|a| a.consent).collect();
         let tags: Vec<Value> = acks.iter().map(|a| Value::from(a.tags.clone())).collect();
         let removed: Vec<bool> = acks.iter().map(|a| a.removed).collect();
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let lock = client.prepare_cached(queries::LOCK_CLAIMED).await?;
         let statement = client.prepare_cached(queries::ACK_BATCH).await?;
-        let row = client
+        // Two statements in one transaction: the first waits for (and takes) the rows' locks, so
+        // the second's snapshot holds their latest version. In a single statement, a row changed
+        // by a concurrent trigger could match neither the delete (re-checked on the new version)
+        // nor the release (planned on the old one) and stay leased until the lease ran out.
+        let tx = client.transaction().await?;
+        tx.query(&lock, &[&token, &ids]).await?;
+        let row = tx
             .query_one(
                 &statement,
-                &[&token, &ids, &versions, &keys, &emails, &consents, &tags, &removed],
+                &[
+                    &token, &ids, &versions, &keys, &emails, &consents, &tags, &removed,
+                ],
             )
             .await?;
+        tx.commit().await?;
         Ok(AckCounts {
             deleted: row.get::<_, i64>("deleted") as u64,
             released: row.get::<_, i64>("released") as u64,
         })
     }
 
-    /// Schedules another attempt for rows of a claim, keeping the error.
+    /// Schedules another attempt for rows of a claim, keeping the error and, when the attempt's
+    /// answer was lost, what it may have applied.
     #[instrument(skip_all, fields(batch.size = retries.len()))]
-    pub async fn reschedule(&self, token: Uuid, retries: &[(i64, DateTime<Utc>, String)]) -> Result<u64> {
+    pub async fn reschedule(&self, token: Uuid, retries: &[Retry]) -> Result<u64> {
         if retries.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<i64> = retries.iter().map(|r| r.0).collect();
-        let at: Vec<DateTime<Utc>> = retries.iter().map(|r| r.1).collect();
-        let errors: Vec<&str> = retries.iter().map(|r| r.2.as_str()).collect();
+        let ids: Vec<i64> = retries.iter().map(|r| r.id).collect();
+        let at: Vec<DateTime<Utc>> = retries.iter().map(|r| r.at).collect();
+        let errors: Vec<&str> = retries.iter().map(|r| r.error.as_str()).collect();
+        let attempted: Vec<Option<Value>> = retries
+            .iter()
+            .map(|r| {
+                r.maybe_applied
+                    .as_ref()
+                    .map(|(emails, tags)| serde_json::json!({"emails": emails, "tags": tags}))
+            })
+            .collect();
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(queries::RESCHEDULE_BATCH).await?;
-        Ok(client.execute(&statement, &[&token, &ids, &at, &errors]).await?)
+        Ok(client
+            .execute(&statement, &[&token, &ids, &at, &errors, &attempted])
+            .await?)
     }
 
     /// Parks rows of a claim that failed permanently (or releases them if they changed meanwhile).
@@ -277,7 +338,9 @@ impl Queue {
         let reasons: Vec<&str> = parks.iter().map(|r| r.2.as_str()).collect();
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(queries::PARK_BATCH).await?;
-        Ok(client.execute(&statement, &[&token, &ids, &versions, &reasons]).await?)
+        Ok(client
+            .execute(&statement, &[&token, &ids, &versions, &reasons])
+            .await?)
     }
 
     /// Gives rows of a claim back untried (shutdown, deadline).
@@ -298,7 +361,9 @@ impl Queue {
             return Ok(0);
         }
         let client = self.pool.get().await?;
-        Ok(client.execute(queries::UNPARK_ADDRESS, &[&addresses]).await?)
+        Ok(client
+            .execute(queries::UNPARK_ADDRESS, &[&addresses])
+            .await?)
     }
 
     /// Puts parked rows back in line: all of them, or the given ids. Returns the ids un-parked.

@@ -54,7 +54,9 @@ impl Generated {
     /// Builds the SQL fragments for `mapping` against the table's `columns` (from the catalog),
     /// refusing any column that does not exist, naming the mapping key.
     pub fn new(mapping: &Mapping, columns: &[Column]) -> Result<Generated> {
-        let table = mapping.table().map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
+        let table = mapping
+            .table()
+            .map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
         if columns.is_empty() {
             return Err(Error::Mapping(format!(
                 "source.table: table {table} does not exist (names are matched exactly, case included)"
@@ -115,7 +117,11 @@ impl Generated {
             key: quote_ident(&mapping.source.key),
             email: quote_ident(&mapping.source.email),
             key_type: type_of(&mapping.source.key),
-            filter: mapping.source.filter.clone().unwrap_or_else(|| "true".into()),
+            filter: mapping
+                .source
+                .filter
+                .clone()
+                .unwrap_or_else(|| "true".into()),
             payload,
             table,
         })
@@ -153,7 +159,10 @@ impl Generated {
     fn update_changes(&self, new_rows: &str, old_rows: &str) -> String {
         self.enqueue(&templates::fill(
             templates::CHANGES_UPDATE,
-            &[("new", &self.projection(new_rows)), ("old", &self.projection(old_rows))],
+            &[
+                ("new", &self.projection(new_rows)),
+                ("old", &self.projection(old_rows)),
+            ],
         ))
     }
 
@@ -180,14 +189,24 @@ impl Generated {
         match shape {
             TriggerShape::Statement => {
                 let events = [
-                    ("insert", "INSERT", "new table as chimpsync_new", self.insert_changes("chimpsync_new")),
+                    (
+                        "insert",
+                        "INSERT",
+                        "new table as chimpsync_new",
+                        self.insert_changes("chimpsync_new"),
+                    ),
                     (
                         "update",
                         "UPDATE",
                         "new table as chimpsync_new old table as chimpsync_old",
                         self.update_changes("chimpsync_new", "chimpsync_old"),
                     ),
-                    ("delete", "DELETE", "old table as chimpsync_old", self.delete_changes("chimpsync_old")),
+                    (
+                        "delete",
+                        "DELETE",
+                        "old table as chimpsync_old",
+                        self.delete_changes("chimpsync_old"),
+                    ),
                 ];
                 for (event, keyword, transition, statement) in events {
                     let function = format!("enqueue_{event}");
@@ -212,11 +231,17 @@ impl Generated {
                     templates::ROW_FUNCTION,
                     &[
                         ("insert", &self.insert_changes("(select new.*)")),
-                        ("update", &self.update_changes("(select new.*)", "(select old.*)")),
+                        (
+                            "update",
+                            &self.update_changes("(select new.*)", "(select old.*)"),
+                        ),
                         ("delete", &self.delete_changes("(select old.*)")),
                     ],
                 ));
-                statements.push(templates::fill(templates::ROW_TRIGGER, &[("table", &table)]));
+                statements.push(templates::fill(
+                    templates::ROW_TRIGGER,
+                    &[("table", &table)],
+                ));
             }
         }
         statements
@@ -277,20 +302,30 @@ pub fn setup_sql(mapping: &Mapping, columns: &[Column], shape: TriggerShape) -> 
 }
 
 /// Reads a table's columns from the catalog (empty when the table does not exist).
-pub async fn table_columns(client: &impl tokio_postgres::GenericClient, table: &TableName) -> Result<Vec<Column>> {
+pub async fn table_columns(
+    client: &impl tokio_postgres::GenericClient,
+    table: &TableName,
+) -> Result<Vec<Column>> {
     let rows = client
         .query(queries::TABLE_COLUMNS, &[&table.schema, &table.name])
         .await?;
     Ok(rows
         .iter()
-        .map(|r| Column { name: r.get(0), sql_type: r.get(1) })
+        .map(|r| Column {
+            name: r.get(0),
+            sql_type: r.get(1),
+        })
         .collect())
 }
 
 /// Creates or upgrades the schema and (re)installs the triggers, in one transaction under an
 /// advisory lock. Idempotent.
 #[instrument(skip_all, fields(table = %mapping.source.table, shape = shape.as_str()))]
-pub async fn setup(client: &mut tokio_postgres::Client, mapping: &Mapping, shape: TriggerShape) -> Result<SetupReport> {
+pub async fn setup(
+    client: &mut tokio_postgres::Client,
+    mapping: &Mapping,
+    shape: TriggerShape,
+) -> Result<SetupReport> {
     let tx = client.transaction().await?;
     tx.execute(queries::MIGRATION_LOCK, &[]).await?;
     tx.batch_execute(queries::BOOTSTRAP).await?;
@@ -309,10 +344,13 @@ pub async fn setup(client: &mut tokio_postgres::Client, mapping: &Mapping, shape
             version: *version,
             source: e,
         })?;
-        tx.execute(queries::RECORD_MIGRATION, &[version, name]).await?;
+        tx.execute(queries::RECORD_MIGRATION, &[version, name])
+            .await?;
         report.applied_migrations.push(*version);
     }
-    let table = mapping.table().map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
+    let table = mapping
+        .table()
+        .map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
     let columns = table_columns(&tx, &table).await?;
     let generated = Generated::new(mapping, &columns)?;
     if let Some(row) = tx.query_opt(queries::INSTALLED_TABLE, &[]).await? {

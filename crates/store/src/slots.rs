@@ -26,7 +26,9 @@ pub struct SlotTable {
 
 impl std::fmt::Debug for SlotTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlotTable").field("cap", &self.cap).finish_non_exhaustive()
+        f.debug_struct("SlotTable")
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
     }
 }
 
@@ -36,7 +38,10 @@ impl SlotTable {
         SlotTable {
             pool,
             cap: cap.clamp(1, i32::MAX as usize) as i32,
-            held: Mutex::new(Held { connection: None, slots: BTreeSet::new() }),
+            held: Mutex::new(Held {
+                connection: None,
+                slots: BTreeSet::new(),
+            }),
         }
     }
 
@@ -82,7 +87,11 @@ impl SlotTable {
             return;
         }
         let result = match held.connection.as_ref() {
-            Some(connection) => connection.query_one(queries::RELEASE_SLOT, &[&SLOT_LOCK_KEY, &slot]).await,
+            Some(connection) => {
+                connection
+                    .query_one(queries::RELEASE_SLOT, &[&SLOT_LOCK_KEY, &slot])
+                    .await
+            }
             None => return,
         };
         if let Err(e) = result {
@@ -100,6 +109,9 @@ impl SlotTable {
     /// How many slots all replicas hold together.
     pub async fn in_use(&self) -> Result<i64> {
         let client = self.pool.get().await?;
-        Ok(client.query_one(queries::SLOTS_IN_USE, &[&SLOT_LOCK_KEY]).await?.get(0))
+        Ok(client
+            .query_one(queries::SLOTS_IN_USE, &[&SLOT_LOCK_KEY])
+            .await?
+            .get(0))
     }
 }

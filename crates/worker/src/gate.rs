@@ -43,7 +43,10 @@ impl Gate {
         Gate {
             slots,
             released: Notify::new(),
-            throttle: Mutex::new(ThrottleState { until: None, streak: 0 }),
+            throttle: Mutex::new(ThrottleState {
+                until: None,
+                streak: 0,
+            }),
         }
     }
 
@@ -56,7 +59,12 @@ impl Gate {
     pub async fn enter(&self, cancel: &CancellationToken) -> Result<i32, GateError> {
         loop {
             self.wait_throttle(cancel).await?;
-            match self.slots.try_acquire().await {
+            let t = std::time::Instant::now();
+            let acquired = self.slots.try_acquire().await;
+            if t.elapsed() > Duration::from_secs(1) {
+                warn!(seconds = t.elapsed().as_secs_f64(), "slow slot acquisition");
+            }
+            match acquired {
                 Ok(Some(slot)) => {
                     metrics::gauge!("chimpsync_slots_held").increment(1.0);
                     return Ok(slot);
@@ -116,13 +124,20 @@ impl Gate {
         let ceiling = THROTTLE_BASE
             .saturating_mul(1u32 << state.streak.min(16))
             .min(THROTTLE_MAX);
-        let pause = ceiling / 2 + Duration::from_millis(rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64 / 2));
+        let pause = ceiling / 2
+            + Duration::from_millis(
+                rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64 / 2),
+            );
         let until = Instant::now() + pause;
         if state.until.is_none_or(|u| u < until) {
             state.until = Some(until);
         }
         metrics::counter!("chimpsync_throttled_total").increment(1);
-        debug!(pause_ms = pause.as_millis() as u64, streak = state.streak, "throttled; pausing");
+        debug!(
+            pause_ms = pause.as_millis() as u64,
+            streak = state.streak,
+            "throttled; pausing"
+        );
     }
 
     /// A request went through: the throttle streak ends.

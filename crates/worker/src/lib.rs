@@ -84,7 +84,10 @@ impl Settings {
     /// Checks the limits, naming the setting that is wrong.
     pub fn validate(&self) -> Result<(), Error> {
         if !(1..=500).contains(&self.batch_size) {
-            return Err(Error::Settings(format!("batch size {} is outside 1..=500", self.batch_size)));
+            return Err(Error::Settings(format!(
+                "batch size {} is outside 1..=500",
+                self.batch_size
+            )));
         }
         if self.concurrency == 0 {
             return Err(Error::Settings("concurrency must be at least 1".into()));
@@ -99,7 +102,9 @@ impl Settings {
             return Err(Error::Settings("max attempts must be at least 1".into()));
         }
         if self.audience_id.trim().is_empty() {
-            return Err(Error::Settings("no audience id (set MAILCHIMP_AUDIENCE_ID or [audience].id)".into()));
+            return Err(Error::Settings(
+                "no audience id (set MAILCHIMP_AUDIENCE_ID or [audience].id)".into(),
+            ));
         }
         Ok(())
     }
@@ -162,7 +167,9 @@ struct Inner {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("settings", &self.inner.settings).finish_non_exhaustive()
+        f.debug_struct("Worker")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,7 +182,7 @@ enum CallError {
 #[derive(Default)]
 struct Results {
     acks: Vec<Ack>,
-    retries: Vec<(i64, chrono::DateTime<Utc>, String)>,
+    retries: Vec<store::Retry>,
     parks: Vec<(i64, i64, String)>,
     releases: Vec<i64>,
     freed_addresses: Vec<String>,
@@ -183,22 +190,43 @@ struct Results {
 }
 
 impl Results {
-    fn fail(&mut self, row: &ClaimedRow, failure: &Failure, policy: &RetryPolicy) {
+    /// Records a failed attempt. `attempted` is what the attempt tried to make Mailchimp hold
+    /// (addresses, tags): remembered when the failure leaves it unknown whether it applied.
+    fn fail(
+        &mut self,
+        row: &ClaimedRow,
+        failure: &Failure,
+        policy: &RetryPolicy,
+        attempted: Option<&Upsert>,
+    ) {
         match disposition(failure, row.attempts, policy, &mut rand::thread_rng()) {
             Disposition::Retry { after, error } => {
                 let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
-                self.retries.push((row.id, at, error));
+                let maybe_applied =
+                    attempted.map(|u| (vec![u.member.email_address.clone()], u.tags.clone()));
+                self.retries.push(store::Retry {
+                    id: row.id,
+                    at,
+                    error,
+                    maybe_applied,
+                });
             }
             Disposition::Park { reason } => self.parks.push((row.id, row.version, reason)),
         }
     }
 
-    fn call_failed(&mut self, row: &ClaimedRow, error: CallError, policy: &RetryPolicy) {
+    fn call_failed(
+        &mut self,
+        row: &ClaimedRow,
+        error: CallError,
+        policy: &RetryPolicy,
+        attempted: Option<&Upsert>,
+    ) {
         match error {
             CallError::Cancelled => self.releases.push(row.id),
             CallError::Api(e) => {
                 self.throttled |= e.is_throttled();
-                self.fail(row, &Failure::of(&e), policy)
+                self.fail(row, &Failure::of(&e), policy, attempted)
             }
         }
     }
@@ -245,7 +273,14 @@ impl Worker {
     pub fn new(queue: Queue, client: Client, settings: Settings) -> Result<Worker, Error> {
         settings.validate()?;
         let slots = store::slots::SlotTable::new(queue.pool().clone(), settings.concurrency);
-        Ok(Worker { inner: Arc::new(Inner { gate: Gate::new(slots), queue, client, settings }) })
+        Ok(Worker {
+            inner: Arc::new(Inner {
+                gate: Gate::new(slots),
+                queue,
+                client,
+                settings,
+            }),
+        })
     }
 
     /// The settings.
@@ -289,7 +324,13 @@ impl Worker {
                 .claim_batch(&s.owner, s.batch_size as i64, s.lease, None)
                 .await
         })
-        .retry(ExponentialBuilder::default().with_max_delay(Duration::from_secs(2)).with_max_times(3))
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(20))
+                .with_max_delay(Duration::from_secs(2))
+                .with_max_times(5)
+                .with_jitter(),
+        )
         .when(store::Error::is_transient)
         .await?;
         Ok(claim)
@@ -300,14 +341,22 @@ impl Worker {
     /// nothing is in flight. On `shutdown`: stops claiming, lets in-flight calls finish until the
     /// deadline, then releases what did not finish.
     #[instrument(skip_all, fields(worker.owner = %self.inner.settings.owner, once))]
-    pub async fn run(&self, shutdown: CancellationToken, once: bool) -> Result<DrainOutcome, Error> {
+    pub async fn run(
+        &self,
+        shutdown: CancellationToken,
+        once: bool,
+    ) -> Result<DrainOutcome, Error> {
         let s = &self.inner.settings;
         let permits = Arc::new(Semaphore::new(s.concurrency));
         let hard_stop = CancellationToken::new();
         let mut tasks: JoinSet<DrainOutcome> = JoinSet::new();
         let mut total = DrainOutcome::default();
         let mut db_failures: u32 = 0;
-        info!(concurrency = s.concurrency, batch_size = s.batch_size, "worker started");
+        info!(
+            concurrency = s.concurrency,
+            batch_size = s.batch_size,
+            "worker started"
+        );
         loop {
             while let Some(done) = tasks.try_join_next() {
                 total.add(&done.unwrap_or_default());
@@ -322,12 +371,19 @@ impl Worker {
             if self.inner.gate.wait_throttle(&shutdown).await.is_err() {
                 break;
             }
-            let claim = match self
+            let claim_started = std::time::Instant::now();
+            let claimed = self
                 .inner
                 .queue
                 .claim_batch(&s.owner, s.batch_size as i64, s.lease, None)
-                .await
-            {
+                .await;
+            if claim_started.elapsed() > Duration::from_secs(1) {
+                warn!(
+                    seconds = claim_started.elapsed().as_secs_f64(),
+                    "slow claim"
+                );
+            }
+            let claim = match claimed {
                 Ok(claim) => {
                     db_failures = 0;
                     claim
@@ -367,7 +423,11 @@ impl Worker {
             // A full batch means more is likely due: loop straight back to claim again.
         }
         if !tasks.is_empty() {
-            info!(in_flight = tasks.len(), deadline_s = s.shutdown_deadline.as_secs_f64(), "stopping: finishing in-flight batches");
+            info!(
+                in_flight = tasks.len(),
+                deadline_s = s.shutdown_deadline.as_secs_f64(),
+                "stopping: finishing in-flight batches"
+            );
             let deadline = Instant::now() + s.shutdown_deadline;
             loop {
                 tokio::select! {
@@ -386,12 +446,24 @@ impl Worker {
                 }
             }
         }
-        info!(acked = total.acked, retried = total.retried, parked = total.parked, released = total.released, "worker stopped");
+        info!(
+            acked = total.acked,
+            retried = total.retried,
+            parked = total.parked,
+            released = total.released,
+            "worker stopped"
+        );
         Ok(total)
     }
 
     /// One Mailchimp request through the gate, timed, with throttling noted.
-    async fn call<T, F, Fut>(&self, endpoint: &'static str, cancel: &CancellationToken, deadline: Instant, f: F) -> Result<T, CallError>
+    async fn call<T, F, Fut>(
+        &self,
+        endpoint: &'static str,
+        cancel: &CancellationToken,
+        deadline: Instant,
+        f: F,
+    ) -> Result<T, CallError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, mailchimp::Error>>,
@@ -400,19 +472,33 @@ impl Worker {
             return Err(CallError::Cancelled);
         }
         let gate = &self.inner.gate;
-        let slot = match gate.enter(cancel).await {
-            Ok(slot) => slot,
-            Err(GateError::Cancelled) => return Err(CallError::Cancelled),
-            Err(GateError::Store(e)) => {
+        let slot = match tokio::time::timeout_at(deadline, gate.enter(cancel)).await {
+            Ok(Ok(slot)) => slot,
+            Err(_elapsed) => return Err(CallError::Cancelled),
+            Ok(Err(GateError::Cancelled)) => return Err(CallError::Cancelled),
+            Ok(Err(GateError::Store(e))) => {
                 warn!(error = %e, "slot table unavailable");
                 return Err(CallError::Cancelled);
             }
         };
+        // Waiting for a slot may have eaten into the lease: a request must never start so late
+        // that it could still be in flight when the lease lapses and another worker re-claims.
+        if Instant::now() >= deadline {
+            gate.leave(slot).await;
+            return Err(CallError::Cancelled);
+        }
         let started = std::time::Instant::now();
         let result = tokio::select! {
             r = f() => Some(r),
             _ = cancel.cancelled() => None,
         };
+        if started.elapsed() > Duration::from_secs(1) {
+            warn!(
+                endpoint,
+                seconds = started.elapsed().as_secs_f64(),
+                "slow Mailchimp call"
+            );
+        }
         gate.leave(slot).await;
         let Some(result) = result else {
             return Err(CallError::Cancelled);
@@ -441,7 +527,9 @@ impl Worker {
         let s = &self.inner.settings;
         let list = s.audience_id.as_str();
         // Stop starting calls early enough that the last one ends before the lease does.
-        let deadline = Instant::now() + s.lease.saturating_sub(s.request_timeout + Duration::from_secs(1));
+        let deadline = Instant::now()
+            + s.lease
+                .saturating_sub(s.request_timeout + Duration::from_secs(1));
         let mut results = Results::default();
         let mut batch: Vec<(&ClaimedRow, Upsert)> = Vec::new();
         let mut singles: Vec<(&ClaimedRow, Action)> = Vec::new();
@@ -449,7 +537,9 @@ impl Worker {
         for row in &claim.rows {
             let action = plan(row, &s.audience);
             let address = match &action {
-                Action::Upsert(u) | Action::Rename { upsert: u, .. } => Some(u.member.email_address.to_lowercase()),
+                Action::Upsert(u) | Action::Rename { upsert: u, .. } => {
+                    Some(u.member.email_address.to_lowercase())
+                }
                 Action::Remove { email, .. } => Some(email.to_lowercase()),
                 Action::Park(_) => None,
             };
@@ -458,7 +548,12 @@ impl Worker {
                     // Two customers with one address in one batch: the first goes now; the other
                     // waits and is then parked as a duplicate (the address has an owner by then).
                     let at = Utc::now() + chrono::Duration::seconds(5);
-                    results.retries.push((row.id, at, "waiting: another row in this batch has the same address".into()));
+                    results.retries.push(store::Retry {
+                        id: row.id,
+                        at,
+                        error: "waiting: another row in this batch has the same address".into(),
+                        maybe_applied: None,
+                    });
                     continue;
                 }
             }
@@ -472,24 +567,47 @@ impl Worker {
         let mut need_tags: Vec<(&ClaimedRow, &Upsert, Vec<TagChange>)> = Vec::new();
         if !batch.is_empty() {
             metrics::histogram!("chimpsync_batch_size").record(batch.len() as f64);
-            let members: Vec<mailchimp::BatchMember> = batch.iter().map(|(_, u)| u.member.clone()).collect();
+            let members: Vec<mailchimp::BatchMember> =
+                batch.iter().map(|(_, u)| u.member.clone()).collect();
             let client = &self.inner.client;
-            match self.call("batch_upsert", cancel, deadline, || client.batch_upsert(list, &members)).await {
+            match self
+                .call("batch_upsert", cancel, deadline, || {
+                    client.batch_upsert(list, &members)
+                })
+                .await
+            {
                 Ok(result) => {
-                    let created: HashSet<String> = result.created.iter().map(|m| m.email_address.to_lowercase()).collect();
-                    let updated: HashSet<String> = result.updated.iter().map(|m| m.email_address.to_lowercase()).collect();
-                    let errors: HashMap<String, &mailchimp::BatchError> =
-                        result.errors.iter().map(|e| (e.email_address.to_lowercase(), e)).collect();
+                    let created: HashSet<String> = result
+                        .created
+                        .iter()
+                        .map(|m| m.email_address.to_lowercase())
+                        .collect();
+                    let updated: HashSet<String> = result
+                        .updated
+                        .iter()
+                        .map(|m| m.email_address.to_lowercase())
+                        .collect();
+                    let errors: HashMap<String, &mailchimp::BatchError> = result
+                        .errors
+                        .iter()
+                        .map(|e| (e.email_address.to_lowercase(), e))
+                        .collect();
                     for (row, upsert) in &batch {
                         let address = upsert.member.email_address.to_lowercase();
                         if let Some(error) = errors.get(&address) {
-                            results.fail(row, &Failure::of_batch_error(error), &s.retry);
+                            results.fail(row, &Failure::of_batch_error(error), &s.retry, None);
                         } else if created.contains(&address) {
-                            // Created now: the batch item carried the tags.
-                            if upsert.first_sync || upsert.tag_changes.is_empty() {
+                            // Created now: on a first sync the batch item carried the tags; a
+                            // member that had vanished gets them in a separate call.
+                            let changes = if upsert.first_sync {
+                                Vec::new()
+                            } else {
+                                upsert.tags_missing_from(&[])
+                            };
+                            if changes.is_empty() {
                                 results.ack_upsert(row, upsert);
                             } else {
-                                need_tags.push((row, upsert, upsert.tags.iter().map(|t| TagChange { name: t.clone(), active: true }).collect()));
+                                need_tags.push((row, upsert, changes));
                             }
                         } else if updated.contains(&address) {
                             let changes = upsert.tags_for_existing_member();
@@ -499,7 +617,14 @@ impl Worker {
                                 need_tags.push((row, upsert, changes));
                             }
                         } else {
-                            results.fail(row, &Failure::Transient("the batch response did not mention this member".into()), &s.retry);
+                            results.fail(
+                                row,
+                                &Failure::Transient(
+                                    "the batch response did not mention this member".into(),
+                                ),
+                                &s.retry,
+                                Some(upsert),
+                            );
                         }
                     }
                 }
@@ -508,7 +633,7 @@ impl Worker {
                         CallError::Cancelled => None,
                         CallError::Api(e) => Some(e),
                     };
-                    for (row, _) in &batch {
+                    for (row, upsert) in &batch {
                         match &error {
                             None => results.releases.push(row.id),
                             Some(e) => {
@@ -518,7 +643,7 @@ impl Worker {
                                     Failure::Permanent(m) => Failure::Transient(m),
                                     t => t,
                                 };
-                                results.fail(row, &failure, &s.retry)
+                                results.fail(row, &failure, &s.retry, Some(upsert))
                             }
                         }
                     }
@@ -527,19 +652,33 @@ impl Worker {
         }
 
         for (row, upsert, changes) in need_tags {
-            match self.tags(row, &upsert.member.email_address, &changes, cancel, deadline).await {
+            match self
+                .tags(
+                    row,
+                    &upsert.member.email_address,
+                    &changes,
+                    cancel,
+                    deadline,
+                )
+                .await
+            {
                 Ok(()) => results.ack_upsert(row, upsert),
-                Err(e) => results.call_failed(row, e, &s.retry),
+                Err(e) => results.call_failed(row, e, &s.retry, Some(upsert)),
             }
         }
 
         for (row, action) in singles {
             match action {
-                Action::Rename { from, upsert } => self.rename(row, &from, &upsert, cancel, deadline, &mut results).await,
-                Action::Remove { email, how } => match self.remove(&email, how, cancel, deadline).await {
-                    Ok(()) => results.ack_removal(row, &email),
-                    Err(e) => results.call_failed(row, e, &s.retry),
-                },
+                Action::Rename { from, upsert } => {
+                    self.rename(row, &from, &upsert, cancel, deadline, &mut results)
+                        .await
+                }
+                Action::Remove { email, how } => {
+                    match self.remove(&email, how, cancel, deadline).await {
+                        Ok(()) => results.ack_removal(row, &email),
+                        Err(e) => results.call_failed(row, e, &s.retry, None),
+                    }
+                }
                 Action::Upsert(_) | Action::Park(_) => unreachable!("planned into the batch"),
             }
         }
@@ -547,70 +686,134 @@ impl Worker {
         self.record(claim, results, started).await
     }
 
-    async fn tags(&self, _row: &ClaimedRow, email: &str, changes: &[TagChange], cancel: &CancellationToken, deadline: Instant) -> Result<(), CallError> {
+    async fn tags(
+        &self,
+        _row: &ClaimedRow,
+        email: &str,
+        changes: &[TagChange],
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<(), CallError> {
         let s = &self.inner.settings;
         let client = &self.inner.client;
-        self.call("update_tags", cancel, deadline, || client.update_tags(&s.audience_id, email, changes)).await
+        self.call("update_tags", cancel, deadline, || {
+            client.update_tags(&s.audience_id, email, changes)
+        })
+        .await
     }
 
-    async fn rename(&self, row: &ClaimedRow, from: &str, upsert: &Upsert, cancel: &CancellationToken, deadline: Instant, results: &mut Results) {
+    async fn rename(
+        &self,
+        row: &ClaimedRow,
+        from: &[String],
+        upsert: &Upsert,
+        cancel: &CancellationToken,
+        deadline: Instant,
+        results: &mut Results,
+    ) {
         let s = &self.inner.settings;
         let client = &self.inner.client;
         let to = upsert.member.email_address.as_str();
         let body = upsert.single_body();
-        let renamed = self.call("rename_member", cancel, deadline, || client.rename_member(&s.audience_id, from, to, &body)).await;
-        let fallback = match &renamed {
-            Ok(_) => {
-                info!(customer.key = %row.customer_key, "email change: renamed the member");
-                false
+        let mut member = None;
+        for old in from {
+            if member.is_some() {
+                // Found under an earlier candidate: any other copy is one an attempt with a lost
+                // answer created for this customer; remove it so no duplicate is left.
+                if let Err(e) = self
+                    .remove(old, s.audience.on_remove, cancel, deadline)
+                    .await
+                {
+                    return results.call_failed(row, e, &s.retry, Some(upsert));
+                }
+                continue;
             }
-            Err(CallError::Api(e)) => match e.problem_kind() {
-                Some(ProblemKind::NotFound) => true,
-                Some(ProblemKind::InvalidResource | ProblemKind::MemberExists) => {
-                    // The new address is taken, or the old member is not subscribed: remove the old
-                    // member and upsert the new address, so no silent duplicate is left.
+            // PATCH, not PUT: a candidate that does not exist answers 404 instead of creating
+            // the new address beside the member that lives under another candidate.
+            match self
+                .call("rename_member", cancel, deadline, || {
+                    client.rename_existing_member(&s.audience_id, old, to, &body)
+                })
+                .await
+            {
+                Ok(m) => {
+                    info!(customer.key = %row.customer_key, "email change: renamed the member");
+                    member = Some(m);
+                }
+                Err(CallError::Api(e)) if e.problem_kind() == Some(ProblemKind::NotFound) => {}
+                Err(CallError::Api(e))
+                    if matches!(
+                        e.problem_kind(),
+                        Some(ProblemKind::InvalidResource | ProblemKind::MemberExists)
+                    ) =>
+                {
+                    // The new address is taken, or the old member is not subscribed: remove the
+                    // old member and upsert the new address, so no silent duplicate is left.
                     info!(customer.key = %row.customer_key, reason = %e, "email change: rename refused; removing the old address and upserting the new one");
-                    match self.remove(from, s.audience.on_remove, cancel, deadline).await {
-                        Ok(()) => true,
-                        Err(e) => return results.call_failed(row, e, &s.retry),
+                    if let Err(e) = self
+                        .remove(old, s.audience.on_remove, cancel, deadline)
+                        .await
+                    {
+                        return results.call_failed(row, e, &s.retry, Some(upsert));
                     }
                 }
-                _ => false,
-            },
-            Err(CallError::Cancelled) => false,
-        };
-        if let Err(e) = renamed {
-            if !fallback {
-                return results.call_failed(row, e, &s.retry);
+                Err(e) => return results.call_failed(row, e, &s.retry, Some(upsert)),
             }
-            let upserted = self.call("upsert_member", cancel, deadline, || client.upsert_member(&s.audience_id, to, &body)).await;
-            if let Err(e) = upserted {
-                return results.call_failed(row, e, &s.retry);
-            }
-            info!(customer.key = %row.customer_key, "email change: upserted the new address");
         }
-        results.freed_addresses.push(from.to_string());
-        let changes = upsert.tags_for_existing_member();
+        let member = match member {
+            Some(m) => m,
+            None => match self
+                .call("upsert_member", cancel, deadline, || {
+                    client.upsert_member(&s.audience_id, to, &body)
+                })
+                .await
+            {
+                Ok(m) => {
+                    info!(customer.key = %row.customer_key, "email change: upserted the new address");
+                    m
+                }
+                Err(e) => return results.call_failed(row, e, &s.retry, Some(upsert)),
+            },
+        };
+        results.freed_addresses.extend(from.iter().cloned());
+        // Whether renamed, created or found, the member's own tags say what is still missing.
+        let changes = upsert.tags_missing_from(&member.tags);
         if !changes.is_empty() {
             if let Err(e) = self.tags(row, to, &changes, cancel, deadline).await {
-                return results.call_failed(row, e, &s.retry);
+                return results.call_failed(row, e, &s.retry, Some(upsert));
             }
         }
         results.ack_upsert(row, upsert);
     }
 
-    async fn remove(&self, email: &str, how: OnRemove, cancel: &CancellationToken, deadline: Instant) -> Result<(), CallError> {
+    async fn remove(
+        &self,
+        email: &str,
+        how: OnRemove,
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<(), CallError> {
         let s = &self.inner.settings;
         let client = &self.inner.client;
         let list = s.audience_id.as_str();
         let result = match how {
-            OnRemove::Archive => self.call("archive_member", cancel, deadline, || client.archive_member(list, email)).await,
+            OnRemove::Archive => {
+                self.call("archive_member", cancel, deadline, || {
+                    client.archive_member(list, email)
+                })
+                .await
+            }
             OnRemove::Unsubscribe => self
-                .call("set_status", cancel, deadline, || client.set_status(list, email, mailchimp::Status::Unsubscribed))
+                .call("set_status", cancel, deadline, || {
+                    client.set_status(list, email, mailchimp::Status::Unsubscribed)
+                })
                 .await
                 .map(|_| ()),
             OnRemove::DeletePermanent => {
-                self.call("delete_member_permanently", cancel, deadline, || client.delete_member_permanently(list, email)).await
+                self.call("delete_member_permanently", cancel, deadline, || {
+                    client.delete_member_permanently(list, email)
+                })
+                .await
             }
         };
         match result {
@@ -619,7 +822,11 @@ impl Worker {
             Err(CallError::Api(e))
                 if matches!(
                     e.problem_kind(),
-                    Some(ProblemKind::NotFound | ProblemKind::MethodNotAllowed | ProblemKind::ForgottenEmail)
+                    Some(
+                        ProblemKind::NotFound
+                            | ProblemKind::MethodNotAllowed
+                            | ProblemKind::ForgottenEmail
+                    )
                 ) =>
             {
                 Ok(())
@@ -628,10 +835,21 @@ impl Worker {
         }
     }
 
-    async fn record(&self, claim: Claim, results: Results, started: std::time::Instant) -> DrainOutcome {
+    async fn record(
+        &self,
+        claim: Claim,
+        results: Results,
+        started: std::time::Instant,
+    ) -> DrainOutcome {
         let queue = &self.inner.queue;
         let token = claim.token;
-        let retry = || ExponentialBuilder::default().with_max_delay(Duration::from_secs(5)).with_max_times(8);
+        let retry = || {
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(20))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(10)
+                .with_jitter()
+        };
         let mut outcome = DrainOutcome {
             claimed: claim.rows.len(),
             parked: results.parks.len(),
@@ -642,20 +860,43 @@ impl Worker {
         };
         // Each write retries while the database is briefly away; if it stays away the lease
         // lapses and the rows are sent again (every operation is idempotent).
-        match (|| queue.ack(token, &results.acks)).retry(retry()).when(store::Error::is_transient).await {
+        let ack_started = std::time::Instant::now();
+        let acked = (|| queue.ack(token, &results.acks))
+            .retry(retry())
+            .when(store::Error::is_transient)
+            .notify(|e, after| debug!(error = %e, retry_in_ms = after.as_millis() as u64, "ack failed; retrying"))
+            .await;
+        if ack_started.elapsed() > Duration::from_secs(1) {
+            warn!(seconds = ack_started.elapsed().as_secs_f64(), "slow ack");
+        }
+        match acked {
             Ok(counts) => {
                 outcome.acked = (counts.deleted + counts.released) as usize;
                 outcome.changed_in_flight = counts.released as usize;
             }
-            Err(e) => warn!(error = %e, rows = results.acks.len(), "could not record acknowledgements; the rows will be sent again"),
+            Err(e) => {
+                warn!(error = %e, rows = results.acks.len(), "could not record acknowledgements; the rows will be sent again")
+            }
         }
-        if let Err(e) = (|| queue.park(token, &results.parks)).retry(retry()).when(store::Error::is_transient).await {
+        if let Err(e) = (|| queue.park(token, &results.parks))
+            .retry(retry())
+            .when(store::Error::is_transient)
+            .await
+        {
             warn!(error = %e, "could not park rows");
         }
-        if let Err(e) = (|| queue.reschedule(token, &results.retries)).retry(retry()).when(store::Error::is_transient).await {
+        if let Err(e) = (|| queue.reschedule(token, &results.retries))
+            .retry(retry())
+            .when(store::Error::is_transient)
+            .await
+        {
             warn!(error = %e, "could not reschedule rows");
         }
-        if let Err(e) = (|| queue.release(token, &results.releases)).retry(retry()).when(store::Error::is_transient).await {
+        if let Err(e) = (|| queue.release(token, &results.releases))
+            .retry(retry())
+            .when(store::Error::is_transient)
+            .await
+        {
             warn!(error = %e, "could not release rows");
         }
         if !results.freed_addresses.is_empty() {
@@ -663,13 +904,17 @@ impl Worker {
                 warn!(error = %e, "could not unpark rows waiting for a freed address");
             }
         }
-        metrics::counter!("chimpsync_rows_synced_total", "result" => "acked").increment(outcome.acked as u64);
-        metrics::counter!("chimpsync_rows_synced_total", "result" => "retried").increment(outcome.retried as u64);
-        metrics::counter!("chimpsync_rows_synced_total", "result" => "parked").increment(outcome.parked as u64);
+        metrics::counter!("chimpsync_rows_synced_total", "result" => "acked")
+            .increment(outcome.acked as u64);
+        metrics::counter!("chimpsync_rows_synced_total", "result" => "retried")
+            .increment(outcome.retried as u64);
+        metrics::counter!("chimpsync_rows_synced_total", "result" => "parked")
+            .increment(outcome.parked as u64);
         metrics::counter!("chimpsync_retries_total").increment(outcome.retried as u64);
         metrics::counter!("chimpsync_parked_total").increment(outcome.parked as u64);
         if outcome.acked > 0 {
-            metrics::gauge!("chimpsync_last_success_timestamp_seconds").set(Utc::now().timestamp() as f64);
+            metrics::gauge!("chimpsync_last_success_timestamp_seconds")
+                .set(Utc::now().timestamp() as f64);
         }
         info!(
             batch.claimed = outcome.claimed,

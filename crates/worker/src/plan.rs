@@ -1,7 +1,5 @@
 //! Turning queue rows into Mailchimp operations (queue-design points 9 to 12). Pure: no I/O.
 
-use std::collections::BTreeSet;
-
 use mailchimp::{BatchMember, MemberUpsert, Status, TagChange};
 use serde_json::{Map, Value};
 use store::mapping::{AudienceSettings, NewStatus, OnRemove, Resubscribe};
@@ -12,10 +10,11 @@ use store::{ClaimedRow, Operation};
 pub enum Action {
     /// Goes into the batch upsert (`POST /lists/{id}`).
     Upsert(Upsert),
-    /// The address changed: rename the member that lives under `from`.
+    /// The address changed: rename the member, which lives under one of `from` (the synced
+    /// address first, then addresses of earlier attempts whose answers were lost).
     Rename {
-        /// The address Mailchimp knows.
-        from: String,
+        /// Where the member may live, most likely first.
+        from: Vec<String>,
         /// The upsert of the new address (also the fallback).
         upsert: Upsert,
     },
@@ -33,14 +32,16 @@ pub enum Action {
 /// An upsert of one member, and the tag changes that must follow it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upsert {
-    /// The batch item (also used for single PUTs).
+    /// The batch item (also used for single PUT/PATCH).
     pub member: BatchMember,
     /// The consent being sent (recorded on acknowledgement).
     pub consent: bool,
     /// The tags that should be active afterwards.
     pub tags: Vec<String>,
-    /// Tag changes for a member that already exists (old inactive, new active).
-    pub tag_changes: Vec<TagChange>,
+    /// Tags chimpsync set (or may have set) that are no longer wanted.
+    pub stale_tags: Vec<String>,
+    /// Wanted tags not known to be set yet.
+    pub added_tags: Vec<String>,
     /// True when chimpsync never synced this customer: the batch item carries the tags, which
     /// Mailchimp applies only if it creates the member; if it turns out to exist, the tags must
     /// follow in a separate call.
@@ -58,13 +59,41 @@ impl Upsert {
         }
     }
 
-    /// Tag changes for when the member turned out to exist already.
+    /// Tag changes for a member that already existed: stale tags off, added tags on.
     pub fn tags_for_existing_member(&self) -> Vec<TagChange> {
-        if self.first_sync {
-            self.tags.iter().map(|t| TagChange { name: t.clone(), active: true }).collect()
-        } else {
-            self.tag_changes.clone()
-        }
+        let mut changes: Vec<TagChange> = self
+            .stale_tags
+            .iter()
+            .map(|t| TagChange {
+                name: t.clone(),
+                active: false,
+            })
+            .collect();
+        changes.extend(self.added_tags.iter().map(|t| TagChange {
+            name: t.clone(),
+            active: true,
+        }));
+        changes
+    }
+
+    /// Tag changes that bring a member whose tags are `present` to this upsert's tags: the
+    /// wanted tags it lacks on, the stale ones it has off. Tags chimpsync never set are left alone.
+    pub fn tags_missing_from(&self, present: &[String]) -> Vec<TagChange> {
+        let has = |name: &str| present.iter().any(|p| p.eq_ignore_ascii_case(name));
+        let mut changes: Vec<TagChange> = self
+            .stale_tags
+            .iter()
+            .filter(|t| has(t))
+            .map(|t| TagChange {
+                name: t.clone(),
+                active: false,
+            })
+            .collect();
+        changes.extend(self.tags.iter().filter(|t| !has(t)).map(|t| TagChange {
+            name: t.clone(),
+            active: true,
+        }));
+        changes
     }
 }
 
@@ -93,8 +122,15 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
     let email = row.email.as_deref().map(str::trim).unwrap_or_default();
     if row.operation == Operation::Remove {
         // Remove the member this customer owns; if never synced, the address in the row.
-        let address = row.synced.as_ref().map(|s| s.email.clone()).unwrap_or_else(|| email.to_string());
-        return Action::Remove { email: address, how: audience.on_remove };
+        let address = row
+            .synced
+            .as_ref()
+            .map(|s| s.email.clone())
+            .unwrap_or_else(|| email.to_string());
+        return Action::Remove {
+            email: address,
+            how: audience.on_remove,
+        };
     }
     if email.is_empty() {
         return Action::Park("the customer has no email address".into());
@@ -135,25 +171,24 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
         _ => None,
     };
     let tags = row.payload.tags();
-    let (tag_changes, first_sync) = match &row.synced {
-        Some(synced) => {
-            let old: BTreeSet<String> = synced.tags.iter().map(|t| t.to_lowercase()).collect();
-            let new: BTreeSet<String> = tags.iter().map(|t| t.to_lowercase()).collect();
-            let mut changes: Vec<TagChange> = synced
-                .tags
-                .iter()
-                .filter(|t| !new.contains(&t.to_lowercase()))
-                .map(|t| TagChange { name: t.clone(), active: false })
-                .collect();
-            changes.extend(
-                tags.iter()
-                    .filter(|t| !old.contains(&t.to_lowercase()))
-                    .map(|t| TagChange { name: t.clone(), active: true }),
-            );
-            (changes, false)
+    let wanted = |t: &String| tags.iter().any(|w| w.eq_ignore_ascii_case(t));
+    let synced_tags: &[String] = row
+        .synced
+        .as_ref()
+        .map(|s| s.tags.as_slice())
+        .unwrap_or_default();
+    let mut stale_tags: Vec<String> = Vec::new();
+    for t in synced_tags.iter().chain(row.maybe_tags.iter()) {
+        if !wanted(t) && !stale_tags.iter().any(|s| s.eq_ignore_ascii_case(t)) {
+            stale_tags.push(t.clone());
         }
-        None => (Vec::new(), true),
-    };
+    }
+    let first_sync = row.synced.is_none();
+    let added_tags: Vec<String> = tags
+        .iter()
+        .filter(|t| !synced_tags.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .cloned()
+        .collect();
     let member = BatchMember {
         email_address: email.to_string(),
         status_if_new,
@@ -161,16 +196,34 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
         merge_fields: merge_values(&row.payload.merge_fields),
         tags: if first_sync { tags.clone() } else { Vec::new() },
     };
-    let upsert = Upsert { member, consent, tags, tag_changes, first_sync };
-    let old_address = row
+    let upsert = Upsert {
+        member,
+        consent,
+        tags,
+        stale_tags,
+        added_tags,
+        first_sync,
+    };
+    // Where the member may live: the address chimpsync synced (or, never synced, the one the
+    // trigger saw before the change), then addresses of attempts whose answers were lost.
+    let mut from: Vec<String> = Vec::new();
+    let known = row
         .synced
         .as_ref()
-        .map(|s| s.email.as_str())
-        .or(row.previous_email.as_deref())
-        .filter(|old| !old.trim().is_empty() && !same_address(old, email));
-    match old_address {
-        Some(from) => Action::Rename { from: from.to_string(), upsert },
-        None => Action::Upsert(upsert),
+        .map(|s| s.email.clone())
+        .or(row.previous_email.clone());
+    for old in known.into_iter().chain(row.maybe_emails.iter().cloned()) {
+        if !old.trim().is_empty()
+            && !same_address(&old, email)
+            && !from.iter().any(|f| same_address(f, &old))
+        {
+            from.push(old);
+        }
+    }
+    if from.is_empty() {
+        Action::Upsert(upsert)
+    } else {
+        Action::Rename { from, upsert }
     }
 }
 
@@ -180,28 +233,47 @@ mod tests {
     use serde_json::json;
     use store::{Payload, Synced};
 
-    fn row(op: Operation, email: &str, consent: bool, tag: Option<&str>, synced: Option<Synced>) -> ClaimedRow {
+    fn row(
+        op: Operation,
+        email: &str,
+        consent: bool,
+        tag: Option<&str>,
+        synced: Option<Synced>,
+    ) -> ClaimedRow {
         let mut merge = Map::new();
         merge.insert("FNAME".into(), json!("Ana"));
         merge.insert("LNAME".into(), Value::Null);
         let mut tag_columns = std::collections::BTreeMap::new();
-        tag_columns.insert("customer_type".to_string(), tag.map(|t| json!(t)).unwrap_or(Value::Null));
+        tag_columns.insert(
+            "customer_type".to_string(),
+            tag.map(|t| json!(t)).unwrap_or(Value::Null),
+        );
         ClaimedRow {
             id: 1,
             customer_key: "1".into(),
             operation: op,
             email: Some(email.into()),
             previous_email: None,
-            payload: Payload { merge_fields: merge, tag_columns, consent },
+            payload: Payload {
+                merge_fields: merge,
+                tag_columns,
+                consent,
+            },
             version: 1,
             attempts: 1,
             synced,
             address_owner: None,
+            maybe_emails: Vec::new(),
+            maybe_tags: Vec::new(),
         }
     }
 
     fn synced(email: &str, consent: bool, tags: &[&str]) -> Option<Synced> {
-        Some(Synced { email: email.into(), consent, tags: tags.iter().map(|t| t.to_string()).collect() })
+        Some(Synced {
+            email: email.into(),
+            consent,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        })
     }
 
     fn upsert(action: Action) -> Upsert {
@@ -213,19 +285,41 @@ mod tests {
 
     #[test]
     fn a_new_contact_with_consent_gets_the_new_status_and_its_tags() {
-        let u = upsert(plan(&row(Operation::Upsert, "a@pets.test", true, Some("groomer"), None), &Default::default()));
+        let u = upsert(plan(
+            &row(
+                Operation::Upsert,
+                "a@pets.test",
+                true,
+                Some("groomer"),
+                None,
+            ),
+            &Default::default(),
+        ));
         assert_eq!(u.member.status_if_new, Some(Status::Subscribed));
         assert_eq!(u.member.status, None);
         assert_eq!(u.member.tags, vec!["groomer"]);
-        assert_eq!(u.member.merge_fields["LNAME"], json!(""), "NULL clears the merge field");
-        let pending = AudienceSettings { new_status: NewStatus::Pending, ..Default::default() };
-        let u = upsert(plan(&row(Operation::Upsert, "a@pets.test", true, None, None), &pending));
+        assert_eq!(
+            u.member.merge_fields["LNAME"],
+            json!(""),
+            "NULL clears the merge field"
+        );
+        let pending = AudienceSettings {
+            new_status: NewStatus::Pending,
+            ..Default::default()
+        };
+        let u = upsert(plan(
+            &row(Operation::Upsert, "a@pets.test", true, None, None),
+            &pending,
+        ));
         assert_eq!(u.member.status_if_new, Some(Status::Pending));
     }
 
     #[test]
     fn a_contact_without_consent_is_never_created_as_subscribed() {
-        let u = upsert(plan(&row(Operation::Upsert, "a@pets.test", false, None, None), &Default::default()));
+        let u = upsert(plan(
+            &row(Operation::Upsert, "a@pets.test", false, None, None),
+            &Default::default(),
+        ));
         assert_eq!(u.member.status_if_new, Some(Status::Unsubscribed));
         assert_eq!(u.member.status, None);
     }
@@ -233,15 +327,54 @@ mod tests {
     #[test]
     fn status_changes_only_when_consent_changed() {
         let a = AudienceSettings::default();
-        let same = upsert(plan(&row(Operation::Upsert, "a@pets.test", true, None, synced("a@pets.test", true, &[])), &a));
+        let same = upsert(plan(
+            &row(
+                Operation::Upsert,
+                "a@pets.test",
+                true,
+                None,
+                synced("a@pets.test", true, &[]),
+            ),
+            &a,
+        ));
         assert_eq!(same.member.status, None);
-        let removed = upsert(plan(&row(Operation::Upsert, "a@pets.test", false, None, synced("a@pets.test", true, &[])), &a));
+        let removed = upsert(plan(
+            &row(
+                Operation::Upsert,
+                "a@pets.test",
+                false,
+                None,
+                synced("a@pets.test", true, &[]),
+            ),
+            &a,
+        ));
         assert_eq!(removed.member.status, Some(Status::Unsubscribed));
-        let again = upsert(plan(&row(Operation::Upsert, "a@pets.test", true, None, synced("a@pets.test", false, &[])), &a));
+        let again = upsert(plan(
+            &row(
+                Operation::Upsert,
+                "a@pets.test",
+                true,
+                None,
+                synced("a@pets.test", false, &[]),
+            ),
+            &a,
+        ));
         assert_eq!(again.member.status, Some(Status::Pending));
-        let park = AudienceSettings { resubscribe: Resubscribe::Park, ..Default::default() };
+        let park = AudienceSettings {
+            resubscribe: Resubscribe::Park,
+            ..Default::default()
+        };
         assert!(matches!(
-            plan(&row(Operation::Upsert, "a@pets.test", true, None, synced("a@pets.test", false, &[])), &park),
+            plan(
+                &row(
+                    Operation::Upsert,
+                    "a@pets.test",
+                    true,
+                    None,
+                    synced("a@pets.test", false, &[])
+                ),
+                &park
+            ),
             Action::Park(_)
         ));
     }
@@ -249,51 +382,149 @@ mod tests {
     #[test]
     fn a_changed_tag_value_deactivates_the_old_tag_and_activates_the_new() {
         let u = upsert(plan(
-            &row(Operation::Upsert, "a@pets.test", true, Some("vet"), synced("a@pets.test", true, &["groomer"])),
+            &row(
+                Operation::Upsert,
+                "a@pets.test",
+                true,
+                Some("vet"),
+                synced("a@pets.test", true, &["groomer"]),
+            ),
             &Default::default(),
         ));
-        assert!(u.member.tags.is_empty(), "tags of existing members go through the tags endpoint");
+        assert!(
+            u.member.tags.is_empty(),
+            "tags of existing members go through the tags endpoint"
+        );
         assert_eq!(
-            u.tag_changes,
-            vec![TagChange { name: "groomer".into(), active: false }, TagChange { name: "vet".into(), active: true }]
+            u.tags_for_existing_member(),
+            vec![
+                TagChange {
+                    name: "groomer".into(),
+                    active: false
+                },
+                TagChange {
+                    name: "vet".into(),
+                    active: true
+                }
+            ]
         );
         let unchanged = upsert(plan(
-            &row(Operation::Upsert, "a@pets.test", true, Some("Vet"), synced("a@pets.test", true, &["vet"])),
+            &row(
+                Operation::Upsert,
+                "a@pets.test",
+                true,
+                Some("Vet"),
+                synced("a@pets.test", true, &["vet"]),
+            ),
             &Default::default(),
         ));
-        assert!(unchanged.tag_changes.is_empty(), "tag names compare case-insensitively");
+        assert!(
+            unchanged.tags_for_existing_member().is_empty(),
+            "tag names compare case-insensitively"
+        );
     }
 
     #[test]
     fn an_email_change_renames_the_member_mailchimp_knows() {
         let action = plan(
-            &row(Operation::Upsert, "new@pets.test", true, None, synced("Old@Pets.test", true, &[])),
+            &row(
+                Operation::Upsert,
+                "new@pets.test",
+                true,
+                None,
+                synced("Old@Pets.test", true, &[]),
+            ),
             &Default::default(),
         );
         match action {
             Action::Rename { from, upsert } => {
-                assert_eq!(from, "Old@Pets.test");
+                assert_eq!(from, vec!["Old@Pets.test"]);
                 assert_eq!(upsert.member.email_address, "new@pets.test");
             }
             other => panic!("{other:?}"),
         }
         // Only the case changed: same member, no rename.
         let action = plan(
-            &row(Operation::Upsert, "old@pets.test", true, None, synced("Old@Pets.test", true, &[])),
+            &row(
+                Operation::Upsert,
+                "old@pets.test",
+                true,
+                None,
+                synced("Old@Pets.test", true, &[]),
+            ),
             &Default::default(),
         );
         assert!(matches!(action, Action::Upsert(_)));
         // Never synced by us, but the trigger saw the old address.
         let mut r = row(Operation::Upsert, "new@pets.test", true, None, None);
         r.previous_email = Some("before@pets.test".into());
-        assert!(matches!(plan(&r, &Default::default()), Action::Rename { .. }));
+        assert!(matches!(
+            plan(&r, &Default::default()),
+            Action::Rename { .. }
+        ));
+    }
+
+    #[test]
+    fn addresses_and_tags_of_lost_attempts_are_accounted_for() {
+        let mut r = row(
+            Operation::Upsert,
+            "r3@pets.test",
+            true,
+            Some("t3"),
+            synced("r1@pets.test", true, &["t1"]),
+        );
+        r.maybe_emails = vec!["r2@pets.test".into(), "r3@pets.test".into()];
+        r.maybe_tags = vec!["t2".into(), "t3".into()];
+        match plan(&r, &Default::default()) {
+            Action::Rename { from, upsert } => {
+                assert_eq!(
+                    from,
+                    vec!["r1@pets.test", "r2@pets.test"],
+                    "the target itself is no candidate"
+                );
+                assert_eq!(upsert.stale_tags, vec!["t1", "t2"]);
+                let present = vec!["t2".to_string(), "vip".to_string()];
+                assert_eq!(
+                    upsert.tags_missing_from(&present),
+                    vec![
+                        TagChange {
+                            name: "t2".into(),
+                            active: false
+                        },
+                        TagChange {
+                            name: "t3".into(),
+                            active: true
+                        }
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn a_removal_removes_the_address_mailchimp_knows() {
-        let remove = AudienceSettings { on_remove: OnRemove::DeletePermanent, ..Default::default() };
-        let action = plan(&row(Operation::Remove, "now@pets.test", true, None, synced("synced@pets.test", true, &[])), &remove);
-        assert_eq!(action, Action::Remove { email: "synced@pets.test".into(), how: OnRemove::DeletePermanent });
+        let remove = AudienceSettings {
+            on_remove: OnRemove::DeletePermanent,
+            ..Default::default()
+        };
+        let action = plan(
+            &row(
+                Operation::Remove,
+                "now@pets.test",
+                true,
+                None,
+                synced("synced@pets.test", true, &[]),
+            ),
+            &remove,
+        );
+        assert_eq!(
+            action,
+            Action::Remove {
+                email: "synced@pets.test".into(),
+                how: OnRemove::DeletePermanent
+            }
+        );
     }
 
     #[test]
@@ -301,7 +532,9 @@ mod tests {
         let mut r = row(Operation::Upsert, "shared@pets.test", true, None, None);
         r.address_owner = Some("42".into());
         match plan(&r, &Default::default()) {
-            Action::Park(reason) => assert!(reason.starts_with("address already belongs to customer 42")),
+            Action::Park(reason) => {
+                assert!(reason.starts_with("address already belongs to customer 42"))
+            }
             other => panic!("{other:?}"),
         }
     }

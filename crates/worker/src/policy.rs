@@ -20,7 +20,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(600), max_attempts: 12 }
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(600),
+            max_attempts: 12,
+        }
     }
 }
 
@@ -80,7 +84,9 @@ impl Failure {
             | ProblemKind::ForgottenEmail
             | ProblemKind::InvalidEmail
             | ProblemKind::MergeFieldsInvalid
-            | ProblemKind::InvalidResource => Failure::Permanent(format!("{}: {text}", error.error_code)),
+            | ProblemKind::InvalidResource => {
+                Failure::Permanent(format!("{}: {text}", error.error_code))
+            }
             _ => Failure::Transient(format!("{}: {text}", error.error_code)),
         }
     }
@@ -104,13 +110,23 @@ pub enum Disposition {
 }
 
 /// Decides a failed attempt's fate.
-pub fn disposition(failure: &Failure, attempt: i32, policy: &RetryPolicy, rng: &mut impl Rng) -> Disposition {
+pub fn disposition(
+    failure: &Failure,
+    attempt: i32,
+    policy: &RetryPolicy,
+    rng: &mut impl Rng,
+) -> Disposition {
     match failure {
-        Failure::Permanent(reason) => Disposition::Park { reason: reason.clone() },
+        Failure::Permanent(reason) => Disposition::Park {
+            reason: reason.clone(),
+        },
         Failure::Transient(error) if attempt >= policy.max_attempts => Disposition::Park {
             reason: format!("gave up after {attempt} attempts: {error}"),
         },
-        Failure::Transient(error) => Disposition::Retry { after: policy.backoff(attempt, rng), error: error.clone() },
+        Failure::Transient(error) => Disposition::Retry {
+            after: policy.backoff(attempt, rng),
+            error: error.clone(),
+        },
     }
 }
 
@@ -122,7 +138,11 @@ mod tests {
 
     #[test]
     fn dispositions_follow_the_table() {
-        let policy = RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(60), max_attempts: 5 };
+        let policy = RetryPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            max_attempts: 5,
+        };
         let t = || Failure::Transient("HTTP 503".into());
         let p = || Failure::Permanent("Member In Compliance State".into());
         let cases: &[(Failure, i32, &str)] = &[
@@ -151,7 +171,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_full_jitter() {
-        let policy = RetryPolicy { base: Duration::from_millis(500), max: Duration::from_secs(10), max_attempts: 99 };
+        let policy = RetryPolicy {
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(10),
+            max_attempts: 99,
+        };
         assert_eq!(policy.ceiling(1), Duration::from_millis(500));
         assert_eq!(policy.ceiling(2), Duration::from_secs(1));
         assert_eq!(policy.ceiling(5), Duration::from_secs(8));
@@ -169,7 +193,10 @@ mod tests {
     fn throttling_and_server_errors_are_transient_and_refusals_permanent() {
         let throttled = ApiError::Throttled { status: 429 };
         assert!(matches!(Failure::of(&throttled), Failure::Transient(_)));
-        let server = ApiError::Server { status: 503, detail: String::new() };
+        let server = ApiError::Server {
+            status: 503,
+            detail: String::new(),
+        };
         assert!(matches!(Failure::of(&server), Failure::Transient(_)));
         let batch = mailchimp::BatchError {
             email_address: "x@pets.test".into(),
@@ -178,6 +205,9 @@ mod tests {
             field: None,
             field_message: None,
         };
-        assert!(matches!(Failure::of_batch_error(&batch), Failure::Permanent(_)));
+        assert!(matches!(
+            Failure::of_batch_error(&batch),
+            Failure::Permanent(_)
+        ));
     }
 }

@@ -24,7 +24,13 @@ async fn a_wrong_key_is_api_key_invalid_when_a_key_is_configured() {
     })
     .await;
     h.get("/ping").await.ok();
-    let bearer = h.client.get(h.url("/ping")).bearer_auth(KEY).send().await.unwrap();
+    let bearer = h
+        .client
+        .get(h.url("/ping"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bearer.status(), 200);
     h.key = "ffffffffffffffffffffffffffffffff-us1".into();
     let a = h.get("/ping").await;

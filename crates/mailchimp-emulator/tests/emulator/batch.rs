@@ -41,9 +41,21 @@ async fn batch_subscribe_reports_created_updated_and_failed_members() {
     assert_eq!(r["updated_members"][0]["status"], "unsubscribed");
     assert_eq!(r["updated_members"][0]["merge_fields"]["LNAME"], "Ex");
     let errors = r["errors"].as_array().unwrap();
-    let by_email = |e: &str| errors.iter().find(|x| x["email_address"] == e).cloned().unwrap_or(Value::Null);
-    assert_eq!(by_email("not-an-address")["error"], "Please provide a valid email address.");
-    assert_eq!(by_email("fake@example.com")["error"], "fake@example.com looks fake or invalid, please enter a real email address.");
+    let by_email = |e: &str| {
+        errors
+            .iter()
+            .find(|x| x["email_address"] == e)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        by_email("not-an-address")["error"],
+        "Please provide a valid email address."
+    );
+    assert_eq!(
+        by_email("fake@example.com")["error"],
+        "fake@example.com looks fake or invalid, please enter a real email address."
+    );
     assert_eq!(
         by_email("left@mail.org")["error"],
         "left@mail.org is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed."
@@ -64,7 +76,10 @@ async fn batch_without_update_existing_reports_contact_exists() {
     let h = Harness::start().await;
     h.upsert("here@mail.org", "subscribed").await;
     let a = h
-        .post(&batch_path(), &json!({"members": [{"email_address": "here@mail.org", "status": "unsubscribed"}]}))
+        .post(
+            &batch_path(),
+            &json!({"members": [{"email_address": "here@mail.org", "status": "unsubscribed"}]}),
+        )
         .await;
     let r = a.ok();
     assert_eq!(r["total_updated"], 0);
@@ -74,7 +89,10 @@ async fn batch_without_update_existing_reports_contact_exists() {
                 "error": "here@mail.org is already a list member, do you want to update? please provide update_existing:true in the request body",
                 "error_code": "ERROR_CONTACT_EXISTS"}])
     );
-    assert_eq!(h.emu.member(LIST, "here@mail.org").unwrap().status, "subscribed");
+    assert_eq!(
+        h.emu.member(LIST, "here@mail.org").unwrap().status,
+        "subscribed"
+    );
 }
 
 #[tokio::test]
@@ -85,7 +103,13 @@ async fn more_than_500_members_are_refused() {
         .collect();
     let a = h.post(&batch_path(), &json!({"members": members})).await;
     let p = a.problem(400, "Invalid Resource");
-    assert!(p["detail"].as_str().unwrap().contains("at most 500 members"), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 500 members"),
+        "{p}"
+    );
     assert!(h.emu.members(LIST).is_empty());
 }
 
@@ -96,10 +120,16 @@ async fn batch_tags_apply_to_existing_members_only_with_sync_tags() {
     h.post(&batch_path(), &first).await.ok();
     let again = json!({"members": [{"email_address": "t@mail.org", "tags": ["c"]}], "update_existing": true});
     h.post(&batch_path(), &again).await.ok();
-    assert_eq!(h.emu.member(LIST, "t@mail.org").unwrap().tags, vec!["a", "b"]);
+    assert_eq!(
+        h.emu.member(LIST, "t@mail.org").unwrap().tags,
+        vec!["a", "b"]
+    );
     let synced = json!({"members": [{"email_address": "t@mail.org", "tags": ["B", "c"]}], "update_existing": true, "sync_tags": true});
     h.post(&batch_path(), &synced).await.ok();
-    assert_eq!(h.emu.member(LIST, "t@mail.org").unwrap().tags, vec!["b", "c"]);
+    assert_eq!(
+        h.emu.member(LIST, "t@mail.org").unwrap().tags,
+        vec!["b", "c"]
+    );
 }
 
 #[tokio::test]
@@ -111,11 +141,16 @@ async fn a_batch_can_bring_back_archived_members_as_new() {
         .post(&batch_path(), &json!({"members": [{"email_address": "arch@mail.org", "status_if_new": "subscribed"}]}))
         .await;
     assert_eq!(a.ok()["total_created"], 1);
-    assert_eq!(h.emu.member(LIST, "arch@mail.org").unwrap().status, "subscribed");
+    assert_eq!(
+        h.emu.member(LIST, "arch@mail.org").unwrap().status,
+        "subscribed"
+    );
 }
 
 #[tokio::test]
 async fn a_batch_for_an_unknown_list_is_not_found() {
     let h = Harness::start().await;
-    h.post("/lists/ffffffffff", &json!({"members": []})).await.problem(404, "Resource Not Found");
+    h.post("/lists/ffffffffff", &json!({"members": []}))
+        .await
+        .problem(404, "Resource Not Found");
 }

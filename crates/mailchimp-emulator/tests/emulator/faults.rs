@@ -64,7 +64,8 @@ async fn requests_beyond_max_connections_get_429() {
     );
     let stats = h.emu.stats();
     assert_eq!(stats.throttled, 5);
-    assert_eq!(stats.max_in_flight, 8);
+    assert_eq!(stats.max_in_flight, 3);
+    assert_eq!(stats.max_concurrent, 8);
     assert_eq!(stats.requests, 8);
 
     h.emu.set_max_connections(None);
@@ -82,7 +83,9 @@ async fn fail_rate_one_answers_503_and_applies_nothing() {
     })
     .await;
     for _ in 0..3 {
-        let a = h.put(&Harness::member_path("f@mail.org"), &put_body("f@mail.org")).await;
+        let a = h
+            .put(&Harness::member_path("f@mail.org"), &put_body("f@mail.org"))
+            .await;
         a.problem(503, "Service Unavailable");
     }
     assert!(h.emu.members(LIST).is_empty());
@@ -103,10 +106,17 @@ async fn drop_rate_one_closes_the_connection_after_applying_the_write() {
     .await;
     h.get("/ping").await.ok();
     let result = h
-        .try_send(Method::PUT, &Harness::member_path("d@mail.org"), Some(&put_body("d@mail.org")))
+        .try_send(
+            Method::PUT,
+            &Harness::member_path("d@mail.org"),
+            Some(&put_body("d@mail.org")),
+        )
         .await;
     assert!(result.is_err(), "no answer expected, got {result:?}");
-    assert_eq!(h.emu.member(LIST, "d@mail.org").unwrap().status, "subscribed");
+    assert_eq!(
+        h.emu.member(LIST, "d@mail.org").unwrap().status,
+        "subscribed"
+    );
     assert_eq!(h.emu.stats().dropped, 1);
     h.get("/ping").await.ok();
 }
@@ -124,7 +134,11 @@ async fn outcomes(seed: u64) -> Vec<u16> {
     for i in 0..40 {
         let email = format!("s{i}@mail.org");
         let a = h
-            .try_send(Method::PUT, &Harness::member_path(&email), Some(&put_body(&email)))
+            .try_send(
+                Method::PUT,
+                &Harness::member_path(&email),
+                Some(&put_body(&email)),
+            )
             .await;
         seen.push(a.map(|a| a.status.as_u16()).unwrap_or(0));
     }
@@ -135,7 +149,10 @@ async fn outcomes(seed: u64) -> Vec<u16> {
 async fn the_same_seed_gives_the_same_fault_sequence() {
     let first = outcomes(42).await;
     assert_eq!(first, outcomes(42).await);
-    assert!(first.contains(&200) && first.contains(&503) && first.contains(&0), "{first:?}");
+    assert!(
+        first.contains(&200) && first.contains(&503) && first.contains(&0),
+        "{first:?}"
+    );
     assert_ne!(first, outcomes(43).await);
 }
 
@@ -173,8 +190,12 @@ async fn injected_refusals_apply_nothing_and_only_hit_writes() {
     h.put(&path, &body).await.problem(429, "Too Many Requests");
 
     h.emu.inject(Fault::ServiceUnavailable, 2);
-    h.put(&path, &body).await.problem(503, "Service Unavailable");
-    h.put(&path, &body).await.problem(503, "Service Unavailable");
+    h.put(&path, &body)
+        .await
+        .problem(503, "Service Unavailable");
+    h.put(&path, &body)
+        .await
+        .problem(503, "Service Unavailable");
 
     assert!(h.emu.members(LIST).is_empty());
     assert_eq!(h.emu.stats().failed, 5);
@@ -185,21 +206,29 @@ async fn injected_refusals_apply_nothing_and_only_hit_writes() {
 async fn injected_garbage_and_drops_still_apply_the_write() {
     let h = Harness::start().await;
     h.emu.inject(Fault::GarbageJson, 1);
-    let a = h.put(&Harness::member_path("g@mail.org"), &put_body("g@mail.org")).await;
+    let a = h
+        .put(&Harness::member_path("g@mail.org"), &put_body("g@mail.org"))
+        .await;
     assert_eq!(a.status, 200);
     assert!(serde_json::from_str::<serde_json::Value>(&a.raw).is_err());
     assert!(h.emu.member(LIST, "g@mail.org").is_some());
 
     h.emu.inject(Fault::DropAfterApply, 1);
     let r = h
-        .try_send(Method::PUT, &Harness::member_path("x@mail.org"), Some(&put_body("x@mail.org")))
+        .try_send(
+            Method::PUT,
+            &Harness::member_path("x@mail.org"),
+            Some(&put_body("x@mail.org")),
+        )
         .await;
     assert!(r.is_err());
     assert!(h.emu.member(LIST, "x@mail.org").is_some());
 
     h.emu.inject(Fault::Delay(Duration::from_millis(300)), 1);
     let started = Instant::now();
-    h.put(&Harness::member_path("y@mail.org"), &put_body("y@mail.org")).await.ok();
+    h.put(&Harness::member_path("y@mail.org"), &put_body("y@mail.org"))
+        .await
+        .ok();
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 

@@ -66,7 +66,9 @@ impl Harness {
 
     pub async fn with(config: Config) -> Self {
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
-        let emu = Emulator::start(listen, config).await.expect("emulator starts");
+        let emu = Emulator::start(listen, config)
+            .await
+            .expect("emulator starts");
         Self {
             emu,
             client: reqwest::Client::new(),
@@ -139,6 +141,9 @@ impl Harness {
     /// Upserts a member with `status_if_new` and asserts 200.
     pub async fn upsert(&self, email: &str, status: &str) -> Value {
         let body = serde_json::json!({"email_address": email, "status_if_new": status});
-        self.put(&Self::member_path(email), &body).await.ok().clone()
+        self.put(&Self::member_path(email), &body)
+            .await
+            .ok()
+            .clone()
     }
 }

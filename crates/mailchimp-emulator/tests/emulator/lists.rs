@@ -21,7 +21,9 @@ async fn creating_an_audience_returns_a_list_object_with_a_fresh_id() {
     let list = a.ok();
     let id = list["id"].as_str().unwrap();
     assert_eq!(id.len(), 10);
-    assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(id
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     assert_eq!(list["name"], "Customers");
     assert_eq!(list["stats"]["member_count"], 0);
     let got = h.get(&format!("/lists/{id}")).await;
@@ -33,10 +35,24 @@ async fn creating_an_audience_returns_a_list_object_with_a_fresh_id() {
 #[tokio::test]
 async fn creating_an_audience_without_required_fields_names_them() {
     let h = Harness::start().await;
-    let a = h.post("/lists", &json!({"name": "x", "contact": {"company": "c"}})).await;
+    let a = h
+        .post("/lists", &json!({"name": "x", "contact": {"company": "c"}}))
+        .await;
     let p = a.problem(400, "Invalid Resource");
-    let fields: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-    for want in ["permission_reminder", "contact.address1", "contact.city", "contact.country", "campaign_defaults.from_name", "email_type_option"] {
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for want in [
+        "permission_reminder",
+        "contact.address1",
+        "contact.city",
+        "contact.country",
+        "campaign_defaults.from_name",
+        "email_type_option",
+    ] {
         assert!(fields.contains(&want), "{want} not in {fields:?}");
     }
     assert!(!fields.contains(&"name"));
@@ -54,7 +70,9 @@ async fn list_stats_count_members_by_status() {
     assert_eq!(stats["member_count"], 2);
     assert_eq!(stats["unsubscribe_count"], 1);
     assert_eq!(stats["cleaned_count"], 1);
-    h.get("/lists/nope").await.problem(404, "Resource Not Found");
+    h.get("/lists/nope")
+        .await
+        .problem(404, "Resource Not Found");
 }
 
 #[tokio::test]
@@ -68,11 +86,34 @@ async fn new_audiences_have_the_default_merge_fields() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["tag"].as_str().unwrap(), f["type"].as_str().unwrap(), f["merge_id"].as_u64().unwrap()))
+        .map(|f| {
+            (
+                f["tag"].as_str().unwrap(),
+                f["type"].as_str().unwrap(),
+                f["merge_id"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(tags, vec![("FNAME", "text", 1), ("LNAME", "text", 2), ("ADDRESS", "address", 3), ("PHONE", "phone", 4)]);
+    assert_eq!(
+        tags,
+        vec![
+            ("FNAME", "text", 1),
+            ("LNAME", "text", 2),
+            ("ADDRESS", "address", 3),
+            ("PHONE", "phone", 4)
+        ]
+    );
     let f = &r["merge_fields"][0];
-    for key in ["name", "required", "default_value", "public", "display_order", "options", "help_text", "list_id"] {
+    for key in [
+        "name",
+        "required",
+        "default_value",
+        "public",
+        "display_order",
+        "options",
+        "help_text",
+        "list_id",
+    ] {
         assert!(f.get(key).is_some(), "{key}");
     }
 }
@@ -81,12 +122,21 @@ async fn new_audiences_have_the_default_merge_fields() {
 async fn merge_fields_get_a_generated_tag_and_duplicates_are_refused() {
     let h = Harness::start().await;
     let path = format!("/lists/{LIST}/merge-fields");
-    let a = h.post(&path, &json!({"name": "Joined", "type": "date"})).await;
+    let a = h
+        .post(&path, &json!({"name": "Joined", "type": "date"}))
+        .await;
     assert_eq!(a.ok()["tag"], "MMERGE5");
     assert_eq!(a.ok()["merge_id"], 5);
-    let a = h.post(&path, &json!({"name": "Other first", "type": "text", "tag": "FNAME"})).await;
+    let a = h
+        .post(
+            &path,
+            &json!({"name": "Other first", "type": "text", "tag": "FNAME"}),
+        )
+        .await;
     a.problem(400, "Invalid Resource");
-    let a = h.post(&path, &json!({"name": "Bad", "type": "colour"})).await;
+    let a = h
+        .post(&path, &json!({"name": "Bad", "type": "colour"}))
+        .await;
     a.problem(400, "Invalid Resource");
     let a = h.post(&path, &json!({"type": "text"})).await;
     a.problem(400, "Invalid Resource");

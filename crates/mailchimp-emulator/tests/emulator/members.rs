@@ -14,7 +14,10 @@ async fn ping_answers_everything_is_chimpy_with_a_request_id() {
     let h = Harness::start().await;
     let a = h.get("/ping").await;
     assert_eq!(a.ok(), &json!({"health_status": "Everything's Chimpy!"}));
-    assert_eq!(a.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        a.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     assert!(a.header("x-request-id").is_some_and(|id| id.len() == 36));
     let root = h.get("/").await;
     assert!(root.ok()["account_id"].is_string());
@@ -56,11 +59,20 @@ async fn put_with_status_and_no_status_if_new_creates_with_that_status() {
 async fn put_without_an_address_to_an_unknown_hash_is_invalid_resource() {
     let h = Harness::start().await;
     let a = h
-        .put(&Harness::member_path("x@mail.org"), &json!({"status_if_new": "subscribed"}))
+        .put(
+            &Harness::member_path("x@mail.org"),
+            &json!({"status_if_new": "subscribed"}),
+        )
         .await;
     let p = a.problem(400, "Invalid Resource");
-    assert_eq!(p["type"], "https://mailchimp.com/developer/marketing/docs/errors/");
-    assert!(p["errors"][0]["message"].as_str().unwrap().contains("email_address"));
+    assert_eq!(
+        p["type"],
+        "https://mailchimp.com/developer/marketing/docs/errors/"
+    );
+    assert!(p["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("email_address"));
 }
 
 #[tokio::test]
@@ -68,10 +80,31 @@ async fn member_json_has_the_documented_shape_with_every_merge_field() {
     let h = Harness::start().await;
     let m = h.upsert("shape@mail.org", "subscribed").await;
     for key in [
-        "id", "email_address", "unique_email_id", "contact_id", "full_name", "web_id",
-        "email_type", "status", "merge_fields", "stats", "ip_signup", "timestamp_signup",
-        "ip_opt", "timestamp_opt", "member_rating", "last_changed", "language", "vip",
-        "email_client", "location", "source", "tags_count", "tags", "list_id", "_links",
+        "id",
+        "email_address",
+        "unique_email_id",
+        "contact_id",
+        "full_name",
+        "web_id",
+        "email_type",
+        "status",
+        "merge_fields",
+        "stats",
+        "ip_signup",
+        "timestamp_signup",
+        "ip_opt",
+        "timestamp_opt",
+        "member_rating",
+        "last_changed",
+        "language",
+        "vip",
+        "email_client",
+        "location",
+        "source",
+        "tags_count",
+        "tags",
+        "list_id",
+        "_links",
     ] {
         assert!(m.get(key).is_some(), "missing {key}: {m}");
     }
@@ -119,7 +152,10 @@ async fn post_of_an_existing_address_is_member_exists() {
         let email = format!("{status}@mail.org");
         h.upsert(&email, status).await;
         let a = h
-            .post(&members(&h), &json!({"email_address": email, "status": "subscribed"}))
+            .post(
+                &members(&h),
+                &json!({"email_address": email, "status": "subscribed"}),
+            )
             .await;
         a.problem(400, "Member Exists");
     }
@@ -129,13 +165,24 @@ async fn post_of_an_existing_address_is_member_exists() {
 async fn post_of_an_archived_address_brings_it_back_with_the_posted_status() {
     let h = Harness::start().await;
     let created = h.upsert("back@mail.org", "subscribed").await;
-    assert_eq!(h.delete(&Harness::member_path("back@mail.org")).await.status, 204);
+    assert_eq!(
+        h.delete(&Harness::member_path("back@mail.org"))
+            .await
+            .status,
+        204
+    );
     let a = h
-        .post(&members(&h), &json!({"email_address": "back@mail.org", "status": "unsubscribed"}))
+        .post(
+            &members(&h),
+            &json!({"email_address": "back@mail.org", "status": "unsubscribed"}),
+        )
         .await;
     let m = a.ok();
     assert_eq!(m["status"], "unsubscribed");
-    assert_eq!(m["unique_email_id"], created["unique_email_id"], "same contact");
+    assert_eq!(
+        m["unique_email_id"], created["unique_email_id"],
+        "same contact"
+    );
     assert_eq!(m["unsubscribe_reason"], "N/A (Unsubscribed by admin)");
 }
 
@@ -154,14 +201,21 @@ async fn put_on_an_existing_member_changes_status_only_when_status_is_given() {
     h.upsert("keep@mail.org", "subscribed").await;
     let path = Harness::member_path("keep@mail.org");
     let a = h
-        .put(&path, &json!({"email_address": "keep@mail.org", "status_if_new": "pending",
-                            "merge_fields": {"FNAME": "K"}}))
+        .put(
+            &path,
+            &json!({"email_address": "keep@mail.org", "status_if_new": "pending",
+                            "merge_fields": {"FNAME": "K"}}),
+        )
         .await;
     assert_eq!(a.ok()["status"], "subscribed");
     assert_eq!(a.ok()["merge_fields"]["FNAME"], "K");
     let a = h.put(&path, &json!({"status": "unsubscribed"})).await;
     assert_eq!(a.ok()["status"], "unsubscribed");
-    assert_eq!(a.ok()["merge_fields"]["FNAME"], "K", "PUT keeps unmentioned merge fields");
+    assert_eq!(
+        a.ok()["merge_fields"]["FNAME"],
+        "K",
+        "PUT keeps unmentioned merge fields"
+    );
 }
 
 #[tokio::test]
@@ -169,13 +223,21 @@ async fn renaming_a_subscribed_member_moves_it_to_the_new_hash() {
     let h = Harness::start().await;
     h.upsert("old@mail.org", "subscribed").await;
     let a = h
-        .put(&Harness::member_path("old@mail.org"), &json!({"email_address": "new@mail.org"}))
+        .put(
+            &Harness::member_path("old@mail.org"),
+            &json!({"email_address": "new@mail.org"}),
+        )
         .await;
     assert_eq!(a.ok()["id"], subscriber_hash("new@mail.org"));
     assert_eq!(a.ok()["email_address"], "new@mail.org");
-    h.get(&Harness::member_path("old@mail.org")).await.problem(404, "Resource Not Found");
+    h.get(&Harness::member_path("old@mail.org"))
+        .await
+        .problem(404, "Resource Not Found");
     let a = h
-        .patch(&Harness::member_path("new@mail.org"), &json!({"email_address": "newer@mail.org"}))
+        .patch(
+            &Harness::member_path("new@mail.org"),
+            &json!({"email_address": "newer@mail.org"}),
+        )
         .await;
     assert_eq!(a.ok()["id"], subscriber_hash("newer@mail.org"));
     assert_eq!(h.emu.members(LIST).len(), 1);
@@ -187,7 +249,10 @@ async fn renaming_onto_a_taken_address_is_invalid_resource() {
     h.upsert("one@mail.org", "subscribed").await;
     h.upsert("two@mail.org", "transactional").await;
     let a = h
-        .patch(&Harness::member_path("one@mail.org"), &json!({"email_address": "two@mail.org"}))
+        .patch(
+            &Harness::member_path("one@mail.org"),
+            &json!({"email_address": "two@mail.org"}),
+        )
         .await;
     let p = a.problem(400, "Invalid Resource");
     assert_eq!(
@@ -206,7 +271,10 @@ async fn renaming_a_member_who_is_not_subscribed_is_invalid_resource() {
     let h = Harness::start().await;
     h.upsert("unsub@mail.org", "unsubscribed").await;
     let a = h
-        .put(&Harness::member_path("unsub@mail.org"), &json!({"email_address": "fresh@mail.org"}))
+        .put(
+            &Harness::member_path("unsub@mail.org"),
+            &json!({"email_address": "fresh@mail.org"}),
+        )
         .await;
     let p = a.problem(400, "Invalid Resource");
     assert_eq!(
@@ -225,10 +293,17 @@ async fn subscribing_a_contact_who_unsubscribed_themselves_is_a_compliance_state
     let path = Harness::member_path("left@mail.org");
     let got = h.get(&path).await;
     assert_eq!(got.ok()["status"], "unsubscribed");
-    assert_ne!(got.ok()["unsubscribe_reason"], "N/A (Unsubscribed by admin)");
+    assert_ne!(
+        got.ok()["unsubscribe_reason"],
+        "N/A (Unsubscribed by admin)"
+    );
 
     for attempt in [
-        h.put(&path, &json!({"email_address": "left@mail.org", "status": "subscribed"})).await,
+        h.put(
+            &path,
+            &json!({"email_address": "left@mail.org", "status": "subscribed"}),
+        )
+        .await,
         h.patch(&path, &json!({"status": "subscribed"})).await,
     ] {
         let p = attempt.problem(400, "Member In Compliance State");
@@ -237,7 +312,12 @@ async fn subscribing_a_contact_who_unsubscribed_themselves_is_a_compliance_state
             "left@mail.org is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed."
         );
     }
-    assert!(h.emu.member(LIST, "left@mail.org").unwrap().unsubscribed_by_contact);
+    assert!(
+        h.emu
+            .member(LIST, "left@mail.org")
+            .unwrap()
+            .unsubscribed_by_contact
+    );
 
     // The workaround: pending sends a confirmation mail; confirming subscribes them.
     let a = h.patch(&path, &json!({"status": "pending"})).await;
@@ -261,7 +341,10 @@ async fn subscribing_a_cleaned_contact_is_a_compliance_state() {
     h.put(&path, &json!({"status": "subscribed"}))
         .await
         .problem(400, "Member In Compliance State");
-    assert_eq!(h.patch(&path, &json!({"status": "pending"})).await.ok()["status"], "pending");
+    assert_eq!(
+        h.patch(&path, &json!({"status": "pending"})).await.ok()["status"],
+        "pending"
+    );
 }
 
 #[tokio::test]
@@ -285,7 +368,10 @@ async fn archiving_a_subscribed_or_unsubscribed_member_leaves_it_archived() {
         assert_eq!(a.status, 204);
         assert!(a.raw.is_empty());
         assert!(a.header("x-request-id").is_some());
-        assert_eq!(h.get(&Harness::member_path(&email)).await.ok()["status"], "archived");
+        assert_eq!(
+            h.get(&Harness::member_path(&email)).await.ok()["status"],
+            "archived"
+        );
         assert_eq!(h.emu.member(LIST, &email).unwrap().status, "archived");
     }
 }
@@ -306,7 +392,10 @@ async fn archiving_a_pending_member_is_not_allowed() {
         );
         assert_eq!(a.header("allow"), Some("GET, PUT"));
     }
-    assert_eq!(h.emu.member(LIST, "pend@mail.org").unwrap().status, "pending");
+    assert_eq!(
+        h.emu.member(LIST, "pend@mail.org").unwrap().status,
+        "pending"
+    );
 }
 
 #[tokio::test]
@@ -314,7 +403,9 @@ async fn a_permanently_deleted_address_can_never_come_back() {
     let h = Harness::start().await;
     h.upsert("gdpr@mail.org", "subscribed").await;
     let path = Harness::member_path("gdpr@mail.org");
-    let a = h.post(&format!("{path}/actions/delete-permanent"), &json!({})).await;
+    let a = h
+        .post(&format!("{path}/actions/delete-permanent"), &json!({}))
+        .await;
     assert_eq!(a.status, 204);
     h.get(&path).await.problem(404, "Resource Not Found");
     assert!(h.emu.member(LIST, "gdpr@mail.org").is_none());
@@ -322,32 +413,75 @@ async fn a_permanently_deleted_address_can_never_come_back() {
 
     let detail = "gdpr@mail.org was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list.";
     for a in [
-        h.post(&format!("/lists/{LIST}/members"), &json!({"email_address": "gdpr@mail.org", "status": "pending"})).await,
-        h.put(&path, &json!({"email_address": "gdpr@mail.org", "status_if_new": "pending"})).await,
-        h.put(&path, &json!({"email_address": "gdpr@mail.org", "status": "subscribed"})).await,
+        h.post(
+            &format!("/lists/{LIST}/members"),
+            &json!({"email_address": "gdpr@mail.org", "status": "pending"}),
+        )
+        .await,
+        h.put(
+            &path,
+            &json!({"email_address": "gdpr@mail.org", "status_if_new": "pending"}),
+        )
+        .await,
+        h.put(
+            &path,
+            &json!({"email_address": "gdpr@mail.org", "status": "subscribed"}),
+        )
+        .await,
     ] {
-        assert_eq!(a.problem(400, "Forgotten Email Not Subscribed")["detail"], detail);
+        assert_eq!(
+            a.problem(400, "Forgotten Email Not Subscribed")["detail"],
+            detail
+        );
     }
     let batch = h
-        .post(&format!("/lists/{LIST}"), &json!({"members": [{"email_address": "gdpr@mail.org", "status": "pending"}]}))
+        .post(
+            &format!("/lists/{LIST}"),
+            &json!({"members": [{"email_address": "gdpr@mail.org", "status": "pending"}]}),
+        )
         .await;
     assert_eq!(batch.ok()["errors"][0]["error"], detail);
     assert_eq!(batch.ok()["errors"][0]["error_code"], "ERROR_GENERIC");
-    h.patch(&path, &json!({"status": "pending"})).await.problem(404, "Resource Not Found");
+    h.patch(&path, &json!({"status": "pending"}))
+        .await
+        .problem(404, "Resource Not Found");
     assert!(h.emu.members(LIST).is_empty());
 }
 
 #[tokio::test]
 async fn invalid_and_fake_addresses_are_refused() {
     let h = Harness::start().await;
-    for bad in ["no-at-sign", "two@@mail.org", "sp ace@mail.org", "x@nodot", ""] {
+    for bad in [
+        "no-at-sign",
+        "two@@mail.org",
+        "sp ace@mail.org",
+        "x@nodot",
+        "",
+    ] {
         let a = h
-            .post(&format!("/lists/{LIST}/members"), &json!({"email_address": bad, "status": "subscribed"}))
+            .post(
+                &format!("/lists/{LIST}/members"),
+                &json!({"email_address": bad, "status": "subscribed"}),
+            )
             .await;
-        assert_eq!(a.problem(400, "Invalid Resource")["detail"], "Please provide a valid email address.", "{bad}");
+        assert_eq!(
+            a.problem(400, "Invalid Resource")["detail"],
+            "Please provide a valid email address.",
+            "{bad}"
+        );
     }
-    for fake in ["x@example.com", "y@Example.org", "z@example.net", "w@test.com"] {
-        let a = h.put(&Harness::member_path(fake), &json!({"email_address": fake, "status_if_new": "subscribed"})).await;
+    for fake in [
+        "x@example.com",
+        "y@Example.org",
+        "z@example.net",
+        "w@test.com",
+    ] {
+        let a = h
+            .put(
+                &Harness::member_path(fake),
+                &json!({"email_address": fake, "status_if_new": "subscribed"}),
+            )
+            .await;
         assert_eq!(
             a.problem(400, "Invalid Resource")["detail"],
             format!("{fake} looks fake or invalid, please enter a real email address.")
@@ -360,8 +494,18 @@ async fn invalid_and_fake_addresses_are_refused() {
 async fn merge_values_are_validated_against_the_field_types() {
     let h = Harness::start().await;
     let fields = format!("/lists/{LIST}/merge-fields");
-    h.post(&fields, &json!({"name": "Lifetime value", "type": "number", "tag": "LTV"})).await.ok();
-    h.post(&fields, &json!({"name": "Customer id", "type": "text", "required": true})).await.ok();
+    h.post(
+        &fields,
+        &json!({"name": "Lifetime value", "type": "number", "tag": "LTV"}),
+    )
+    .await
+    .ok();
+    h.post(
+        &fields,
+        &json!({"name": "Customer id", "type": "text", "required": true}),
+    )
+    .await
+    .ok();
     let path = Harness::member_path("merge@mail.org");
     let put = |merge: serde_json::Value| {
         let body = json!({"email_address": "merge@mail.org", "status_if_new": "subscribed", "merge_fields": merge});
@@ -373,17 +517,32 @@ async fn merge_values_are_validated_against_the_field_types() {
     let a = put(json!({"LTV": "lots", "MMERGE6": "c1"})).await;
     let p = a.problem(400, "Invalid Resource");
     assert_eq!(p["detail"], "Your merge fields were invalid.");
-    assert_eq!(p["errors"], json!([{"field": "LTV", "message": "Please enter a number"}]));
+    assert_eq!(
+        p["errors"],
+        json!([{"field": "LTV", "message": "Please enter a number"}])
+    );
 
     let a = put(json!({"FNAME": "A"})).await;
-    assert_eq!(a.problem(400, "Invalid Resource")["errors"], json!([{"field": "MMERGE6", "message": "Please enter a value"}]));
+    assert_eq!(
+        a.problem(400, "Invalid Resource")["errors"],
+        json!([{"field": "MMERGE6", "message": "Please enter a value"}])
+    );
 
     let a = put(json!({"FNAME": "x".repeat(256), "MMERGE6": "c1"})).await;
-    assert_eq!(a.problem(400, "Invalid Resource")["errors"][0]["message"], "Value must be 255 characters or fewer");
+    assert_eq!(
+        a.problem(400, "Invalid Resource")["errors"][0]["message"],
+        "Value must be 255 characters or fewer"
+    );
 
     let a = put(json!({"FNAME": true, "MMERGE6": "c1"})).await;
-    assert_eq!(a.problem(400, "Invalid Resource")["errors"][0]["field"], "FNAME");
-    assert!(h.emu.members(LIST).is_empty(), "refused writes change nothing");
+    assert_eq!(
+        a.problem(400, "Invalid Resource")["errors"][0]["field"],
+        "FNAME"
+    );
+    assert!(
+        h.emu.members(LIST).is_empty(),
+        "refused writes change nothing"
+    );
 
     let a = put(json!({"FNAME": "Ann", "LTV": "15.5", "MMERGE6": "c1", "NOPE": "dropped", "email_address": "x"})).await;
     let m = a.ok();
@@ -391,14 +550,21 @@ async fn merge_values_are_validated_against_the_field_types() {
     assert_eq!(m["merge_fields"]["FNAME"], "Ann");
     assert!(m["merge_fields"].get("NOPE").is_none());
 
-    let a = h.patch(&path, &json!({"merge_fields": {"FNAME": ""}})).await;
+    let a = h
+        .patch(&path, &json!({"merge_fields": {"FNAME": ""}}))
+        .await;
     assert_eq!(a.ok()["merge_fields"]["FNAME"], "");
-    let a = h.patch(&path, &json!({"merge_fields": {"MMERGE6": ""}})).await;
+    let a = h
+        .patch(&path, &json!({"merge_fields": {"MMERGE6": ""}}))
+        .await;
     a.problem(400, "Invalid Resource");
 
     let with_skip = h
         .put(
-            &format!("{}?skip_merge_validation=true", Harness::member_path("skip@mail.org")),
+            &format!(
+                "{}?skip_merge_validation=true",
+                Harness::member_path("skip@mail.org")
+            ),
             &json!({"email_address": "skip@mail.org", "status_if_new": "subscribed"}),
         )
         .await;
@@ -410,12 +576,21 @@ async fn unknown_members_are_resource_not_found() {
     let h = Harness::start().await;
     let path = Harness::member_path("nobody@mail.org");
     h.get(&path).await.problem(404, "Resource Not Found");
-    h.patch(&path, &json!({"status": "subscribed"})).await.problem(404, "Resource Not Found");
+    h.patch(&path, &json!({"status": "subscribed"}))
+        .await
+        .problem(404, "Resource Not Found");
     h.delete(&path).await.problem(404, "Resource Not Found");
-    h.post(&format!("{path}/tags"), &json!({"tags": []})).await.problem(404, "Resource Not Found");
-    h.get(&format!("{path}/tags")).await.problem(404, "Resource Not Found");
+    h.post(&format!("{path}/tags"), &json!({"tags": []}))
+        .await
+        .problem(404, "Resource Not Found");
+    h.get(&format!("{path}/tags"))
+        .await
+        .problem(404, "Resource Not Found");
     let p = h.get("/lists/0000000000/members").await;
-    assert_eq!(p.problem(404, "Resource Not Found")["detail"], "The requested resource could not be found.");
+    assert_eq!(
+        p.problem(404, "Resource Not Found")["detail"],
+        "The requested resource could not be found."
+    );
 }
 
 #[tokio::test]
@@ -427,7 +602,10 @@ async fn tags_in_a_member_body_only_apply_on_create() {
         .await;
     assert_eq!(a.ok()["tags_count"], 2);
     h.put(&path, &json!({"tags": ["other"]})).await.ok();
-    assert_eq!(h.emu.member(LIST, "tagged@mail.org").unwrap().tags, vec!["Customer", "vip"]);
+    assert_eq!(
+        h.emu.member(LIST, "tagged@mail.org").unwrap().tags,
+        vec!["Customer", "vip"]
+    );
 }
 
 #[tokio::test]
@@ -442,26 +620,63 @@ async fn listing_members_pages_filters_and_keeps_creation_order() {
 
     let page = h.get(&format!("/lists/{LIST}/members")).await;
     let page = page.ok();
-    assert_eq!(page["total_items"], 15, "archived members are not listed by default");
-    assert_eq!(page["members"].as_array().unwrap().len(), 10, "default count is 10");
+    assert_eq!(
+        page["total_items"], 15,
+        "archived members are not listed by default"
+    );
+    assert_eq!(
+        page["members"].as_array().unwrap().len(),
+        10,
+        "default count is 10"
+    );
     assert_eq!(page["list_id"], LIST);
     assert_eq!(page["members"][0]["email_address"], "m00@mail.org");
     assert_eq!(page["members"][3]["email_address"], "m04@mail.org");
 
-    let rest = h.get(&format!("/lists/{LIST}/members?count=1000&offset=10")).await;
-    let got: Vec<&str> = rest.ok()["members"].as_array().unwrap().iter().map(|m| m["email_address"].as_str().unwrap()).collect();
-    assert_eq!(got, vec!["m11@mail.org", "m12@mail.org", "m13@mail.org", "m14@mail.org", "pending@mail.org"]);
+    let rest = h
+        .get(&format!("/lists/{LIST}/members?count=1000&offset=10"))
+        .await;
+    let got: Vec<&str> = rest.ok()["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["email_address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "m11@mail.org",
+            "m12@mail.org",
+            "m13@mail.org",
+            "m14@mail.org",
+            "pending@mail.org"
+        ]
+    );
 
-    let pending = h.get(&format!("/lists/{LIST}/members?status=pending")).await;
+    let pending = h
+        .get(&format!("/lists/{LIST}/members?status=pending"))
+        .await;
     assert_eq!(pending.ok()["total_items"], 1);
-    let archived = h.get(&format!("/lists/{LIST}/members?status=archived")).await;
+    let archived = h
+        .get(&format!("/lists/{LIST}/members?status=archived"))
+        .await;
     assert_eq!(archived.ok()["members"][0]["email_address"], "m03@mail.org");
 
-    h.get(&format!("/lists/{LIST}/members?count=1001")).await.problem(400, "Invalid Resource");
+    h.get(&format!("/lists/{LIST}/members?count=1001"))
+        .await
+        .problem(400, "Invalid Resource");
 
-    let future = h.get(&format!("/lists/{LIST}/members?since_last_changed=2999-01-01T00:00:00%2B00:00")).await;
+    let future = h
+        .get(&format!(
+            "/lists/{LIST}/members?since_last_changed=2999-01-01T00:00:00%2B00:00"
+        ))
+        .await;
     assert_eq!(future.ok()["total_items"], 0);
-    let past = h.get(&format!("/lists/{LIST}/members?since_last_changed=2000-01-01T00:00:00Z&count=1")).await;
+    let past = h
+        .get(&format!(
+            "/lists/{LIST}/members?since_last_changed=2000-01-01T00:00:00Z&count=1"
+        ))
+        .await;
     assert_eq!(past.ok()["total_items"], 15);
 }
 
@@ -470,7 +685,12 @@ async fn transactional_contacts_are_supported() {
     let h = Harness::start().await;
     let m = h.upsert("tx@mail.org", "transactional").await;
     assert_eq!(m["status"], "transactional");
-    let a = h.patch(&Harness::member_path("tx@mail.org"), &json!({"status": "transactional"})).await;
+    let a = h
+        .patch(
+            &Harness::member_path("tx@mail.org"),
+            &json!({"status": "transactional"}),
+        )
+        .await;
     a.problem(400, "Invalid Resource");
 }
 
@@ -488,4 +708,52 @@ async fn a_body_that_is_not_json_is_a_parse_error() {
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["title"], "JSON Parse Error");
+}
+
+#[tokio::test]
+async fn the_simulation_routes_act_like_the_contact_without_auth() {
+    let h = Harness::start().await;
+    h.upsert("sim@mail.org", "subscribed").await;
+    let base = format!("http://{}/_emulator/lists/{LIST}/members", h.emu.addr());
+    let r = h
+        .client
+        .post(format!("{base}/sim%40mail.org/unsubscribe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        h.emu
+            .member(LIST, "sim@mail.org")
+            .unwrap()
+            .unsubscribed_by_contact
+    );
+    let r = h
+        .client
+        .post(format!("{base}/{}/bounce", subscriber_hash("sim@mail.org")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        h.emu.member(LIST, "sim@mail.org").unwrap().status,
+        "cleaned"
+    );
+    let r = h
+        .client
+        .post(format!("{base}/nobody%40mail.org/bounce"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let stats: serde_json::Value = h
+        .client
+        .get(format!("http://{}/_emulator/stats", h.emu.addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["requests"], 1, "simulation routes are not counted");
 }
