@@ -1,7 +1,7 @@
 //! The chimpsync engine: drains `chimpsync.sync_queue` into Mailchimp.
 //!
 //! One unit of work is [`Worker::drain_once`]: claim a batch under a lease, plan each row
-//! ([`plan`]), send one batch upsert plus the single-member calls that cannot be batched (renames,
+//! ([`plan()`]), send one batch upsert plus the single-member calls that cannot be batched (renames,
 //! removals, tag changes), then acknowledge exactly the rows Mailchimp confirmed (fenced by the
 //! claim's token), reschedule the transient failures and park the permanent ones ([`policy`]).
 //! [`Worker::run`] keeps up to the concurrency cap of such units in flight. Every Mailchimp request
