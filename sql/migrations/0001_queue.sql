@@ -51,7 +51,7 @@ comment on column chimpsync.sync_queue.lease_owner is 'Which worker (host/pid) h
 comment on column chimpsync.sync_queue.lease_token is 'Fencing token of the claim; acknowledgements must present it.';
 comment on column chimpsync.sync_queue.lease_expires_at is 'When an unfinished claim lapses and the row becomes claimable again.';
 comment on column chimpsync.sync_queue.last_error is 'Why the last attempt failed (Mailchimp''s title and detail), or why the row is parked.';
-comment on column chimpsync.sync_queue.maybe_applied is 'What failed attempts whose answer was lost may have made Mailchimp hold: {"emails": [...], "tags": [...]}. The next attempt looks for the member under those addresses too and clears those tags if no longer wanted, so a lost answer never leaves a duplicate or a stale tag.';
+comment on column chimpsync.sync_queue.maybe_applied is 'What failed attempts whose answer was lost may have made Mailchimp hold: {"emails": [...], "tags": [...], "consents": [...]}. The next attempt looks for the member under those addresses too, clears those tags if no longer wanted and sets the status again if a consent sent differs, so a lost answer never leaves a duplicate, a stale tag or a wrong status.';
 comment on column chimpsync.sync_queue.parked_at is 'Set when the row failed permanently; parked rows wait for `chimpsync retry` or a new change of the customer.';
 
 create table chimpsync.synced_contacts (

@@ -13,7 +13,10 @@ set lease_owner = null, lease_token = null, lease_expires_at = null,
                                                       || coalesce(a.attempted -> 'emails', '[]'::jsonb)) as x),
             'tags', (select coalesce(jsonb_agg(distinct x), '[]'::jsonb)
                      from jsonb_array_elements_text(coalesce(q.maybe_applied -> 'tags', '[]'::jsonb)
-                                                    || coalesce(a.attempted -> 'tags', '[]'::jsonb)) as x))
+                                                    || coalesce(a.attempted -> 'tags', '[]'::jsonb)) as x),
+            'consents', (select coalesce(jsonb_agg(distinct x), '[]'::jsonb)
+                         from jsonb_array_elements(coalesce(q.maybe_applied -> 'consents', '[]'::jsonb)
+                                                   || coalesce(a.attempted -> 'consents', '[]'::jsonb)) as x))
     end
 from unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::jsonb[]) as a(id, next_attempt_at, error, attempted)
 where q.id = a.id and q.lease_token = $1

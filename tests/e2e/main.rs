@@ -1,5 +1,8 @@
 //! chimpsync's end-to-end tests: real Postgres (a fresh database per test), the real emulator
 //! over HTTP, the real binary where a test says so.
 
+mod binary;
+mod inbound;
+mod operations;
 mod triggers;
 mod worker;

@@ -479,6 +479,16 @@ async fn every_named_query_prepares_against_the_migrated_schema() -> Result<()> 
     let generated = store::schema::Generated::new(&mapping, &columns)?;
     c.prepare(&generated.backfill_chunk()).await?;
     c.prepare(&generated.count_rows()).await?;
+    for (name, sql) in [
+        ("inbound_applied", generated.inbound_applied()),
+        ("reconcile_customers", generated.reconcile_customers()),
+        ("reconcile_wanted", generated.reconcile_wanted()),
+        ("reconcile_requeue", generated.reconcile_requeue()),
+    ] {
+        c.prepare(&sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    }
     db.finish().await
 }
 

@@ -798,10 +798,10 @@ async fn a_throttled_answer_pauses_the_whole_worker() -> Result<()> {
 async fn a_replica_that_dies_gives_its_slots_back() -> Result<()> {
     let f = Fixture::new().await?;
     let pool = store::pool(&f.db.url, 2, Duration::from_secs(5))?;
-    let dying = store::slots::SlotTable::new(pool.clone(), 2);
+    let dying = std::sync::Arc::new(store::slots::SlotTable::new(pool.clone(), 2));
     assert!(dying.try_acquire().await?.is_some());
     assert!(dying.try_acquire().await?.is_some());
-    let other = store::slots::SlotTable::new(f.queue.pool().clone(), 2);
+    let other = std::sync::Arc::new(store::slots::SlotTable::new(f.queue.pool().clone(), 2));
     assert_eq!(
         other.try_acquire().await?,
         None,
@@ -864,6 +864,104 @@ async fn backfill_enqueues_every_row_in_the_filter_once_and_is_safe_to_rerun() -
     let chunk = backfill.chunk(&f.sql, None, 10_000).await?;
     assert_eq!(chunk.enqueued, 2400);
     f.drain(&w).await?;
+    f.assert_converged().await?;
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_concurrent_changes_converge_with_faults_on() -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let f = Fixture::with(
+        MAPPING,
+        Config {
+            fail_rate: 0.1,
+            drop_rate: 0.05,
+            seed: 99,
+            ..Default::default()
+        },
+    )
+    .await?;
+    customers(&f, 200, 1).await?;
+    let workers: Vec<_> = (0..3)
+        .map(|_| f.worker(|s| s.batch_size = 25))
+        .collect::<Result<_>>()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let runs: Vec<_> = workers
+        .iter()
+        .map(|w| {
+            let (w, stop) = (w.clone(), stop.clone());
+            tokio::spawn(async move { w.run(stop, false).await })
+        })
+        .collect();
+    let mut writers = Vec::new();
+    for writer in 0..4u64 {
+        let client = f.db.client().await?;
+        writers.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(writer);
+            for step in 0..150u64 {
+                let id: i64 = rng.gen_range(1..=300);
+                let sql = match rng.gen_range(0..7) {
+                    0 => format!(
+                        "insert into customers (id, email, first_name, last_name, store, customer_type, consent_contact)
+                         values ({id}, 'n{id}.{writer}.{step}@pets.test', 'N', 'New', 'S1', 'cat owner', true)
+                         on conflict (id) do update set deleted_at = null"
+                    ),
+                    1 => format!("update customers set last_name = 'L{step}' where id = {id}"),
+                    2 => format!("update customers set email = 'm{id}.{writer}.{step}@pets.test' where id = {id}"),
+                    3 => format!("update customers set consent_contact = not coalesce(consent_contact, false) where id = {id}"),
+                    4 => format!("update customers set customer_type = (array['dog owner','cat owner','groomer', null])[{}] where id = {id}", rng.gen_range(1..=4)),
+                    5 => format!("delete from customers where id = {id}"),
+                    _ => format!("update customers set deleted_at = case when deleted_at is null then now() end where id = {id}"),
+                };
+                client.batch_execute(&sql).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for w in writers {
+        w.await??;
+    }
+    let drained =
+        chimpsync_tests::wait_until(Duration::from_secs(60), "the queue to drain", || async {
+            let s = f.queue.summary().await?;
+            Ok(s.pending + s.in_flight + s.retrying == 0)
+        })
+        .await;
+    if let Err(e) = drained {
+        let rows = f
+            .sql
+            .query("select id, customer_key, operation, email, attempts, last_error, (next_attempt_at - now())::text, (lease_expires_at - now())::text, maybe_applied::text from chimpsync.sync_queue", &[])
+            .await?;
+        for r in rows.iter().take(10) {
+            eprintln!(
+                "stuck: {} key={} op={} email={:?} attempts={} err={:?} next={:?} lease={:?} maybe={:?}",
+                r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, Option<String>>(3),
+                r.get::<_, i32>(4), r.get::<_, Option<String>>(5), r.get::<_, Option<String>>(6), r.get::<_, Option<String>>(7), r.get::<_, Option<String>>(8)
+            );
+        }
+        for r in f
+            .sql
+            .query(
+                "select l.objid::text, l.pid, a.state, left(a.query, 60) from pg_locks l join pg_stat_activity a using (pid)
+                 where l.locktype = 'advisory' order by l.objid",
+                &[],
+            )
+            .await?
+        {
+            eprintln!("slot {} pid {} {:?} {:?}", r.get::<_, String>(0), r.get::<_, i32>(1), r.get::<_, Option<String>>(2), r.get::<_, Option<String>>(3));
+        }
+        return Err(e);
+    }
+    stop.cancel();
+    for r in runs {
+        r.await??;
+    }
+    let stats = f.emulator.stats();
+    assert!(
+        stats.failed > 0 && stats.dropped > 0,
+        "faults were on: {stats:?}"
+    );
+    assert_eq!(f.queue.summary().await?.parked, 0);
     f.assert_converged().await?;
     f.finish().await
 }

@@ -393,3 +393,53 @@ impl Fixture {
         self.db.finish().await
     }
 }
+
+/// The real `chimpsync` binary, built in this package (`chimpsync-under-test`, next to the test
+/// executable's `deps/` folder), or `CHIMPSYNC_BIN`.
+pub fn chimpsync_bin() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("CHIMPSYNC_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    dir.join("chimpsync-under-test")
+}
+
+impl Fixture {
+    /// Writes `mapping` to a file for the binary and returns its path.
+    pub fn mapping_file(&self, mapping: &str) -> Result<std::path::PathBuf> {
+        let path = std::env::temp_dir().join(format!(
+            "{}-{}.toml",
+            self.db.name,
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, mapping)?;
+        Ok(path)
+    }
+
+    /// A `chimpsync` command wired to this fixture's database, emulator and the default mapping,
+    /// with short test timings.
+    pub fn command(&self, args: &[&str]) -> Result<std::process::Command> {
+        let mut cmd = std::process::Command::new(chimpsync_bin());
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db.url)
+            .env("MAILCHIMP_API_KEY", API_KEY)
+            .env("MAILCHIMP_BASE_URL", self.emulator.base_url())
+            .env("CHIMPSYNC_CONFIG", self.mapping_file(MAPPING)?)
+            .env("CHIMPSYNC_HTTP_ADDR", "127.0.0.1:0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("CHIMPSYNC_LEASE_SECONDS", "4")
+            .env("CHIMPSYNC_REQUEST_TIMEOUT_SECONDS", "2")
+            .env("CHIMPSYNC_POLL_INTERVAL_MS", "50")
+            .env("CHIMPSYNC_BACKOFF_BASE_SECONDS", "0.05")
+            .env("CHIMPSYNC_BACKOFF_MAX_SECONDS", "0.2")
+            .env("CHIMPSYNC_SHUTDOWN_DEADLINE_SECONDS", "5");
+        Ok(cmd)
+    }
+}

@@ -17,8 +17,11 @@ use tracing::{info, warn};
 
 use crate::config::Env;
 
-/// How long a positive readiness answer is reused before the key is checked again.
+/// How long a positive answer of Mailchimp's `/ping` is reused before the key is checked again.
 const READY_CACHE: Duration = Duration::from_secs(30);
+
+/// How long `/readyz` waits for the database or Mailchimp before answering 503.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -28,6 +31,8 @@ pub struct HttpState {
     metrics: PrometheusHandle,
     ready_until: Arc<Mutex<Option<Instant>>>,
     addr: SocketAddr,
+    /// The Mailchimp webhook route, when `CHIMPSYNC_WEBHOOK_SECRET` is set.
+    webhooks: Option<crate::webhook::Receiver>,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -56,9 +61,77 @@ pub fn metrics_handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 warn!("a metrics recorder was already installed");
             }
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+/// The HELP text of every series (`docs/operations.md` explains each at length).
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        "chimpsync_queue_rows",
+        "Rows in chimpsync.sync_queue by state (pending, in_flight, retrying, parked)."
+    );
+    describe_gauge!(
+        "chimpsync_queue_oldest_pending_seconds",
+        Unit::Seconds,
+        "Age of the oldest change not yet synced (parked rows excluded)."
+    );
+    describe_gauge!(
+        "chimpsync_last_synced_timestamp_seconds",
+        Unit::Seconds,
+        "When Mailchimp last acknowledged a change, by any replica (Unix time)."
+    );
+    describe_gauge!(
+        "chimpsync_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "When this replica last had a row acknowledged (Unix time)."
+    );
+    describe_counter!(
+        "chimpsync_rows_synced_total",
+        "Rows processed by this replica, by operation (upsert, rename, remove) and result (acked, retried, parked)."
+    );
+    describe_counter!(
+        "chimpsync_retries_total",
+        "Rows rescheduled after a transient failure."
+    );
+    describe_counter!(
+        "chimpsync_parked_total",
+        "Rows parked after a permanent failure or too many attempts."
+    );
+    describe_counter!(
+        "chimpsync_throttled_total",
+        "Mailchimp answers of 429 Too Many Requests (each pauses this replica's requests)."
+    );
+    describe_histogram!(
+        "chimpsync_mailchimp_request_duration_seconds",
+        Unit::Seconds,
+        "Mailchimp request duration by endpoint and status class (2xx, 4xx, 5xx, throttled, transport, other)."
+    );
+    describe_histogram!("chimpsync_batch_size", "Members per batch upsert request.");
+    describe_gauge!(
+        "chimpsync_slots_held",
+        "Mailchimp connection slots this replica holds now."
+    );
+    describe_gauge!(
+        "chimpsync_slots_in_use",
+        "Mailchimp connection slots all replicas hold together (advisory locks)."
+    );
+    describe_gauge!(
+        "chimpsync_slots_cap",
+        "The connection cap shared by all replicas (CHIMPSYNC_CONCURRENCY)."
+    );
+    describe_gauge!(
+        "chimpsync_ready",
+        "1 when the last /readyz check passed (database and Mailchimp key), else 0."
+    );
+    // Counters exist from the start at 0, so rate() and absent() work before the first event.
+    metrics::counter!("chimpsync_retries_total").increment(0);
+    metrics::counter!("chimpsync_parked_total").increment(0);
+    metrics::counter!("chimpsync_throttled_total").increment(0);
+    metrics::gauge!("chimpsync_slots_held").increment(0.0);
 }
 
 impl HttpState {
@@ -77,7 +150,14 @@ impl HttpState {
             metrics: metrics_handle(),
             ready_until: Arc::new(Mutex::new(None)),
             addr,
+            webhooks: None,
         })
+    }
+
+    /// Also serves the Mailchimp webhook route (`GET, POST /webhooks/mailchimp/<secret>`).
+    pub fn with_webhooks(mut self, receiver: Option<crate::webhook::Receiver>) -> HttpState {
+        self.webhooks = receiver;
+        self
     }
 }
 
@@ -86,22 +166,36 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    if state
+    let (status, body) = readiness(&state).await;
+    metrics::gauge!("chimpsync_ready").set(if status == StatusCode::OK { 1.0 } else { 0.0 });
+    (status, body)
+}
+
+/// The database is checked on every call (one cheap query, so a lost database shows at once);
+/// the Mailchimp key's positive answer is reused for [`READY_CACHE`] (probes must not spend the
+/// API's rate limit). Each check is bounded by [`READY_TIMEOUT`].
+async fn readiness(state: &HttpState) -> (StatusCode, String) {
+    let unready = StatusCode::SERVICE_UNAVAILABLE;
+    match tokio::time::timeout(READY_TIMEOUT, state.worker.queue().summary()).await {
+        Err(_) => return (unready, "database: no answer in time\n".into()),
+        Ok(Err(e)) => return (unready, format!("database: {e}\n")),
+        Ok(Ok(_)) => {}
+    }
+    let key_known_good = state
         .ready_until
         .lock()
         .expect("ready lock")
-        .is_some_and(|t| t > Instant::now())
-    {
-        return (StatusCode::OK, "ready\n".to_string());
+        .is_some_and(|t| t > Instant::now());
+    if !key_known_good {
+        match tokio::time::timeout(READY_TIMEOUT, state.client.ping()).await {
+            Err(_) => return (unready, "mailchimp: no answer in time\n".into()),
+            Ok(Err(e)) => return (unready, format!("mailchimp: {e}\n")),
+            Ok(Ok(())) => {
+                *state.ready_until.lock().expect("ready lock") = Some(Instant::now() + READY_CACHE);
+            }
+        }
     }
-    if let Err(e) = state.worker.queue().summary().await {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}\n"));
-    }
-    if let Err(e) = state.client.ping().await {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("mailchimp: {e}\n"));
-    }
-    *state.ready_until.lock().expect("ready lock") = Some(Instant::now() + READY_CACHE);
-    (StatusCode::OK, "ready\n".to_string())
+    (StatusCode::OK, "ready\n".into())
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
@@ -131,15 +225,29 @@ pub async fn refresh_queue_gauges(worker: &worker::Worker) {
         }
         Err(e) => warn!(error = %e, "cannot read the queue summary for metrics"),
     }
+    let slots = worker.gate().slots();
+    metrics::gauge!("chimpsync_slots_cap").set(slots.cap() as f64);
+    match slots.in_use().await {
+        Ok(n) => metrics::gauge!("chimpsync_slots_in_use").set(n as f64),
+        Err(e) => warn!(error = %e, "cannot count the connection slots in use for metrics"),
+    }
 }
 
 /// The router (also used by tests).
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let webhooks = state
+        .webhooks
+        .as_ref()
+        .map(crate::webhook::Receiver::router);
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    match webhooks {
+        Some(webhooks) => app.merge(webhooks),
+        None => app,
+    }
 }
 
 /// Binds and serves until `shutdown`.
@@ -148,6 +256,8 @@ pub async fn serve(state: HttpState, shutdown: CancellationToken) -> Result<Join
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (CHIMPSYNC_HTTP_ADDR)"))?;
+    // The bound address, so `CHIMPSYNC_HTTP_ADDR=127.0.0.1:0` (tests) shows the port it got.
+    let addr = listener.local_addr().unwrap_or(addr);
     info!(%addr, "serving /healthz, /readyz, /metrics");
     let app = router(state);
     Ok(tokio::spawn(async move {

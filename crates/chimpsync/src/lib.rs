@@ -5,7 +5,10 @@
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod provision;
+pub mod reconcile;
 pub mod telemetry;
+pub mod webhook;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -36,6 +39,18 @@ enum Command {
         /// Trigger shape (statement-level is the measured default).
         #[arg(long, default_value = "statement", value_parser = ["statement", "row"])]
         trigger_shape: String,
+        /// Also create this login role (if missing, without a password: the DBA sets one) and
+        /// grant it only what `chimpsync run` needs; with --uninstall, drop it.
+        #[arg(long, value_name = "NAME")]
+        worker_role: Option<String>,
+        /// Remove chimpsync from the database: the change triggers and the chimpsync schema
+        /// (the customer table is untouched).
+        #[arg(long, conflicts_with = "trigger_shape")]
+        uninstall: bool,
+        /// Also create the merge fields of [merge_fields] that the audience lacks (typed from the
+        /// columns: number, date or text) and report each.
+        #[arg(long, conflicts_with_all = ["print_sql", "uninstall"])]
+        mailchimp: bool,
     },
     /// Check the config, the database, the Mailchimp key, the audience and the merge fields.
     Check,
@@ -72,12 +87,26 @@ enum Command {
         #[command(subcommand)]
         command: AudienceCommand,
     },
+    /// Manage the Mailchimp webhook that feeds `chimpsync run` (CHIMPSYNC_WEBHOOK_SECRET).
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+    /// Compare the audience with the table (members changed since the last run, or --full) and
+    /// report the differences; --apply fixes them.
+    Reconcile(reconcile::ReconcileArgs),
     /// A self-contained demonstration against a local Postgres and an in-process emulator.
     Demo {
         /// Number of sample customers.
         #[arg(long, default_value_t = 3000)]
         customers: i64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Register the webhook on the audience (idempotent: an existing one for the URL is reported).
+    Register(provision::RegisterArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,13 +292,26 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Setup {
             print_sql,
             trigger_shape,
+            worker_role,
+            uninstall,
+            mailchimp,
         } => {
             let shape = if trigger_shape == "row" {
                 TriggerShape::Row
             } else {
                 TriggerShape::Statement
             };
-            setup(&env, print_sql, shape).await?;
+            if uninstall {
+                setup_uninstall(&env, print_sql, worker_role.as_deref()).await?;
+            } else {
+                setup(&env, print_sql, shape).await?;
+                if let Some(role) = worker_role.as_deref() {
+                    setup_worker_role(&env, print_sql, role).await?;
+                }
+                if mailchimp {
+                    provision::merge_fields(&env).await?;
+                }
+            }
         }
         Command::Check => return check(&env).await,
         Command::Backfill { chunk_size } => backfill(&env, chunk_size).await?,
@@ -279,6 +321,10 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Audience {
             command: AudienceCommand::Create(args),
         } => audience_create(&env, args).await?,
+        Command::Webhook {
+            command: WebhookCommand::Register(args),
+        } => provision::register_webhook(&env, args).await?,
+        Command::Reconcile(args) => reconcile::run(&env, args).await?,
         Command::Demo { customers } => demo::run(customers).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -326,6 +372,38 @@ async fn setup(env: &Env, print_sql: bool, shape: TriggerShape) -> Result<()> {
         report.table,
         shape.as_str()
     );
+    Ok(())
+}
+
+async fn setup_worker_role(env: &Env, print_sql: bool, role: &str) -> Result<()> {
+    if print_sql {
+        print!("{}", store::admin::worker_role_sql(role)?);
+        return Ok(());
+    }
+    let mut client = connect(env).await?;
+    store::admin::grant_worker_role(&mut client, role).await?;
+    println!("role {role} may run the worker (set its password: alter role ... password '...')");
+    Ok(())
+}
+
+async fn setup_uninstall(env: &Env, print_sql: bool, role: Option<&str>) -> Result<()> {
+    if print_sql {
+        print!("{}", store::admin::uninstall_sql(role)?);
+        return Ok(());
+    }
+    let mut client = connect(env).await?;
+    let report = store::admin::uninstall(&mut client, role).await?;
+    if let Some(table) = &report.triggers_removed_from {
+        println!("removed the change triggers from {table}");
+    }
+    if report.schema_dropped {
+        println!("dropped schema chimpsync");
+    } else {
+        println!("schema chimpsync was not installed");
+    }
+    if let Some(role) = &report.role_dropped {
+        println!("dropped role {role} (if it existed)");
+    }
     Ok(())
 }
 
@@ -552,12 +630,27 @@ pub async fn build_worker(env: &Env, tuning: &Tuning) -> Result<(worker::Worker,
 }
 
 async fn run(env: &Env, once: bool, tuning: Tuning) -> Result<()> {
-    let (worker, _mapping) = build_worker(env, &tuning).await?;
+    let (worker, mapping) = build_worker(env, &tuning).await?;
     let shutdown = CancellationToken::new();
     let server = if once {
         None
     } else {
-        Some(http::serve(http::HttpState::new(worker.clone(), env)?, shutdown.clone()).await?)
+        let receiver = webhook::Receiver::from_env(
+            worker.queue().pool().clone(),
+            &mapping,
+            env.audience_id(&mapping)?,
+        )
+        .await?;
+        if let Some(receiver) = &receiver {
+            info!("serving the Mailchimp webhook route");
+            tokio::spawn(
+                receiver
+                    .clone()
+                    .retry_loop(webhook::RETRY_INTERVAL, shutdown.clone()),
+            );
+        }
+        let state = http::HttpState::new(worker.clone(), env)?.with_webhooks(receiver);
+        Some(http::serve(state, shutdown.clone()).await?)
     };
     {
         let shutdown = shutdown.clone();

@@ -30,10 +30,12 @@ mod model;
 mod problem;
 mod server;
 mod state;
+mod webhooks;
 
 pub use cli::{main_cli, Args};
 pub use email::subscriber_hash;
 pub use faults::Fault;
+pub use webhooks::WebhookDelivery;
 
 use model::{Now, Status};
 use server::{lock, Shared};
@@ -114,6 +116,12 @@ pub struct Stats {
     /// Time spent parsing bodies, applying them and serializing answers (the synchronous,
     /// CPU-bound part of handling; excludes latency, faults and socket I/O), summed.
     pub busy_nanos: u64,
+    /// Webhook deliveries answered with a 2xx (after retries).
+    pub webhooks_delivered: u64,
+    /// Webhook deliveries given up after every attempt failed.
+    pub webhooks_failed: u64,
+    /// Webhook deliveries queued or being attempted.
+    pub webhooks_pending: u64,
 }
 
 pub(crate) fn stats_of(shared: &Shared) -> Stats {
@@ -126,6 +134,9 @@ pub(crate) fn stats_of(shared: &Shared) -> Stats {
         max_concurrent: shared.max_concurrent.load(Ordering::Relaxed),
         member_writes: lock(&shared.state).member_writes,
         busy_nanos: shared.busy_nanos.load(Ordering::Relaxed),
+        webhooks_delivered: shared.outbound.log.delivered.load(Ordering::SeqCst),
+        webhooks_failed: shared.outbound.log.failed.load(Ordering::SeqCst),
+        webhooks_pending: shared.outbound.log.queued.load(Ordering::SeqCst),
     }
 }
 
@@ -179,6 +190,7 @@ impl Emulator {
             max_in_flight: AtomicU64::new(0),
             max_concurrent: AtomicU64::new(0),
             busy_nanos: AtomicU64::new(0),
+            outbound: webhooks::Outbound::start(),
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(server::serve(listener, shared.clone(), stopped));
@@ -284,19 +296,69 @@ impl Emulator {
     /// through the API is refused (`Member In Compliance State`) until they confirm a `pending`
     /// re-subscription ([`Emulator::simulate_confirm`]). False if there is no such live member.
     pub fn simulate_unsubscribe(&self, list_id: &str, email: &str) -> bool {
-        lock(&self.shared.state).simulate_unsubscribe(list_id, email, &Now::current())
+        let done = lock(&self.shared.state).simulate_unsubscribe(list_id, email, &Now::current());
+        self.shared.flush_webhooks();
+        done
     }
 
     /// The address hard-bounced: status `cleaned` (a compliance state). False if there is no
     /// such live member.
     pub fn simulate_bounce(&self, list_id: &str, email: &str) -> bool {
-        lock(&self.shared.state).simulate_bounce(list_id, email, &Now::current())
+        let done = lock(&self.shared.state).simulate_bounce(list_id, email, &Now::current());
+        self.shared.flush_webhooks();
+        done
     }
 
     /// A `pending` contact clicked the confirmation link: `subscribed`, compliance state lifted.
     /// False if the member is not pending.
     pub fn simulate_confirm(&self, list_id: &str, email: &str) -> bool {
-        lock(&self.shared.state).simulate_confirm(list_id, email, &Now::current())
+        let done = lock(&self.shared.state).simulate_confirm(list_id, email, &Now::current());
+        self.shared.flush_webhooks();
+        done
+    }
+
+    /// The contact changed their address on their profile page (source `user`): the member is
+    /// renamed (new hash, same identity) and an `upemail` event goes out. Like an API rename, only
+    /// a subscribed contact can, and only to a valid, not fake address that is not in the list
+    /// (archived and permanently deleted addresses included). False otherwise.
+    pub fn simulate_email_change(&self, list_id: &str, email: &str, new_email: &str) -> bool {
+        let done = lock(&self.shared.state).simulate_email_change(
+            list_id,
+            email,
+            new_email,
+            &Now::current(),
+        );
+        self.shared.flush_webhooks();
+        done
+    }
+
+    /// The contact edited merge values on their profile page (source `user`): unknown tags are
+    /// ignored, `""` clears a field, a `profile` event goes out. False if there is no such live
+    /// member or a value is refused (e.g. text in a number field).
+    pub fn simulate_profile_update(
+        &self,
+        list_id: &str,
+        email: &str,
+        merges: &[(&str, serde_json::Value)],
+    ) -> bool {
+        let merges: serde_json::Map<String, serde_json::Value> = merges
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let done = lock(&self.shared.state).simulate_profile_update(
+            list_id,
+            email,
+            &merges,
+            &Now::current(),
+        );
+        self.shared.flush_webhooks();
+        done
+    }
+
+    /// Webhook deliveries that finished (delivered, or given up after every attempt), in order.
+    /// Deliveries still queued or being retried are counted in [`Stats::webhooks_pending`].
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        lock(&self.shared.outbound.log.finished).clone()
     }
 
     /// Stops accepting, lets open connections finish (up to 5 s) and waits for the server.

@@ -271,6 +271,8 @@ pub(crate) struct Audience {
     /// Lower-cased tag name → tag.
     pub tags: HashMap<String, TagDef>,
     pub next_tag_id: u64,
+    /// Registered webhooks, in creation order.
+    pub webhooks: Vec<crate::webhooks::Webhook>,
 }
 
 impl Audience {
@@ -305,6 +307,7 @@ impl Audience {
             forgotten: HashSet::new(),
             tags: HashMap::new(),
             next_tag_id: 1,
+            webhooks: Vec::new(),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::faults::{Fault, FaultState};
 use crate::model::Now;
 use crate::problem::ApiError;
 use crate::state::{Ctx, Query, Reply, State};
+use crate::webhooks::{self, NewWebhook, Outbound};
 
 const JSON: &str = "application/json; charset=utf-8";
 const PROBLEM_JSON: &str = "application/problem+json; charset=utf-8";
@@ -49,6 +50,18 @@ pub(crate) struct Shared {
     pub max_in_flight: AtomicU64,
     pub max_concurrent: AtomicU64,
     pub busy_nanos: AtomicU64,
+    /// Webhook deliveries: the queue of the background task and its log.
+    pub outbound: Outbound,
+}
+
+impl Shared {
+    /// Hands the webhook events recorded so far to the delivery task (never waits for them).
+    pub(crate) fn flush_webhooks(&self) {
+        let deliveries = lock(&self.state).take_deliveries();
+        if !deliveries.is_empty() {
+            self.outbound.send(deliveries);
+        }
+    }
 }
 
 /// Locks a mutex; a panic elsewhere never makes the state unusable.
@@ -148,7 +161,10 @@ async fn handle(
 ) -> Result<Resp, DropConnection> {
     if let Some(rest) = req.uri().path().strip_prefix("/_emulator") {
         let rest = rest.to_owned();
-        return Ok(simulation(&shared, req.method(), &rest));
+        let query = Query::parse(req.uri().query());
+        let answer = simulation(&shared, req.method(), &rest, &query);
+        shared.flush_webhooks();
+        return Ok(answer);
     }
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -240,9 +256,14 @@ async fn handle(
         query: &query,
     };
     let started = std::time::Instant::now();
-    let outcome = dispatch(&shared, &parts.method, parts.uri.path(), &body, &ctx);
+    let outcome = match webhook_collection(&parts.method, parts.uri.path()) {
+        // Creating a webhook waits for the validator's GET, outside the state lock.
+        Some(list_id) => create_webhook(&shared, &list_id, &body, &ctx).await,
+        None => dispatch(&shared, &parts.method, parts.uri.path(), &body, &ctx),
+    };
     let busy = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     shared.busy_nanos.fetch_add(busy, Ordering::Relaxed);
+    shared.flush_webhooks();
     tracing::debug!(
         request.method = %parts.method,
         request.path = parts.uri.path(),
@@ -359,6 +380,8 @@ enum Route {
     DeletePermanent(String, String),
     MergeFields(String),
     MergeField(String, String),
+    Webhooks(String),
+    Webhook(String, String),
 }
 
 impl Route {
@@ -381,6 +404,8 @@ impl Route {
             4 if segs[0] == "lists" && segs[2] == "merge-fields" => {
                 Route::MergeField(seg(1), seg(3))
             }
+            3 if segs[0] == "lists" && segs[2] == "webhooks" => Route::Webhooks(seg(1)),
+            4 if segs[0] == "lists" && segs[2] == "webhooks" => Route::Webhook(seg(1), seg(3)),
             5 if segs[0] == "lists" && segs[2] == "members" && segs[4] == "tags" => {
                 Route::MemberTags(seg(1), member(3))
             }
@@ -398,13 +423,15 @@ impl Route {
     fn allow(&self) -> &'static str {
         match self {
             Route::Root | Route::Ping => "GET",
-            Route::Lists | Route::Members(_) | Route::MergeFields(_) | Route::MemberTags(..) => {
-                "GET, POST"
-            }
+            Route::Lists
+            | Route::Members(_)
+            | Route::MergeFields(_)
+            | Route::MemberTags(..)
+            | Route::Webhooks(_) => "GET, POST",
             Route::List(_) => "GET, POST, DELETE",
             Route::Member(..) => "GET, PUT, PATCH, DELETE",
             Route::DeletePermanent(..) => "POST",
-            Route::MergeField(..) => "GET, DELETE",
+            Route::MergeField(..) | Route::Webhook(..) => "GET, DELETE",
         }
     }
 }
@@ -480,12 +507,60 @@ fn dispatch(
         (Route::MergeField(id, merge_id), Method::DELETE) => {
             lock(&shared.state).delete_merge_field(id, merge_id)
         }
+        (Route::Webhooks(id), Method::GET) => lock(&shared.state).get_webhooks(id, ctx),
+        (Route::Webhook(id, hook), Method::GET) => lock(&shared.state).get_webhook(id, hook, ctx),
+        (Route::Webhook(id, hook), Method::DELETE) => lock(&shared.state).delete_webhook(id, hook),
         _ => not_allowed(),
     }
 }
 
+/// The list id of `POST /3.0/lists/{id}/webhooks`, the one route answered asynchronously.
+fn webhook_collection(method: &Method, path: &str) -> Option<String> {
+    if method != Method::POST {
+        return None;
+    }
+    match path
+        .strip_prefix("/3.0")
+        .filter(|rest| rest.starts_with('/'))
+        .and_then(Route::parse)?
+    {
+        Route::Webhooks(id) => Some(id),
+        _ => None,
+    }
+}
+
+/// `POST /lists/{id}/webhooks`: checks the body, sends the validator's GET to the URL (which must
+/// answer 200), then registers the webhook. "A url may only exist on a list once."
+async fn create_webhook(
+    shared: &Shared,
+    list_id: &str,
+    body: &Bytes,
+    ctx: &Ctx<'_>,
+) -> Result<Reply, ApiError> {
+    let body: Value = serde_json::from_slice(body).map_err(|_| ApiError::json_parse())?;
+    let new = NewWebhook::parse(&body)?;
+    lock(&shared.state).check_webhook_url(list_id, &new.url)?;
+    let validator = reqwest::Client::builder()
+        .user_agent(webhooks::VALIDATOR_USER_AGENT)
+        .timeout(webhooks::TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| webhooks::validation_failed(&format!("could not be sent ({e})")))?;
+    match validator.get(&new.url).send().await {
+        Ok(resp) if resp.status() == reqwest::StatusCode::OK => {}
+        Ok(resp) => {
+            return Err(webhooks::validation_failed(&format!(
+                "was answered {}",
+                resp.status().as_u16()
+            )))
+        }
+        Err(_) => return Err(webhooks::validation_failed("got no answer")),
+    }
+    lock(&shared.state).add_webhook(list_id, new, ctx)
+}
+
 /// Test-only routes under `/_emulator` (no authentication, no faults, not counted).
-fn simulation(shared: &Shared, method: &Method, path: &str) -> Resp {
+fn simulation(shared: &Shared, method: &Method, path: &str, query: &Query) -> Resp {
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -518,6 +593,9 @@ fn simulation(shared: &Shared, method: &Method, path: &str) -> Resp {
                     "dropped": s.dropped, "max_in_flight": s.max_in_flight,
                     "max_concurrent": s.max_concurrent,
                     "member_writes": s.member_writes, "busy_nanos": s.busy_nanos,
+                    "webhooks_delivered": s.webhooks_delivered,
+                    "webhooks_failed": s.webhooks_failed,
+                    "webhooks_pending": s.webhooks_pending,
                 }),
             )
         }
@@ -531,6 +609,18 @@ fn simulation(shared: &Shared, method: &Method, path: &str) -> Resp {
                 "unsubscribe" => done(state.simulate_unsubscribe(id, who, &now)),
                 "bounce" => done(state.simulate_bounce(id, who, &now)),
                 "confirm" => done(state.simulate_confirm(id, who, &now)),
+                "email-change" => match query.get("new_email") {
+                    Some(new_email) => done(state.simulate_email_change(id, who, new_email, &now)),
+                    None => done(false),
+                },
+                "profile" => {
+                    let merges: serde_json::Map<String, Value> = query
+                        .0
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect();
+                    done(state.simulate_profile_update(id, who, &merges, &now))
+                }
                 _ => done(false),
             }
         }

@@ -17,6 +17,7 @@ use crate::model::{
     default_options, Audience, MemberJson, MemberTag, MergeField, Now, Status, TagDef,
 };
 use crate::problem::{wrong_type, ApiError, FieldError};
+use crate::webhooks::{self, Before, Delivery, Event, NewWebhook, Source, Webhook};
 
 /// At most this many members per batch subscribe call.
 pub(crate) const BATCH_LIMIT: usize = 500;
@@ -101,6 +102,8 @@ pub(crate) struct State {
     rng: StdRng,
     /// Member-level changes applied so far (see `Stats::member_writes`).
     pub member_writes: u64,
+    /// Webhook events recorded by operations, not yet turned into deliveries.
+    pub outbox: Vec<Event>,
 }
 
 /// The member fields of a write body, type-checked.
@@ -499,7 +502,133 @@ impl State {
             // Its own generator, so ids never shift the fault sequence.
             rng: StdRng::seed_from_u64(seed ^ 0x6d61_696c_6368_696d),
             member_writes: 0,
+            outbox: Vec::new(),
         }
+    }
+
+    // ---- webhooks ------------------------------------------------------------------------------
+
+    /// The member as it is before a change, if anyone listens: `None` when the audience has no
+    /// webhooks (nothing is recorded then), `Some(None)` when the member does not exist.
+    fn before(&self, list_id: &str, hash: &str) -> Option<Option<Before>> {
+        let aud = self.audiences.get(list_id)?;
+        if aud.webhooks.is_empty() {
+            return None;
+        }
+        Some(aud.members.get(hash).map(Before::of))
+    }
+
+    /// Records the events of a change of the member at `hash` (see [`State::before`]).
+    fn note(
+        &mut self,
+        list_id: &str,
+        before: Option<Option<Before>>,
+        hash: &str,
+        source: Source,
+        now: &Now,
+    ) {
+        let Some(before) = before else {
+            return;
+        };
+        let Some(aud) = self.audiences.get(list_id) else {
+            return;
+        };
+        let Some(m) = aud.members.get(hash) else {
+            return;
+        };
+        let events = webhooks::events_for(aud, before.as_ref(), m, source, now);
+        self.outbox.extend(events);
+    }
+
+    /// Turns the recorded events into deliveries to the registered webhooks.
+    pub(crate) fn take_deliveries(&mut self) -> Vec<Delivery> {
+        if self.outbox.is_empty() {
+            return Vec::new();
+        }
+        let events = std::mem::take(&mut self.outbox);
+        let mut out = Vec::new();
+        for event in &events {
+            if let Some(aud) = self.audiences.get(&event.list_id) {
+                out.extend(webhooks::deliveries(aud, std::slice::from_ref(event)));
+            }
+        }
+        out
+    }
+
+    /// Checks that a webhook with `url` may be added to the audience.
+    pub(crate) fn check_webhook_url(&self, list_id: &str, url: &str) -> Result<(), ApiError> {
+        let aud = self.audience(list_id)?;
+        if aud.webhooks.iter().any(|h| h.url == url) {
+            return Err(webhooks::duplicate_url());
+        }
+        Ok(())
+    }
+
+    /// Adds a webhook whose URL passed the validator.
+    pub(crate) fn add_webhook(
+        &mut self,
+        list_id: &str,
+        new: NewWebhook,
+        ctx: &Ctx<'_>,
+    ) -> Result<Reply, ApiError> {
+        self.check_webhook_url(list_id, &new.url)?;
+        let id = random_hex(&mut self.rng, 5);
+        let aud = self
+            .audiences
+            .get_mut(list_id)
+            .ok_or_else(ApiError::not_found)?;
+        let hook = Webhook {
+            id,
+            url: new.url,
+            events: new.events,
+            sources: new.sources,
+        };
+        let reply = json_reply(&hook.to_json(list_id, ctx.base));
+        aud.webhooks.push(hook);
+        Ok(reply)
+    }
+
+    pub(crate) fn get_webhooks(&self, list_id: &str, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+        let aud = self.audience(list_id)?;
+        let hooks: Vec<Value> = aud
+            .webhooks
+            .iter()
+            .map(|h| h.to_json(list_id, ctx.base))
+            .collect();
+        Ok(json_reply(&json!({
+            "webhooks": hooks,
+            "list_id": list_id,
+            "total_items": aud.webhooks.len(),
+            "_links": [],
+        })))
+    }
+
+    pub(crate) fn get_webhook(
+        &self,
+        list_id: &str,
+        id: &str,
+        ctx: &Ctx<'_>,
+    ) -> Result<Reply, ApiError> {
+        let aud = self.audience(list_id)?;
+        let hook = aud
+            .webhooks
+            .iter()
+            .find(|h| h.id == id)
+            .ok_or_else(ApiError::not_found)?;
+        Ok(json_reply(&hook.to_json(list_id, ctx.base)))
+    }
+
+    pub(crate) fn delete_webhook(&mut self, list_id: &str, id: &str) -> Result<Reply, ApiError> {
+        let aud = self
+            .audiences
+            .get_mut(list_id)
+            .ok_or_else(ApiError::not_found)?;
+        let before = aud.webhooks.len();
+        aud.webhooks.retain(|h| h.id != id);
+        if aud.webhooks.len() == before {
+            return Err(ApiError::not_found());
+        }
+        Ok(Reply::NoContent)
     }
 
     /// Creates the audience with the default merge fields unless it exists.
@@ -914,6 +1043,7 @@ impl State {
         ctx: &Ctx<'_>,
     ) -> Result<String, ApiError> {
         let skip = ctx.query.flag("skip_merge_validation");
+        let before = self.before(list_id, &hash);
         let State {
             audiences,
             rng,
@@ -982,6 +1112,7 @@ impl State {
         }
         member.touch(ctx.now);
         *member_writes += 1;
+        self.note(list_id, before, &hash, Source::Api, ctx.now);
         Ok(hash)
     }
 
@@ -994,6 +1125,7 @@ impl State {
         ctx: &Ctx<'_>,
     ) -> Result<String, ApiError> {
         let skip = ctx.query.flag("skip_merge_validation");
+        let before = self.before(list_id, key);
         let aud = self
             .audiences
             .get_mut(list_id)
@@ -1062,6 +1194,7 @@ impl State {
         apply_fields(m, input, merges);
         m.touch(ctx.now);
         self.member_writes += 1;
+        self.note(list_id, before, &hash, Source::Api, ctx.now);
         Ok(hash)
     }
 
@@ -1150,6 +1283,7 @@ impl State {
         key: &str,
         ctx: &Ctx<'_>,
     ) -> Result<Reply, ApiError> {
+        let before = self.before(list_id, key);
         let aud = self
             .audiences
             .get_mut(list_id)
@@ -1160,6 +1294,7 @@ impl State {
                 m.status = Status::Archived;
                 m.touch(ctx.now);
                 self.member_writes += 1;
+                self.note(list_id, before, key, Source::Api, ctx.now);
                 Ok(Reply::NoContent)
             }
             Status::Pending | Status::Cleaned | Status::Archived => Err(ApiError::cannot_archive()),
@@ -1173,6 +1308,10 @@ impl State {
             .ok_or_else(ApiError::not_found)?;
         let m = aud.members.remove(key).ok_or_else(ApiError::not_found)?;
         aud.order.remove(&m.seq);
+        if !aud.webhooks.is_empty() && m.status != Status::Archived {
+            let event = webhooks::unsubscribe(aud, &m, "delete", Source::Api, &Now::current());
+            self.outbox.push(event);
+        }
         aud.forgotten.insert(m.id);
         self.member_writes += 1;
         Ok(Reply::NoContent)
@@ -1439,6 +1578,8 @@ impl State {
 
     /// The contact unsubscribed themselves (from a campaign's footer).
     pub(crate) fn simulate_unsubscribe(&mut self, list_id: &str, email: &str, now: &Now) -> bool {
+        let hash = crate::email::path_key(email);
+        let before = self.before(list_id, &hash);
         let Some(m) = self.member_by_email_mut(list_id, email) else {
             return false;
         };
@@ -1448,11 +1589,14 @@ impl State {
         m.status = Status::Unsubscribed;
         m.unsubscribed_by_contact = true;
         m.touch(now);
+        self.note(list_id, before, &hash, Source::User, now);
         true
     }
 
     /// The address hard-bounced: the contact is cleaned.
     pub(crate) fn simulate_bounce(&mut self, list_id: &str, email: &str, now: &Now) -> bool {
+        let hash = crate::email::path_key(email);
+        let before = self.before(list_id, &hash);
         let Some(m) = self.member_by_email_mut(list_id, email) else {
             return false;
         };
@@ -1462,11 +1606,14 @@ impl State {
         m.status = Status::Cleaned;
         m.bounced = true;
         m.touch(now);
+        self.note(list_id, before, &hash, Source::System, now);
         true
     }
 
     /// A pending contact clicked the confirmation link: subscribed, compliance state lifted.
     pub(crate) fn simulate_confirm(&mut self, list_id: &str, email: &str, ctx_now: &Now) -> bool {
+        let hash = crate::email::path_key(email);
+        let before = self.before(list_id, &hash);
         let Some(m) = self.member_by_email_mut(list_id, email) else {
             return false;
         };
@@ -1478,6 +1625,81 @@ impl State {
         m.bounced = false;
         m.timestamp_opt.clone_from(&ctx_now.text);
         m.touch(ctx_now);
+        self.note(list_id, before, &hash, Source::User, ctx_now);
+        true
+    }
+
+    /// The contact changed their address on their profile page. Like an API rename, only a
+    /// subscribed contact can, and only to a valid address that is not in the list.
+    pub(crate) fn simulate_email_change(
+        &mut self,
+        list_id: &str,
+        email: &str,
+        new_email: &str,
+        now: &Now,
+    ) -> bool {
+        let key = crate::email::path_key(email);
+        let new_email = new_email.trim();
+        let new_hash = subscriber_hash(new_email);
+        let before = self.before(list_id, &key);
+        let Some(aud) = self.audiences.get_mut(list_id) else {
+            return false;
+        };
+        let ok = aud
+            .members
+            .get(&key)
+            .is_some_and(|m| m.status == Status::Subscribed)
+            && new_hash != key
+            && is_valid(new_email)
+            && !is_fake(new_email)
+            && !aud.forgotten.contains(&new_hash)
+            && !aud.members.contains_key(&new_hash);
+        if !ok {
+            return false;
+        }
+        let Some(mut moved) = aud.members.remove(&key) else {
+            return false;
+        };
+        moved.id.clone_from(&new_hash);
+        new_email.clone_into(&mut moved.email);
+        moved.touch(now);
+        aud.order.insert(moved.seq, new_hash.clone());
+        aud.members.insert(new_hash.clone(), moved);
+        self.note(list_id, before, &new_hash, Source::User, now);
+        true
+    }
+
+    /// The contact edited merge values on their profile page (unknown tags are ignored, `""`
+    /// clears). False if there is no such live member or a value is refused.
+    pub(crate) fn simulate_profile_update(
+        &mut self,
+        list_id: &str,
+        email: &str,
+        merges: &Map<String, Value>,
+        now: &Now,
+    ) -> bool {
+        let key = crate::email::path_key(email);
+        let before = self.before(list_id, &key);
+        let Some(aud) = self.audiences.get_mut(list_id) else {
+            return false;
+        };
+        let Some(m) = aud.members.get(&key) else {
+            return false;
+        };
+        if m.status == Status::Archived {
+            return false;
+        }
+        let Ok(changes) =
+            validate_merge(&aud.merge_fields, Some(merges), Some(&m.merge), false, true)
+        else {
+            return false;
+        };
+        let Some(m) = aud.members.get_mut(&key) else {
+            return false;
+        };
+        apply_fields(m, &MemberInput::default(), changes);
+        m.touch(now);
+        self.note(list_id, before, &key, Source::User, now);
         true
     }
 }

@@ -14,11 +14,12 @@ use url::Url;
 use crate::error::WireProblem;
 use crate::types::{
     WireAudience, WireBatch, WireMergeFields, WireNewAudience, WirePing, WireStatus, WireTagChange,
-    WireTagChanges, WireTags,
+    WireTagChanges, WireTags, WireWebhooks,
 };
 use crate::{
     subscriber_hash, ApiKey, Audience, BatchMember, BatchResult, Error, ListMembers, Member,
-    MemberUpsert, MembersPage, MergeField, NewAudience, NewMergeField, Result, Status, TagChange,
+    MemberUpsert, MembersPage, MergeField, NewAudience, NewMergeField, NewWebhook, Result, Status,
+    TagChange, Webhook,
 };
 
 /// The most members one batch subscribe may carry (Mailchimp's documented cap).
@@ -464,6 +465,41 @@ impl Client {
         let body = json_body(field)?;
         let (status, body) = self.call(Method::POST, url, Some(body)).await?;
         decode(status, &body)
+    }
+
+    /// `GET /lists/{list_id}/webhooks`: every webhook of the audience.
+    #[tracing::instrument(
+        skip_all,
+        fields(endpoint = "GET /lists/{list_id}/webhooks", list.id = %list_id)
+    )]
+    pub async fn webhooks(&self, list_id: &str) -> Result<Vec<Webhook>> {
+        let url = self.url(&["lists", list_segment(list_id)?, "webhooks"]);
+        let (status, body) = self.call(Method::GET, url, None).await?;
+        decode::<WireWebhooks>(status, &body).map(|w| w.webhooks)
+    }
+
+    /// `POST /lists/{list_id}/webhooks`. Mailchimp first sends a GET to the URL and refuses the
+    /// webhook (`Invalid Resource`) unless it answers 200; a URL already registered on the
+    /// audience is refused too.
+    #[tracing::instrument(
+        skip_all,
+        fields(endpoint = "POST /lists/{list_id}/webhooks", list.id = %list_id)
+    )]
+    pub async fn create_webhook(&self, list_id: &str, webhook: &NewWebhook) -> Result<Webhook> {
+        let url = self.url(&["lists", list_segment(list_id)?, "webhooks"]);
+        let body = json_body(webhook)?;
+        let (status, body) = self.call(Method::POST, url, Some(body)).await?;
+        decode(status, &body)
+    }
+
+    /// `DELETE /lists/{list_id}/webhooks/{webhook_id}` (204).
+    #[tracing::instrument(
+        skip_all,
+        fields(endpoint = "DELETE /lists/{list_id}/webhooks/{webhook_id}", list.id = %list_id)
+    )]
+    pub async fn delete_webhook(&self, list_id: &str, webhook_id: &str) -> Result<()> {
+        let url = self.url(&["lists", list_segment(list_id)?, "webhooks", webhook_id]);
+        self.call(Method::DELETE, url, None).await.map(|_| ())
     }
 
     /// The base URL with `segments` appended, each percent-encoded as one path segment.

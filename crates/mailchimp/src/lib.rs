@@ -38,5 +38,6 @@ pub use error::{Error, FieldError, Problem, ProblemKind, Result};
 pub use key::{subscriber_hash, ApiKey};
 pub use types::{
     Audience, BatchError, BatchMember, BatchResult, ListMembers, Member, MemberRef, MemberUpsert,
-    MembersPage, MergeField, NewAudience, NewMergeField, Status, TagChange,
+    MembersPage, MergeField, NewAudience, NewMergeField, NewWebhook, Status, TagChange, Webhook,
+    WebhookEvents, WebhookSources,
 };

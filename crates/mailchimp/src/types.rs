@@ -116,6 +116,9 @@ pub struct MemberRef {
     pub email_address: String,
     /// The status after the call.
     pub status: Status,
+    /// The member's tag names after the call (at most 50, as Mailchimp sends them).
+    #[serde(default, deserialize_with = "tag_names")]
+    pub tags: Vec<String>,
 }
 
 /// One refused member of a batch subscribe.
@@ -392,6 +395,75 @@ pub struct NewMergeField {
     pub name: String,
     /// `text`, `number`, `address`, `phone`, `date`, …
     pub r#type: String,
+}
+
+/// Which list events a webhook receives.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WebhookEvents {
+    /// A contact subscribed.
+    #[serde(default)]
+    pub subscribe: bool,
+    /// A contact unsubscribed (or was archived/deleted).
+    #[serde(default)]
+    pub unsubscribe: bool,
+    /// A contact's profile (merge values) changed.
+    #[serde(default)]
+    pub profile: bool,
+    /// An address was cleaned (bounced).
+    #[serde(default)]
+    pub cleaned: bool,
+    /// A contact's address changed.
+    #[serde(default)]
+    pub upemail: bool,
+    /// A campaign was sent or cancelled.
+    #[serde(default)]
+    pub campaign: bool,
+}
+
+/// Whose changes a webhook hears about.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WebhookSources {
+    /// The contact themselves (forms, unsubscribe links).
+    #[serde(default)]
+    pub user: bool,
+    /// Someone in the Mailchimp web app.
+    #[serde(default)]
+    pub admin: bool,
+    /// API calls, chimpsync's own included.
+    #[serde(default)]
+    pub api: bool,
+}
+
+/// A webhook registered on an audience.
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    /// Mailchimp's id of the webhook.
+    pub id: String,
+    /// Where Mailchimp sends the events.
+    pub url: String,
+    /// The events sent.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub events: WebhookEvents,
+    /// The sources heard.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub sources: WebhookSources,
+}
+
+/// What `POST /lists/{id}/webhooks` needs. Every flag is sent explicitly.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct NewWebhook {
+    /// The URL (Mailchimp checks it answers a GET with 200 before it accepts it).
+    pub url: String,
+    /// The events to send.
+    pub events: WebhookEvents,
+    /// The sources to hear.
+    pub sources: WebhookSources,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WireWebhooks {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub(crate) webhooks: Vec<Webhook>,
 }
 
 #[derive(Deserialize)]

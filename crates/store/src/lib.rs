@@ -4,18 +4,23 @@
 //! This is the only crate that talks to Postgres, and all the SQL it runs comes from `sql/`
 //! through [`sql`]. It knows nothing about Mailchimp.
 
+pub mod admin;
+pub mod inbound;
 pub mod mapping;
 pub mod queue;
+pub mod reconcile;
 pub mod schema;
 pub mod slots;
 pub mod sql;
+pub mod tls;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 pub use deadpool_postgres::Pool;
 pub use mapping::Mapping;
-pub use queue::{Ack, Claim, ClaimedRow, Operation, Payload, Queue, Retry, Summary, Synced};
+pub use queue::{
+    Ack, Claim, ClaimedRow, MaybeApplied, Operation, Payload, Queue, Retry, Summary, Synced,
+};
 pub use schema::{setup, setup_sql, SetupReport, TriggerShape};
 
 /// Everything that can go wrong in the store.
@@ -41,6 +46,12 @@ pub enum Error {
     /// `DATABASE_URL` is not a usable connection string.
     #[error("DATABASE_URL: {0}")]
     Url(String),
+    /// A command-line argument is unusable (the message names it).
+    #[error("{0}")]
+    Argument(String),
+    /// The TLS settings of `DATABASE_URL` cannot be used (e.g. an unreadable `sslrootcert`).
+    #[error("DATABASE_URL TLS: {0}")]
+    Tls(String),
 }
 
 impl Error {
@@ -77,29 +88,51 @@ impl From<deadpool_postgres::PoolError> for Error {
 /// Result with the store's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Parses a `DATABASE_URL`, never echoing its password in errors.
+/// Parses a `DATABASE_URL`, never echoing its password in errors. The TLS keys (`sslmode`,
+/// `sslrootcert`) are understood as libpq does; see [`tls`].
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
-    tokio_postgres::Config::from_str(url).map_err(|e| Error::Url(e.to_string()))
+    Ok(tls::ConnectOptions::parse(url)?.config)
 }
 
-/// Opens one connection (for setup and one-off commands).
+/// Opens one connection (for setup and one-off commands), with TLS when `sslmode` asks for it.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let config = parse_url(url)?;
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    let options = tls::ConnectOptions::parse(url)?;
+    let client = match options.connector()? {
+        tls::Connector::Plain => {
+            let (client, connection) = options.config.connect(tokio_postgres::NoTls).await?;
+            spawn_connection(connection);
+            client
+        }
+        tls::Connector::Rustls(tls) => {
+            let (client, connection) = options.config.connect(tls).await?;
+            spawn_connection(connection);
+            client
+        }
+    };
+    Ok(client)
+}
+
+fn spawn_connection<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "database connection closed");
         }
     });
-    Ok(client)
 }
 
 /// How long a pooled connection waits for a row lock before its statement fails (and is retried).
 pub const LOCK_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// A connection pool of `size` connections; each statement is bounded by `statement_timeout`.
+/// TLS as for [`connect`].
 pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool> {
-    let mut config = parse_url(url)?;
+    let options = tls::ConnectOptions::parse(url)?;
+    let connector = options.connector()?;
+    let mut config = options.config;
     // lock_timeout: the worker never waits long on a row lock. A customer transaction that
     // holds queue rows (through the trigger) and then waits for one the worker holds would
     // otherwise deadlock with it, and Postgres might abort the customer's transaction. With a
@@ -112,13 +145,17 @@ pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool>
     ));
     config.connect_timeout(Duration::from_secs(10));
     config.application_name("chimpsync");
-    let manager = deadpool_postgres::Manager::from_config(
-        config,
-        tokio_postgres::NoTls,
-        deadpool_postgres::ManagerConfig {
-            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = deadpool_postgres::ManagerConfig {
+        recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+    };
+    let manager = match connector {
+        tls::Connector::Plain => {
+            deadpool_postgres::Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        }
+        tls::Connector::Rustls(tls) => {
+            deadpool_postgres::Manager::from_config(config, tls, manager_config)
+        }
+    };
     Pool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(Duration::from_secs(30)))

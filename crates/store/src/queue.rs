@@ -33,7 +33,8 @@ pub struct Payload {
 }
 
 impl Payload {
-    fn from_json(value: Value) -> Payload {
+    /// Reads the snapshot the triggers build (`{"merge_fields", "tags", "consent"}`).
+    pub fn from_json(value: Value) -> Payload {
         let mut payload = Payload::default();
         if let Value::Object(mut object) = value {
             if let Some(Value::Object(m)) = object.remove("merge_fields") {
@@ -106,6 +107,8 @@ pub struct ClaimedRow {
     pub maybe_emails: Vec<String>,
     /// Tags an earlier attempt whose answer was lost may have set.
     pub maybe_tags: Vec<String>,
+    /// Consent values earlier attempts whose answers were lost may have sent.
+    pub maybe_consents: Vec<bool>,
 }
 
 /// A claimed batch: the fencing token and the rows.
@@ -136,6 +139,17 @@ pub struct Ack {
     pub removed: bool,
 }
 
+/// What an attempt whose answer was lost may have made Mailchimp hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaybeApplied {
+    /// Addresses the member may now live under.
+    pub emails: Vec<String>,
+    /// Tags that may have been set.
+    pub tags: Vec<String>,
+    /// The consent that may have been sent (and so the status it implies).
+    pub consent: Option<bool>,
+}
+
 /// Another attempt for a row.
 #[derive(Debug, Clone)]
 pub struct Retry {
@@ -145,8 +159,8 @@ pub struct Retry {
     pub at: DateTime<Utc>,
     /// Why the attempt failed.
     pub error: String,
-    /// If the answer was lost: the addresses and tags the attempt may have applied.
-    pub maybe_applied: Option<(Vec<String>, Vec<String>)>,
+    /// If the answer was lost: what the attempt may have applied.
+    pub maybe_applied: Option<MaybeApplied>,
 }
 
 fn strings(value: &Option<Value>, key: &str) -> Vec<String> {
@@ -258,6 +272,12 @@ impl Queue {
                     address_owner: r.get("address_owner"),
                     maybe_emails: strings(&maybe, "emails"),
                     maybe_tags: strings(&maybe, "tags"),
+                    maybe_consents: maybe
+                        .as_ref()
+                        .and_then(|v| v.get("consents"))
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_bool).collect())
+                        .unwrap_or_default(),
                 }
             })
             .collect();
@@ -315,9 +335,13 @@ impl Queue {
         let attempted: Vec<Option<Value>> = retries
             .iter()
             .map(|r| {
-                r.maybe_applied
-                    .as_ref()
-                    .map(|(emails, tags)| serde_json::json!({"emails": emails, "tags": tags}))
+                r.maybe_applied.as_ref().map(|m| {
+                    serde_json::json!({
+                        "emails": m.emails,
+                        "tags": m.tags,
+                        "consents": m.consent.into_iter().collect::<Vec<bool>>(),
+                    })
+                })
             })
             .collect();
         let client = self.pool.get().await?;

@@ -264,6 +264,46 @@ impl Generated {
     pub fn count_rows(&self) -> String {
         templates::fill(templates::COUNT_ROWS, &[("table", &self.table.quoted())])
     }
+
+    /// The placeholders every statement over chunks of customers shares.
+    fn chunk_values(&self) -> [(&'static str, String); 4] {
+        [
+            ("table", self.table.quoted()),
+            ("key", self.key.clone()),
+            ("email", self.email.clone()),
+            ("projection", self.projection("chunk")),
+        ]
+    }
+
+    fn fill_chunk(&self, template: &str, extra: &[(&str, &str)]) -> String {
+        let values = self.chunk_values();
+        let mut all: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(extra);
+        templates::fill(template, &all)
+    }
+
+    /// After an inbound event: `$1` addresses (lower-cased), `$2` the consent Mailchimp holds.
+    pub fn inbound_applied(&self) -> String {
+        self.fill_chunk(templates::INBOUND_APPLIED, &[])
+    }
+
+    /// The customers of a page of members: `$1` addresses (lower-cased).
+    pub fn reconcile_customers(&self) -> String {
+        self.fill_chunk(templates::RECONCILE_CUSTOMERS, &[])
+    }
+
+    /// Every customer that should be in the audience and has nothing queued.
+    pub fn reconcile_wanted(&self) -> String {
+        self.fill_chunk(templates::RECONCILE_WANTED, &[])
+    }
+
+    /// Records what Mailchimp holds for customers and queues them again (see the template).
+    pub fn reconcile_requeue(&self) -> String {
+        let enqueue = self.enqueue(
+            "select p.k, case when p.f then 'upsert' else 'remove' end, p.e, null::text, p.p from projected p",
+        );
+        self.fill_chunk(templates::RECONCILE_REQUEUE, &[("enqueue", &enqueue)])
+    }
 }
 
 /// What `setup` did.

@@ -2,6 +2,7 @@
 //! connection per replica. Postgres releases a dead replica's locks with its connection.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use tokio::sync::Mutex;
 use tracing::warn;
@@ -15,6 +16,15 @@ pub const SLOT_LOCK_KEY: i32 = 0x6368_6d70;
 struct Held {
     connection: Option<deadpool_postgres::Object>,
     slots: BTreeSet<i32>,
+}
+
+/// Drops the slot session for good: detached from the pool and closed, so Postgres releases
+/// every lock it held (returning it to the pool would keep them).
+fn forget_session(held: &mut Held) {
+    if let Some(connection) = held.connection.take() {
+        drop(deadpool_postgres::Object::take(connection));
+    }
+    held.slots.clear();
 }
 
 /// This replica's handle on the shared slots.
@@ -51,7 +61,23 @@ impl SlotTable {
     }
 
     /// Tries to take a free slot; `None` when all `cap` slots are held (by anyone).
-    pub async fn try_acquire(&self) -> Result<Option<i32>> {
+    ///
+    /// The lock and its bookkeeping run in a task of their own, so a caller that gives up
+    /// (a timeout, a shutdown) cannot leave a lock taken in Postgres but unrecorded here; a slot
+    /// taken for a caller that is gone is given back at once.
+    pub async fn try_acquire(self: &Arc<Self>) -> Result<Option<i32>> {
+        let this = Arc::clone(self);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let result = this.try_acquire_inner().await;
+            if let Err(Ok(Some(slot))) = tx.send(result) {
+                this.release_inner(slot).await;
+            }
+        });
+        rx.await.unwrap_or(Ok(None))
+    }
+
+    async fn try_acquire_inner(&self) -> Result<Option<i32>> {
         let mut held = self.held.lock().await;
         if held.connection.is_none() {
             held.connection = Some(self.pool.get().await?);
@@ -73,15 +99,20 @@ impl SlotTable {
             }
             Ok(None) => Ok(None),
             Err(e) => {
-                held.connection = None;
-                held.slots.clear();
+                forget_session(&mut held);
                 Err(e.into())
             }
         }
     }
 
-    /// Gives a slot back. A slot whose session died is already free.
-    pub async fn release(&self, slot: i32) {
+    /// Gives a slot back. A slot whose session died is already free. Runs to completion even
+    /// if the caller is dropped.
+    pub async fn release(self: &Arc<Self>, slot: i32) {
+        let this = Arc::clone(self);
+        let _ = tokio::spawn(async move { this.release_inner(slot).await }).await;
+    }
+
+    async fn release_inner(&self, slot: i32) {
         let mut held = self.held.lock().await;
         if !held.slots.remove(&slot) {
             return;
@@ -94,10 +125,13 @@ impl SlotTable {
             }
             None => return,
         };
-        if let Err(e) = result {
-            warn!(error = %e, "lost the slot connection; its slots are free again");
-            held.connection = None;
-            held.slots.clear();
+        match result {
+            Ok(row) if row.get::<_, bool>(0) => {}
+            Ok(_) => warn!(slot, "slot was not held by this session"),
+            Err(e) => {
+                warn!(error = %e, "lost the slot connection; its slots are free again");
+                forget_session(&mut held);
+            }
         }
     }
 

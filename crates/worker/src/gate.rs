@@ -23,7 +23,7 @@ struct ThrottleState {
 
 /// See the module docs.
 pub struct Gate {
-    slots: SlotTable,
+    slots: std::sync::Arc<SlotTable>,
     released: Notify,
     throttle: Mutex<ThrottleState>,
 }
@@ -41,7 +41,7 @@ impl Gate {
     /// A gate over the shared slots.
     pub fn new(slots: SlotTable) -> Gate {
         Gate {
-            slots,
+            slots: std::sync::Arc::new(slots),
             released: Notify::new(),
             throttle: Mutex::new(ThrottleState {
                 until: None,

@@ -18,10 +18,13 @@ pub enum Action {
         /// The upsert of the new address (also the fallback).
         upsert: Upsert,
     },
-    /// Remove `email` from the audience per `[audience].on_remove`.
+    /// Remove the member from the audience per `[audience].on_remove`.
     Remove {
-        /// The address to remove.
-        email: String,
+        /// The addresses to remove: the member's, then copies lost attempts may have created.
+        emails: Vec<String>,
+        /// Tags chimpsync set (or may have set) on the member: cleared first, so a customer who
+        /// comes back does not find stale tags on the revived member.
+        tags: Vec<String>,
         /// How.
         how: OnRemove,
     },
@@ -121,14 +124,29 @@ fn same_address(a: &str, b: &str) -> bool {
 pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
     let email = row.email.as_deref().map(str::trim).unwrap_or_default();
     if row.operation == Operation::Remove {
-        // Remove the member this customer owns; if never synced, the address in the row.
-        let address = row
+        // Remove the member this customer owns (if never synced, the address in the row), and
+        // any copy an attempt whose answer was lost may have created.
+        let mut emails: Vec<String> = Vec::new();
+        let known = row
             .synced
             .as_ref()
             .map(|s| s.email.clone())
             .unwrap_or_else(|| email.to_string());
+        for address in std::iter::once(known).chain(row.maybe_emails.iter().cloned()) {
+            if !address.trim().is_empty() && !emails.iter().any(|e| same_address(e, &address)) {
+                emails.push(address);
+            }
+        }
+        let mut tags: Vec<String> = Vec::new();
+        let synced_tags = row.synced.iter().flat_map(|s| s.tags.iter());
+        for tag in synced_tags.chain(row.maybe_tags.iter()) {
+            if !tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
+                tags.push(tag.clone());
+            }
+        }
         return Action::Remove {
-            email: address,
+            emails,
+            tags,
             how: audience.on_remove,
         };
     }
@@ -150,9 +168,15 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
     } else {
         Some(Status::Unsubscribed)
     };
-    // The member's status changes only when the consent changed since the last sync.
-    let status = match &row.synced {
-        Some(synced) if synced.consent != consent => {
+    // The member's status changes only when the consent changed since the last sync (or an
+    // attempt whose answer was lost may have sent another consent).
+    let consent_changed = row
+        .synced
+        .as_ref()
+        .is_some_and(|synced| synced.consent != consent)
+        || row.maybe_consents.iter().any(|sent| *sent != consent);
+    let status = match consent_changed {
+        true => {
             if consent {
                 match audience.resubscribe {
                     Resubscribe::Pending => Some(Status::Pending),
@@ -168,7 +192,7 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
                 Some(Status::Unsubscribed)
             }
         }
-        _ => None,
+        false => None,
     };
     let tags = row.payload.tags();
     let wanted = |t: &String| tags.iter().any(|w| w.eq_ignore_ascii_case(t));
@@ -265,6 +289,7 @@ mod tests {
             address_owner: None,
             maybe_emails: Vec::new(),
             maybe_tags: Vec::new(),
+            maybe_consents: Vec::new(),
         }
     }
 
@@ -521,7 +546,8 @@ mod tests {
         assert_eq!(
             action,
             Action::Remove {
-                email: "synced@pets.test".into(),
+                emails: vec!["synced@pets.test".into()],
+                tags: vec![],
                 how: OnRemove::DeletePermanent
             }
         );

@@ -8,3 +8,4 @@ mod lists;
 mod members;
 mod perf;
 mod tags;
+mod webhooks;

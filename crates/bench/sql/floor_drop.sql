@@ -1,0 +1,2 @@
+-- Removes the floor trigger.
+drop trigger if exists bench_floor on public.customers

@@ -1,0 +1,98 @@
+//! Scenario 1: the initial sync. `chimpsync backfill`, then `chimpsync run --once` until the
+//! queue is empty, emulator at 0 ms (cap 10 connections, Mailchimp's own), both binaries as
+//! their own processes. Goals: <= 60 s end to end for 1M customers, worker peak RSS <= 64 MiB.
+
+use anyhow::{ensure, Result};
+
+use super::{mib, per_second, Sizes};
+use crate::env::{Bench, Chimpsync, CpuMark, AUDIENCE};
+use crate::report::{thousands, Report, Row};
+
+/// The seconds the issue allows for 1,000,000 customers (16.7k contacts/s).
+const GOAL_SECONDS_PER_MILLION: f64 = 60.0;
+/// The worker's memory goal.
+const GOAL_RSS_MIB: f64 = 64.0;
+
+/// Runs the scenario.
+pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()> {
+    let n = sizes.initial_customers;
+    eprintln!("== 1: initial sync of {} customers", thousands(n));
+    let db = bench.database("initial_sync").await?;
+    db.customers(n).await?;
+    let emulator = bench.emulator(0, Some(10)).await?;
+    let chimpsync = Chimpsync::new(bench, &db, Some(&emulator.base_url));
+    chimpsync.run(&["setup"]).await?;
+
+    let start = CpuMark::now(bench);
+    let emulator_cpu = emulator.cpu();
+    let backfill = chimpsync.run(&["backfill"]).await?;
+    let backfill_split = start
+        .split(
+            bench,
+            vec![
+                ("backfill", backfill.cpu),
+                ("emulator", emulator.cpu() - emulator_cpu),
+            ],
+        )
+        .await;
+    let drain_start = CpuMark::now(bench);
+    let emulator_cpu = emulator.cpu();
+    let drain = chimpsync.run(&["run", "--once"]).await?;
+    let drain_split = drain_start
+        .split(
+            bench,
+            vec![
+                ("worker", drain.cpu),
+                ("emulator", emulator.cpu() - emulator_cpu),
+            ],
+        )
+        .await;
+    let total = backfill.wall + drain.wall;
+
+    let members = emulator.members(AUDIENCE).await?;
+    let left: i64 = db
+        .client()
+        .await?
+        .query_one("select count(*) from chimpsync.sync_queue", &[])
+        .await?
+        .get(0);
+    ensure!(
+        members == n && left == 0,
+        "initial sync incomplete: {members} members of {n}, {left} rows left in the queue"
+    );
+
+    let secs = total.as_secs_f64();
+    let goal = GOAL_SECONDS_PER_MILLION * n as f64 / 1_000_000.0;
+    let rate = n as f64 / secs;
+    report.rows.push(Row::goal(
+        "1",
+        format!(
+            "initial sync, {} customers: backfill + drain to empty (emulator 0 ms)",
+            thousands(n)
+        ),
+        format!("{secs:.1} s ({} contacts)", per_second(rate)),
+        format!("<= {goal:.0} s (16.7k/s)"),
+        goal / secs,
+    ));
+    let rss = mib(drain.peak_rss_kib);
+    report.rows.push(Row::goal(
+        "1",
+        "initial sync: worker (`chimpsync run`) peak RSS",
+        format!("{rss:.1} MiB"),
+        format!("<= {GOAL_RSS_MIB:.0} MiB"),
+        GOAL_RSS_MIB / rss,
+    ));
+    report.note(format!(
+        "1 initial sync: backfill {:.1} s ({}), drain {:.1} s ({}); backfill peak RSS {:.1} MiB, emulator peak RSS {:.0} MiB",
+        backfill.wall.as_secs_f64(),
+        per_second(n as f64 / backfill.wall.as_secs_f64()),
+        drain.wall.as_secs_f64(),
+        per_second(n as f64 / drain.wall.as_secs_f64()),
+        mib(backfill.peak_rss_kib),
+        mib(emulator.peak_rss_kib()),
+    ));
+    report.note(format!("1 backfill {}", backfill_split.describe()));
+    report.note(format!("1 drain {}", drain_split.describe()));
+    emulator.stop().await;
+    db.finish().await
+}

@@ -1,0 +1,72 @@
+//! Scenario 2: the Mailchimp-bound drain. The emulator answers after 250 ms and refuses more
+//! than 10 requests at once; with 500 members per batch the ceiling is 10 x 500 / 0.25 s =
+//! 20k contacts/s. Goal: >= 90 % of it.
+
+use anyhow::{ensure, Result};
+
+use super::{per_second, Sizes};
+use crate::env::{Bench, Chimpsync, CpuMark, AUDIENCE};
+use crate::report::{thousands, Report, Row};
+
+const LATENCY_MS: u64 = 250;
+const CAP: usize = 10;
+const CEILING: f64 = CAP as f64 * 500.0 / (LATENCY_MS as f64 / 1000.0);
+
+/// Runs the scenario.
+pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()> {
+    let n = sizes.bound_changes;
+    eprintln!(
+        "== 2: Mailchimp-bound drain of {} changes at {LATENCY_MS} ms",
+        thousands(n)
+    );
+    let db = bench.database("mailchimp_bound").await?;
+    db.customers(n).await?;
+    let emulator = bench.emulator(LATENCY_MS, Some(CAP)).await?;
+    let chimpsync = Chimpsync::new(bench, &db, Some(&emulator.base_url));
+    chimpsync.run(&["setup"]).await?;
+    chimpsync.run(&["backfill"]).await?;
+
+    let mark = CpuMark::now(bench);
+    let emulator_cpu = emulator.cpu();
+    let drain = chimpsync.run(&["run", "--once"]).await?;
+    let split = mark
+        .split(
+            bench,
+            vec![
+                ("worker", drain.cpu),
+                ("emulator", emulator.cpu() - emulator_cpu),
+            ],
+        )
+        .await;
+    let members = emulator.members(AUDIENCE).await?;
+    ensure!(members == n, "drain incomplete: {members} members of {n}");
+    let stats = emulator.stats().await?;
+
+    let rate = n as f64 / drain.wall.as_secs_f64();
+    let share = rate / CEILING;
+    report.rows.push(Row::goal(
+        "2",
+        format!(
+            "Mailchimp-bound drain, {} changes, emulator {LATENCY_MS} ms, cap {CAP}",
+            thousands(n)
+        ),
+        format!(
+            "{} ({:.1} % of the 20k/s ceiling)",
+            per_second(rate),
+            share * 100.0
+        ),
+        ">= 90 % of ceiling (18k/s)",
+        share / 0.9,
+    ));
+    report.note(format!(
+        "2 drain {:.2} s; emulator: {} requests, {} throttled (429), max {} in flight; worker peak RSS {:.1} MiB",
+        drain.wall.as_secs_f64(),
+        stats["requests"],
+        stats["throttled"],
+        stats["max_in_flight"],
+        super::mib(drain.peak_rss_kib),
+    ));
+    report.note(format!("2 drain {}", split.describe()));
+    emulator.stop().await;
+    db.finish().await
+}

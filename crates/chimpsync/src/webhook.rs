@@ -1,0 +1,348 @@
+//! The webhook receiver served by `chimpsync run` when `CHIMPSYNC_WEBHOOK_SECRET` is set:
+//! `GET, POST /webhooks/mailchimp/<secret>`.
+//!
+//! Mailchimp validates the URL with a GET (answered 200) and sends events as form-encoded POSTs
+//! with PHP-style bracket keys (`data[merges][FNAME]=…`). A POST is parsed, stored in
+//! `chimpsync.inbound_events` (committed before the answer, so a crash loses nothing and a replay
+//! is recognised), answered 200 at once, and applied in the background through the mapping's
+//! `[inbound]` statements ([`store::inbound`]). A failed apply is retried by
+//! [`Receiver::retry_loop`]. The secret in the path is compared in constant time; a wrong one
+//! gets 401 and nothing is stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{Map, Value};
+use store::inbound::{EventSource, Inbound, NewEvent, Outcome, Recorded};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// The route, with the secret as its last segment.
+pub const ROUTE: &str = "/webhooks/mailchimp/{secret}";
+
+/// How often the retry loop looks for events whose apply failed (or never ran). Default 5 s.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Events applied per round of the retry loop.
+const RETRY_BATCH: i64 = 100;
+
+/// A secret shorter than this is refused: it is the only thing protecting the route.
+const MIN_SECRET_LEN: usize = 16;
+
+/// The receiver: what the handlers need. Cheap to clone.
+#[derive(Clone)]
+pub struct Receiver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    secret: String,
+    inbound: Inbound,
+    audience_id: String,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("audience_id", &self.inner.audience_id)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Receiver {
+    /// A receiver for `audience_id` with `secret` as the last path segment.
+    pub fn new(inbound: Inbound, audience_id: String, secret: String) -> Result<Receiver> {
+        if secret.len() < MIN_SECRET_LEN
+            || !secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        {
+            bail!(
+                "CHIMPSYNC_WEBHOOK_SECRET must be at least {MIN_SECRET_LEN} characters of A-Z, a-z, 0-9, - _ . ~ \
+                 (e.g. `openssl rand -hex 24`)"
+            );
+        }
+        Ok(Receiver {
+            inner: Arc::new(Inner {
+                secret,
+                inbound,
+                audience_id,
+            }),
+        })
+    }
+
+    /// The receiver `chimpsync run` serves: `None` when `CHIMPSYNC_WEBHOOK_SECRET` is not set
+    /// (the route is off).
+    pub async fn from_env(
+        pool: store::Pool,
+        mapping: &store::Mapping,
+        audience_id: String,
+    ) -> Result<Option<Receiver>> {
+        let Some(secret) = std::env::var("CHIMPSYNC_WEBHOOK_SECRET")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let inbound = Inbound::new(pool, mapping).await?;
+        Ok(Some(Receiver::new(
+            inbound,
+            audience_id,
+            secret.trim().to_owned(),
+        )?))
+    }
+
+    /// The inbound side (stores and applies events).
+    pub fn inbound(&self) -> &Inbound {
+        &self.inner.inbound
+    }
+
+    fn secret_matches(&self, given: &str) -> bool {
+        given.as_bytes().ct_eq(self.inner.secret.as_bytes()).into()
+    }
+
+    /// `GET, POST /webhooks/mailchimp/{secret}`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(ROUTE, get(validate).post(receive))
+            .with_state(self.clone())
+    }
+
+    /// Applies events whose apply failed or never ran (a crash between storing and applying),
+    /// every `interval`, until `shutdown`.
+    pub async fn retry_loop(self, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            match self.inner.inbound.apply_due(RETRY_BATCH, None).await {
+                Ok(done) => {
+                    for (id, outcome) in &done {
+                        log_outcome(*id, outcome);
+                    }
+                }
+                Err(e) => warn!(error = %e, "inbound retry round failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+fn log_outcome(id: i64, outcome: &Outcome) {
+    match outcome {
+        Outcome::Applied { rows } => {
+            metrics::counter!("chimpsync_inbound_events_total", "outcome" => "applied")
+                .increment(1);
+            info!(event.id = id, rows = ?rows, "inbound event applied");
+        }
+        Outcome::Failed { error, retry_at } => {
+            metrics::counter!("chimpsync_inbound_events_total", "outcome" => "failed").increment(1);
+            warn!(event.id = id, %error, retry_at = ?retry_at, "inbound event failed");
+        }
+        Outcome::NotDue => {}
+    }
+}
+
+/// The validator's GET: 200 with the right secret.
+async fn validate(State(r): State<Receiver>, Path(secret): Path<String>) -> StatusCode {
+    if r.secret_matches(&secret) {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+/// An event: stored, answered, then applied in the background.
+async fn receive(
+    State(r): State<Receiver>,
+    Path(secret): Path<String>,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    if !r.secret_matches(&secret) {
+        return (StatusCode::UNAUTHORIZED, "unauthorized\n");
+    }
+    let Some(event) = event_from_form(&body) else {
+        return (StatusCode::BAD_REQUEST, "no event type\n");
+    };
+    match r.inner.inbound.record(&event, &r.inner.audience_id).await {
+        Ok(Recorded::New(id)) => {
+            metrics::counter!("chimpsync_webhook_calls_total", "result" => "stored").increment(1);
+            debug!(event.id = id, event.type = %event.event_type, "webhook event stored");
+            let r = r.clone();
+            tokio::spawn(async move {
+                match r.inner.inbound.apply(id).await {
+                    Ok(outcome) => log_outcome(id, &outcome),
+                    // Stays stored: the retry loop applies it.
+                    Err(e) => warn!(event.id = id, error = %e, "applying an inbound event failed"),
+                }
+            });
+            (StatusCode::OK, "ok\n")
+        }
+        Ok(Recorded::Ignored(id)) => {
+            metrics::counter!("chimpsync_webhook_calls_total", "result" => "ignored").increment(1);
+            debug!(event.id = id, event.type = %event.event_type, "webhook event ignored");
+            (StatusCode::OK, "ignored\n")
+        }
+        Ok(Recorded::Duplicate) => {
+            metrics::counter!("chimpsync_webhook_calls_total", "result" => "duplicate")
+                .increment(1);
+            debug!(event.type = %event.event_type, "webhook event already stored");
+            (StatusCode::OK, "duplicate\n")
+        }
+        Err(e) => {
+            // Not stored: Mailchimp retries the call.
+            metrics::counter!("chimpsync_webhook_calls_total", "result" => "error").increment(1);
+            warn!(error = %e, "cannot store a webhook event");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again\n")
+        }
+    }
+}
+
+/// The event a form-encoded webhook body describes; `None` without a `type`.
+pub fn event_from_form(body: &[u8]) -> Option<NewEvent> {
+    let form = parse_form(body);
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let event_type = text(form.get("type")).filter(|t| !t.trim().is_empty())?;
+    let data = form.get("data");
+    let field = |name: &str| text(data.and_then(|d| d.get(name))).filter(|s| !s.is_empty());
+    let (email, new_email) = if event_type == "upemail" {
+        (field("old_email"), field("new_email"))
+    } else {
+        (field("email"), None)
+    };
+    Some(NewEvent {
+        source: EventSource::Webhook,
+        event_type,
+        fired_at: text(form.get("fired_at")),
+        list_id: field("list_id"),
+        email,
+        new_email,
+        payload: Value::Object(form),
+    })
+}
+
+/// Parses `application/x-www-form-urlencoded` with PHP's bracket keys into nested JSON:
+/// `data[merges][FNAME]=Ana` becomes `{"data": {"merges": {"FNAME": "Ana"}}}`; `a[]=x` appends to
+/// an array. A later value for the same key wins; a key whose brackets do not close is taken as
+/// it is.
+pub fn parse_form(body: &[u8]) -> Map<String, Value> {
+    let mut root = Map::new();
+    for (key, value) in form_urlencoded::parse(body) {
+        let path = split_key(&key);
+        insert(&mut root, &path, Value::String(value.into_owned()));
+    }
+    root
+}
+
+fn split_key(key: &str) -> Vec<String> {
+    let Some(open) = key.find('[') else {
+        return vec![key.to_owned()];
+    };
+    let (base, mut rest) = key.split_at(open);
+    if base.is_empty() {
+        return vec![key.to_owned()];
+    }
+    let mut parts = vec![base.to_owned()];
+    while let Some(stripped) = rest.strip_prefix('[') {
+        let Some(close) = stripped.find(']') else {
+            return vec![key.to_owned()];
+        };
+        parts.push(stripped[..close].to_owned());
+        rest = &stripped[close + 1..];
+    }
+    if !rest.is_empty() {
+        return vec![key.to_owned()];
+    }
+    parts
+}
+
+fn insert(map: &mut Map<String, Value>, path: &[String], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        map.insert(first.clone(), value);
+        return;
+    }
+    let slot = map.entry(first.clone()).or_insert(Value::Null);
+    insert_into(slot, rest, value);
+}
+
+fn insert_into(slot: &mut Value, path: &[String], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *slot = value;
+        return;
+    };
+    if first.is_empty() {
+        if !slot.is_array() {
+            *slot = Value::Array(Vec::new());
+        }
+        if let Value::Array(items) = slot {
+            let mut item = Value::Null;
+            insert_into(&mut item, rest, value);
+            items.push(item);
+        }
+        return;
+    }
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = slot {
+        let next = map.entry(first.clone()).or_insert(Value::Null);
+        insert_into(next, rest, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bracket_keys_become_nested_objects() {
+        let body = b"type=subscribe&fired_at=2009-03-26+21%3A35%3A57&data%5Bid%5D=8a25ff1d98\
+&data[list_id]=a6b5da1054&data[email]=api%40mailchimp.com&data[merges][EMAIL]=api%40mailchimp.com\
+&data[merges][FNAME]=Mail+Chimp&data[merges][ADDRESS][addr1]=1+Main&data[merges][INTERESTS]=Group1%2CGroup2\
+&tags[]=a&tags[]=b&odd[key=1";
+        let form = parse_form(body);
+        assert_eq!(
+            Value::Object(form),
+            json!({
+                "type": "subscribe",
+                "fired_at": "2009-03-26 21:35:57",
+                "data": {
+                    "id": "8a25ff1d98", "list_id": "a6b5da1054", "email": "api@mailchimp.com",
+                    "merges": {"EMAIL": "api@mailchimp.com", "FNAME": "Mail Chimp",
+                               "ADDRESS": {"addr1": "1 Main"}, "INTERESTS": "Group1,Group2"}
+                },
+                "tags": ["a", "b"],
+                "odd[key": "1",
+            })
+        );
+    }
+
+    #[test]
+    fn an_upemail_event_names_the_old_and_the_new_address() {
+        let e = event_from_form(
+            b"type=upemail&fired_at=2009-03-26+22%3A15%3A09&data[list_id]=a6b5da1054\
+&data[new_id]=51da8c3259&data[new_email]=api%2Bnew%40mailchimp.com&data[old_email]=api%2Bold%40mailchimp.com",
+        )
+        .unwrap();
+        assert_eq!(e.event_type, "upemail");
+        assert_eq!(e.email.as_deref(), Some("api+old@mailchimp.com"));
+        assert_eq!(e.new_email.as_deref(), Some("api+new@mailchimp.com"));
+        assert_eq!(e.list_id.as_deref(), Some("a6b5da1054"));
+        assert_eq!(e.fired_at.as_deref(), Some("2009-03-26 22:15:09"));
+        let e = event_from_form(b"type=cleaned&data[email]=x%40y.test&data[reason]=hard").unwrap();
+        assert_eq!((e.email.as_deref(), e.new_email), (Some("x@y.test"), None));
+        assert!(event_from_form(b"data[email]=x%40y.test").is_none());
+    }
+}

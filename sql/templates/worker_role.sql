@@ -1,0 +1,26 @@
+-- The worker's least-privilege role: exactly what `chimpsync run` needs, nothing on the customer
+-- table. {{role}} is the quoted role name, {{role_literal}} the same name as a string literal.
+-- The role is created with LOGIN and without a password: the DBA sets one (or a certificate or
+-- peer mapping) for it. Re-running resets its privileges in schema chimpsync to this list.
+do $chimpsync$
+begin
+    if not exists (select 1 from pg_catalog.pg_roles where rolname = {{role_literal}}) then
+        create role {{role}} login;
+    end if;
+end
+$chimpsync$;
+revoke all on all tables in schema chimpsync from {{role}};
+revoke all on all sequences in schema chimpsync from {{role}};
+revoke all on schema chimpsync from {{role}};
+grant usage on schema chimpsync to {{role}};
+-- claim (select ... for update, update), ack (delete), park / reschedule / release (update).
+-- No insert: the change triggers insert as security definer.
+grant select, update, delete on chimpsync.sync_queue to {{role}};
+-- What Mailchimp holds per customer: written on every acknowledgement.
+grant select, insert, update, delete on chimpsync.synced_contacts to {{role}};
+-- /readyz, /metrics and `status`.
+grant select on chimpsync.queue_summary to {{role}};
+-- The webhook receiver of `chimpsync run` (CHIMPSYNC_WEBHOOK_SECRET): stores events and marks
+-- them applied. Its [inbound] statements change the customer table: with webhooks on, the DBA
+-- also grants the role select on that table and update on the columns those statements set.
+grant select, insert, update on chimpsync.inbound_events to {{role}};
