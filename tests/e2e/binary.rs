@@ -375,3 +375,31 @@ async fn the_demo_runs_end_to_end() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audience_create_prints_the_new_id_and_names_it_after_the_company() -> Result<()> {
+    let f = Fixture::new().await?;
+    let (code, out, err) = output(&mut f.command(&[
+        "audience",
+        "create",
+        "--company",
+        "Happy Paws",
+        "--address1",
+        "Rua Augusta 1",
+        "--city",
+        "Lisboa",
+        "--country",
+        "PT",
+        "--from-email",
+        "news@happypaws.test",
+    ])?)?;
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim();
+    assert_eq!(id.len(), 10, "{out}");
+    let audience = f.mailchimp.get_audience(id).await?;
+    assert_eq!(audience.name, "Happy Paws Customers");
+    let (code, _, err) = output(&mut f.command(&["audience", "create", "--company", "X"])?)?;
+    assert_ne!(code, 0);
+    assert!(err.contains("--address1"), "{err}");
+    f.finish().await
+}
