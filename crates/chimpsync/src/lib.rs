@@ -188,7 +188,7 @@ pub struct Tuning {
     #[arg(long, default_value_t = 600.0, env = "CHIMPSYNC_BACKOFF_MAX_SECONDS")]
     pub backoff_max_seconds: f64,
     /// Idle poll interval in milliseconds (jittered).
-    #[arg(long, default_value_t = 1000, env = "CHIMPSYNC_POLL_INTERVAL_MS")]
+    #[arg(long, default_value_t = 200, env = "CHIMPSYNC_POLL_INTERVAL_MS")]
     pub poll_interval_ms: u64,
     /// Seconds in-flight calls may finish after SIGTERM.
     #[arg(
@@ -213,7 +213,7 @@ impl Default for Tuning {
             max_attempts: 12,
             backoff_base_seconds: 1.0,
             backoff_max_seconds: 600.0,
-            poll_interval_ms: 1000,
+            poll_interval_ms: 200,
             shutdown_deadline_seconds: 20.0,
             db_pool_size: 16,
         }
@@ -532,7 +532,7 @@ async fn check(env: &Env) -> Result<ExitCode> {
                                             if fields.iter().any(|f| &f.tag == tag) {
                                                 ok(&format!("merge field {tag} exists"));
                                             } else {
-                                                problems.push(format!("merge_fields.{tag}: the audience has no merge field {tag}; create it in Mailchimp"));
+                                                problems.push(format!("merge_fields.{tag}: the audience has no merge field {tag}; `chimpsync setup --mailchimp` creates it"));
                                             }
                                         }
                                     }

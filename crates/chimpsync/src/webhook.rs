@@ -36,6 +36,14 @@ const RETRY_BATCH: i64 = 100;
 /// A secret shorter than this is refused: it is the only thing protecting the route.
 const MIN_SECRET_LEN: usize = 16;
 
+/// Storing an event must finish well within Mailchimp's 10 s; after this the call is answered
+/// 503 and Mailchimp sends it again.
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Events applied at once by the handlers (each holds a database connection the worker shares);
+/// more wait their turn.
+const APPLYING: usize = 4;
+
 /// The receiver: what the handlers need. Cheap to clone.
 #[derive(Clone)]
 pub struct Receiver {
@@ -46,6 +54,7 @@ struct Inner {
     secret: String,
     inbound: Inbound,
     audience_id: String,
+    applying: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -75,6 +84,7 @@ impl Receiver {
                 secret,
                 inbound,
                 audience_id,
+                applying: tokio::sync::Semaphore::new(APPLYING),
             }),
         })
     }
@@ -143,9 +153,10 @@ fn log_outcome(id: i64, outcome: &Outcome) {
                 .increment(1);
             info!(event.id = id, rows = ?rows, "inbound event applied");
         }
-        Outcome::Failed { error, retry_at } => {
+        Outcome::Failed { retry_at, .. } => {
             metrics::counter!("chimpsync_inbound_events_total", "outcome" => "failed").increment(1);
-            warn!(event.id = id, %error, retry_at = ?retry_at, "inbound event failed");
+            // The error may quote customer data: it is in inbound_events.last_error, not here.
+            warn!(event.id = id, retry_at = ?retry_at, "inbound event failed (see chimpsync.inbound_events.last_error)");
         }
         Outcome::NotDue => {}
     }
@@ -172,12 +183,25 @@ async fn receive(
     let Some(event) = event_from_form(&body) else {
         return (StatusCode::BAD_REQUEST, "no event type\n");
     };
-    match r.inner.inbound.record(&event, &r.inner.audience_id).await {
+    let stored = tokio::time::timeout(
+        STORE_TIMEOUT,
+        r.inner.inbound.record(&event, &r.inner.audience_id),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(store::Error::Pool(
+            "no database connection in time to store the event".into(),
+        ))
+    });
+    match stored {
         Ok(Recorded::New(id)) => {
             metrics::counter!("chimpsync_webhook_calls_total", "result" => "stored").increment(1);
             debug!(event.id = id, event.type = %event.event_type, "webhook event stored");
             let r = r.clone();
             tokio::spawn(async move {
+                let Ok(_permit) = r.inner.applying.acquire().await else {
+                    return;
+                };
                 match r.inner.inbound.apply(id).await {
                     Ok(outcome) => log_outcome(id, &outcome),
                     // Stays stored: the retry loop applies it.

@@ -113,6 +113,10 @@ pub struct Stats {
     /// Member-level changes applied: create, update, status change, rename, archive,
     /// permanent delete, tag update (each member of a batch counts once).
     pub member_writes: u64,
+    /// Of `member_writes`, the ones that left the member exactly as it was (same address,
+    /// status, merge values and tags): a state Mailchimp already held, sent again (after a lost
+    /// answer, a lapsed lease, a crash). Duplicated writes, in a word.
+    pub unchanged_member_writes: u64,
     /// Time spent parsing bodies, applying them and serializing answers (the synchronous,
     /// CPU-bound part of handling; excludes latency, faults and socket I/O), summed.
     pub busy_nanos: u64,
@@ -125,6 +129,10 @@ pub struct Stats {
 }
 
 pub(crate) fn stats_of(shared: &Shared) -> Stats {
+    let (member_writes, unchanged_member_writes) = {
+        let state = lock(&shared.state);
+        (state.member_writes, state.unchanged_member_writes)
+    };
     Stats {
         requests: shared.requests.load(Ordering::Relaxed),
         throttled: shared.throttled.load(Ordering::Relaxed),
@@ -132,7 +140,8 @@ pub(crate) fn stats_of(shared: &Shared) -> Stats {
         dropped: shared.dropped.load(Ordering::Relaxed),
         max_in_flight: shared.max_in_flight.load(Ordering::Relaxed),
         max_concurrent: shared.max_concurrent.load(Ordering::Relaxed),
-        member_writes: lock(&shared.state).member_writes,
+        member_writes,
+        unchanged_member_writes,
         busy_nanos: shared.busy_nanos.load(Ordering::Relaxed),
         webhooks_delivered: shared.outbound.log.delivered.load(Ordering::SeqCst),
         webhooks_failed: shared.outbound.log.failed.load(Ordering::SeqCst),

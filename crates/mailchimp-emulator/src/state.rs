@@ -102,8 +102,46 @@ pub(crate) struct State {
     rng: StdRng,
     /// Member-level changes applied so far (see `Stats::member_writes`).
     pub member_writes: u64,
+    /// Of those, the ones that left the member as it was (see `Stats::unchanged_member_writes`).
+    pub unchanged_member_writes: u64,
     /// Webhook events recorded by operations, not yet turned into deliveries.
     pub outbox: Vec<Event>,
+}
+
+/// What a member holds, without the bookkeeping a write always moves (`last_changed`, opt-in
+/// stamps): a write after which the member's content equals what it was changed nothing (a
+/// re-sent state, see `Stats::unchanged_member_writes`).
+#[derive(PartialEq)]
+struct Content {
+    email: String,
+    status: Status,
+    unsubscribed_by_contact: bool,
+    bounced: bool,
+    merge: BTreeMap<String, Value>,
+    interests: Map<String, Value>,
+    email_type: String,
+    language: String,
+    vip: bool,
+    location: (f64, f64),
+    tags: Vec<String>,
+}
+
+impl Content {
+    fn of(m: &Member) -> Content {
+        Content {
+            email: m.email.clone(),
+            status: m.status,
+            unsubscribed_by_contact: m.unsubscribed_by_contact,
+            bounced: m.bounced,
+            merge: m.merge.clone(),
+            interests: m.interests.clone(),
+            email_type: m.email_type.clone(),
+            language: m.language.clone(),
+            vip: m.vip,
+            location: (m.latitude, m.longitude),
+            tags: m.tags.iter().map(|t| t.name.to_lowercase()).collect(),
+        }
+    }
 }
 
 /// The member fields of a write body, type-checked.
@@ -502,6 +540,7 @@ impl State {
             // Its own generator, so ids never shift the fault sequence.
             rng: StdRng::seed_from_u64(seed ^ 0x6d61_696c_6368_696d),
             member_writes: 0,
+            unchanged_member_writes: 0,
             outbox: Vec::new(),
         }
     }
@@ -1048,11 +1087,13 @@ impl State {
             audiences,
             rng,
             member_writes,
+            unchanged_member_writes,
             ..
         } = self;
         let aud = audiences.get_mut(list_id).ok_or_else(ApiError::not_found)?;
         let fields = &aud.merge_fields;
         let existing = aud.members.get(&hash);
+        let was = existing.map(Content::of);
         let merges = validate_merge(
             fields,
             input.merge_fields,
@@ -1112,6 +1153,9 @@ impl State {
         }
         member.touch(ctx.now);
         *member_writes += 1;
+        if was.as_ref() == Some(&Content::of(member)) {
+            *unchanged_member_writes += 1;
+        }
         self.note(list_id, before, &hash, Source::Api, ctx.now);
         Ok(hash)
     }
@@ -1131,6 +1175,7 @@ impl State {
             .get_mut(list_id)
             .ok_or_else(ApiError::not_found)?;
         let m = aud.members.get(key).ok_or_else(ApiError::not_found)?;
+        let was = Content::of(m);
         let mut rename = None;
         if let Some(new_email) = input.email_address {
             let new_email = new_email.trim();
@@ -1193,7 +1238,9 @@ impl State {
         }
         apply_fields(m, input, merges);
         m.touch(ctx.now);
+        let unchanged = was == Content::of(m);
         self.member_writes += 1;
+        self.unchanged_member_writes += u64::from(unchanged);
         self.note(list_id, before, &hash, Source::Api, ctx.now);
         Ok(hash)
     }
@@ -1399,6 +1446,7 @@ impl State {
             ..
         } = aud;
         let m = members.get_mut(key).ok_or_else(ApiError::not_found)?;
+        let was = Content::of(m);
         for (name, active) in changes {
             if active {
                 add_tag(defs, next_tag_id, m, name, ctx.now);
@@ -1406,7 +1454,9 @@ impl State {
                 remove_tag(m, name);
             }
         }
+        let unchanged = was == Content::of(m);
         self.member_writes += 1;
+        self.unchanged_member_writes += u64::from(unchanged);
         Ok(Reply::NoContent)
     }
 

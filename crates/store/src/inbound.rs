@@ -330,7 +330,14 @@ impl Inbound {
                 sp.rollback().await?;
                 let error = db_message(&e);
                 let retry_at = self.retry.next_attempt(attempts + 1, Utc::now());
-                warn!(event.type = %event_type, %error, retry = retry_at.is_some(), "inbound event failed");
+                // The detail may quote customer data (an address in a key conflict): the log
+                // gets the SQLSTATE only, the event row the whole message.
+                warn!(
+                    event.type = %event_type,
+                    sqlstate = e.code().map(|c| c.code()).unwrap_or(""),
+                    retry = retry_at.is_some(),
+                    "inbound statement failed"
+                );
                 tx.execute(
                     &finish,
                     &[

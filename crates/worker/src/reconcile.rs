@@ -378,7 +378,8 @@ pub struct Applied {
     pub queued: u64,
     /// `[inbound]` statements applied.
     pub inbound_applied: u64,
-    /// `[inbound]` statements that failed (retried by `chimpsync run`'s inbound loop).
+    /// `[inbound]` statements that failed (their customers are not queued either; retried by
+    /// `chimpsync run`'s inbound loop when webhooks are on, else found again by the next run).
     pub inbound_failed: u64,
     /// Members removed.
     pub removed: u64,

@@ -172,7 +172,7 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
         thousands(changes),
         changes as f64 / load,
         ms(90.0),
-        std::env::var("CHIMPSYNC_POLL_INTERVAL_MS").unwrap_or_else(|_| "1000 (default)".into()),
+        std::env::var("CHIMPSYNC_POLL_INTERVAL_MS").unwrap_or_else(|_| "the default".into()),
         mib(worker.peak_rss_kib),
     ));
     report.note(format!("5 under load {}", split.describe()));

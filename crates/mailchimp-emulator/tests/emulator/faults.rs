@@ -242,3 +242,39 @@ async fn shutdown_stops_serving() {
     let r = client.get(url).basic_auth("u", Some("k")).send().await;
     assert!(r.is_err());
 }
+
+#[tokio::test]
+async fn a_write_that_leaves_the_member_as_it_was_counts_as_unchanged() {
+    let h = Harness::start().await;
+    let path = Harness::member_path("u@mail.org");
+    let body = json!({"email_address": "u@mail.org", "status_if_new": "subscribed",
+                      "merge_fields": {"FNAME": "Ann"}});
+    h.put(&path, &body).await.ok();
+    h.put(&path, &body).await.ok();
+    let tags = json!({"tags": [{"name": "vip", "status": "active"}]});
+    for _ in 0..2 {
+        let a = h.post(&format!("{path}/tags"), &tags).await;
+        assert_eq!(a.status, 204);
+    }
+    let batch = json!({"members": [{"email_address": "u@mail.org", "status_if_new": "subscribed",
+                                     "merge_fields": {"FNAME": "Ann"}}], "update_existing": true});
+    h.post(&format!("/lists/{LIST}"), &batch).await.ok();
+    let stats = h.emu.stats();
+    assert_eq!(
+        (stats.member_writes, stats.unchanged_member_writes),
+        (5, 3),
+        "the second PUT, the second tag call and the batch re-send changed nothing"
+    );
+    // A real change and a rename are not unchanged.
+    h.put(&path, &json!({"merge_fields": {"FNAME": "Bo"}}))
+        .await
+        .ok();
+    h.patch(&path, &json!({"email_address": "u2@mail.org"}))
+        .await
+        .ok();
+    let stats = h.emu.stats();
+    assert_eq!(
+        (stats.member_writes, stats.unchanged_member_writes),
+        (7, 3)
+    );
+}
