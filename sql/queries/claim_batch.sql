@@ -1,5 +1,11 @@
 -- Claim up to $3 due rows for one batch. The lease is written into next_attempt_at as well, so a
 -- lapsed lease makes the row due again through this same query (no rescuer needed).
+-- What the claim is about to send (the address, the tags, the consent of an upsert) is kept in
+-- maybe_applied.in_flight for as long as the claim lasts. Every normal end of a claim (ack,
+-- reschedule, park, release) clears the lease token, so a row claimed here with its token still
+-- set was left by a claim that ended without recording anything: the worker was killed, or
+-- stalled past its lease. What that claim was sending may have been applied, exactly like a lost
+-- answer, so its in_flight state is merged into maybe_applied's emails, tags and consents.
 -- $1 owner, $2 lease token, $3 limit, $4 lease seconds, $5 now (null = the database clock)
 with due as (
     select id
@@ -16,7 +22,30 @@ claimed as (
         lease_token      = $2,
         lease_expires_at = coalesce($5::timestamptz, now()) + make_interval(secs => $4),
         next_attempt_at  = coalesce($5::timestamptz, now()) + make_interval(secs => $4),
-        attempts         = q.attempts + 1
+        attempts         = q.attempts + 1,
+        maybe_applied    = (
+            select jsonb_build_object(
+                'emails', (select coalesce(jsonb_agg(distinct x), '[]'::jsonb)
+                           from jsonb_array_elements_text(coalesce(q.maybe_applied -> 'emails', '[]'::jsonb)
+                                                          || coalesce(lost -> 'emails', '[]'::jsonb)) as x),
+                'tags', (select coalesce(jsonb_agg(distinct x), '[]'::jsonb)
+                         from jsonb_array_elements_text(coalesce(q.maybe_applied -> 'tags', '[]'::jsonb)
+                                                        || coalesce(lost -> 'tags', '[]'::jsonb)) as x),
+                'consents', (select coalesce(jsonb_agg(distinct x), '[]'::jsonb)
+                             from jsonb_array_elements(coalesce(q.maybe_applied -> 'consents', '[]'::jsonb)
+                                                       || coalesce(lost -> 'consents', '[]'::jsonb)) as x),
+                'in_flight', case when q.operation = 'upsert' and nullif(btrim(q.email), '') is not null then
+                    jsonb_build_object(
+                        'emails', jsonb_build_array(btrim(q.email)),
+                        'tags', (select coalesce(jsonb_agg(distinct t), '[]'::jsonb)
+                                 from (select case jsonb_typeof(v) when 'string' then btrim(v #>> '{}') else v::text end as t
+                                       from jsonb_each(coalesce(q.payload -> 'tags', '{}'::jsonb)) as e(k, v)
+                                       where jsonb_typeof(v) <> 'null') as tags
+                                 where t <> ''),
+                        'consents', jsonb_build_array(coalesce((q.payload ->> 'consent')::boolean, false)))
+                end)
+            from (select case when q.lease_token is not null then q.maybe_applied -> 'in_flight' end as lost) as l
+        )
     from due
     where q.id = due.id
     returning q.id, q.customer_key, q.operation, q.email, q.previous_email, q.payload, q.version, q.attempts, q.maybe_applied
@@ -25,9 +54,10 @@ select c.id, c.customer_key, c.operation, c.email, c.previous_email, c.payload, 
        s.email   as synced_email,
        s.consent as synced_consent,
        s.tags    as synced_tags,
+       -- synced_contacts holds addresses as sent (trimmed); the row holds the column's value.
        (select o.customer_key
           from chimpsync.synced_contacts o
-         where lower(o.email) = lower(c.email) and o.customer_key <> c.customer_key
+         where lower(o.email) = lower(btrim(c.email)) and o.customer_key <> c.customer_key
          limit 1) as address_owner
 from claimed c
 left join chimpsync.synced_contacts s on s.customer_key = c.customer_key

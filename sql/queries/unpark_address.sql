@@ -4,4 +4,4 @@ update chimpsync.sync_queue
 set parked_at = null, attempts = 0, next_attempt_at = now()
 where parked_at is not null
   and last_error like 'address already belongs%'
-  and lower(email) = any(select lower(x) from unnest($1::text[]) as x)
+  and lower(btrim(email)) = any(select lower(btrim(x)) from unnest($1::text[]) as x)

@@ -4,5 +4,6 @@
 mod binary;
 mod inbound;
 mod operations;
+mod reliability;
 mod triggers;
 mod worker;

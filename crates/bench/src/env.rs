@@ -298,6 +298,7 @@ fn build_binaries() -> Result<()> {
     cmd.current_dir(&root).args([
         "build",
         "--quiet",
+        "--locked",
         "-p",
         "chimpsync",
         "-p",

@@ -26,9 +26,12 @@ pub use schema::{setup, setup_sql, SetupReport, TriggerShape};
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A query failed or the connection broke.
-    #[error("database: {0}")]
-    Database(#[from] tokio_postgres::Error),
+    /// A query failed or the connection broke. Shown with Postgres's own message and SQLSTATE
+    /// (tokio-postgres's `Display` alone says only "db error", which is all a log line showed).
+    /// The cause is folded into the text rather than kept as a `source`, so a one-line error
+    /// does not repeat it.
+    #[error("database: {}", describe(.0))]
+    Database(tokio_postgres::Error),
     /// No connection could be had from the pool.
     #[error("database connection: {0}")]
     Pool(String),
@@ -73,6 +76,23 @@ impl Error {
             }
             _ => false,
         }
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Error::Database(e)
+    }
+}
+
+/// A server error as Postgres words it, with its SQLSTATE (not its `detail`, which may quote row
+/// values); any other error with its cause (e.g. the I/O error behind "error connecting").
+fn describe(e: &tokio_postgres::Error) -> String {
+    let text = e.to_string();
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        (None, Some(cause)) if !text.contains(&cause.to_string()) => format!("{text}: {cause}"),
+        _ => text,
     }
 }
 
@@ -127,6 +147,10 @@ where
 /// How long a pooled connection waits for a row lock before its statement fails (and is retried).
 pub const LOCK_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// The planner's `random_page_cost` on pooled connections (see [`pool`]): the usual value for
+/// data that is cached or on SSD.
+pub const RANDOM_PAGE_COST: f64 = 1.1;
+
 /// A connection pool of `size` connections; each statement is bounded by `statement_timeout`.
 /// TLS as for [`connect`].
 pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool> {
@@ -138,10 +162,16 @@ pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool>
     // otherwise deadlock with it, and Postgres might abort the customer's transaction. With a
     // lock timeout far below deadlock_timeout (1 s), the worker's statement gives up first and
     // is retried.
+    // random_page_cost: the queue and synced_contacts are small and hot, so an index probe costs
+    // about what a sequential page read does. At the default (4), the claim joined its 500 rows
+    // to synced_contacts by hashing a sequential scan of the whole table (up to about 200k rows),
+    // every claim of an initial sync; with index probes a 100k drain took a quarter less time
+    // (benchmark scenario 1, BENCHMARKS.md).
     config.options(format!(
-        "-c statement_timeout={} -c lock_timeout={}",
+        "-c statement_timeout={} -c lock_timeout={} -c random_page_cost={}",
         statement_timeout.as_millis(),
-        LOCK_TIMEOUT.as_millis()
+        LOCK_TIMEOUT.as_millis(),
+        RANDOM_PAGE_COST
     ));
     config.connect_timeout(Duration::from_secs(10));
     config.application_name("chimpsync");

@@ -118,8 +118,17 @@ impl Gate {
     }
 
     /// Mailchimp throttled us: every request of this worker pauses, longer each time in a row.
+    ///
+    /// Requests refused together (a burst of concurrent requests over Mailchimp's limit) are one
+    /// throttling, not one each: a refusal that arrives while the pause it caused is in force
+    /// lengthens nothing. Counted per refusal, a burst of eight refusals set the streak to eight
+    /// and paused the worker 15 to 30 s, and the next burst did it again.
     pub fn throttled(&self) {
         let mut state = self.throttle.lock().expect("throttle lock");
+        if state.until.is_some_and(|until| until > Instant::now()) {
+            metrics::counter!("chimpsync_throttled_total").increment(1);
+            return;
+        }
         state.streak = state.streak.saturating_add(1);
         let ceiling = THROTTLE_BASE
             .saturating_mul(1u32 << state.streak.min(16))

@@ -35,6 +35,11 @@ use gate::{Gate, GateError};
 use plan::{plan, Action, Upsert};
 use policy::{disposition, Disposition, Failure, RetryPolicy};
 
+/// The part of a lease no request may start in: a request that starts later than `lease -
+/// request_timeout - LEASE_MARGIN` after the claim could still be in flight when the lease
+/// lapses and another worker claims the rows.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
 /// The worker's settings; every limit has a documented default.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -47,7 +52,8 @@ pub struct Settings {
     /// Mailchimp requests in flight at once, for all replicas together. Default 10 (Mailchimp's
     /// per-key limit).
     pub concurrency: usize,
-    /// How long a claim holds its rows. Must exceed the request timeout. Default 120 s.
+    /// How long a claim holds its rows. Must exceed the request timeout plus [`LEASE_MARGIN`].
+    /// Default 120 s.
     pub lease: Duration,
     /// The HTTP request timeout (to check the lease against). Default 30 s.
     pub request_timeout: Duration,
@@ -96,10 +102,13 @@ impl Settings {
         if self.concurrency == 0 {
             return Err(Error::Settings("concurrency must be at least 1".into()));
         }
-        if self.lease <= self.request_timeout {
+        // A batch starts requests only until `lease - request_timeout - LEASE_MARGIN` after its
+        // claim; with no time left there, every claim was released untried, at once, forever.
+        if self.lease <= self.request_timeout + LEASE_MARGIN {
             return Err(Error::Settings(format!(
-                "lease ({:?}) must be longer than the request timeout ({:?})",
-                self.lease, self.request_timeout
+                "lease ({:?}) must be longer than the request timeout ({:?}) plus {:?}: requests \
+                 start only until the lease minus the request timeout minus {:?}",
+                self.lease, self.request_timeout, LEASE_MARGIN, LEASE_MARGIN
             )));
         }
         if self.retry.max_attempts < 1 {
@@ -353,10 +362,10 @@ impl Worker {
     }
 
     /// The loop: keeps up to twice `concurrency` batches in progress (their requests capped at
-    /// `concurrency` by the gate), claims the next batch while others are in flight, polls with
-    /// jitter when idle. With `once`, returns when nothing is due and
-    /// nothing is in flight. On `shutdown`: stops claiming, lets in-flight calls finish until the
-    /// deadline, then releases what did not finish.
+    /// `concurrency` by the gate), claims the next batch while others are in flight (two claims
+    /// at once while the claims come back full), polls with jitter when idle. With `once`,
+    /// returns when nothing is due and nothing is in flight. On `shutdown`: stops claiming, lets
+    /// in-flight calls finish until the deadline, then releases what did not finish.
     #[instrument(skip_all, fields(worker.owner = %self.inner.settings.owner, once))]
     pub async fn run(
         &self,
@@ -374,6 +383,14 @@ impl Worker {
         let mut tasks: JoinSet<DrainOutcome> = JoinSet::new();
         let mut total = DrainOutcome::default();
         let mut db_failures: u32 = 0;
+        // Whether the claims keep coming back full. While behind, each task claims its own
+        // batch, so several claims run at once: the claim is the loop's longest step, and made
+        // one at a time here it capped a 0 ms drain at one batch per claim time (benchmark
+        // scenario 1). A short or failed claim ends it; the loop then claims (and idles) itself.
+        let mut behind = false;
+        // At most two claims at once: concurrent claims skip each other's locked rows, and with
+        // more of them that skipping costs more database time than the overlap saves.
+        let claims = Arc::new(Semaphore::new(2));
         info!(
             concurrency = s.concurrency,
             batch_size = s.batch_size,
@@ -381,7 +398,9 @@ impl Worker {
         );
         loop {
             while let Some(done) = tasks.try_join_next() {
-                total.add(&done.unwrap_or_default());
+                let done = done.unwrap_or_default();
+                behind &= done.claimed >= s.batch_size;
+                total.add(&done);
             }
             if shutdown.is_cancelled() {
                 break;
@@ -392,6 +411,37 @@ impl Worker {
             };
             if self.inner.gate.wait_throttle(&shutdown).await.is_err() {
                 break;
+            }
+            if behind {
+                let worker = self.clone();
+                let cancel = hard_stop.clone();
+                let stopping = shutdown.clone();
+                let claims = claims.clone();
+                tasks.spawn(async move {
+                    let claiming = claims
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closes");
+                    let claimed = if stopping.is_cancelled() {
+                        None
+                    } else {
+                        Some(worker.claim().await)
+                    };
+                    drop(claiming);
+                    let outcome = match claimed {
+                        Some(Ok(claim)) if !claim.rows.is_empty() => {
+                            worker.process(claim, &cancel).await
+                        }
+                        Some(Err(e)) => {
+                            warn!(error = %e, "claim failed");
+                            DrainOutcome::default()
+                        }
+                        _ => DrainOutcome::default(),
+                    };
+                    drop(permit);
+                    outcome
+                });
+                continue;
             }
             let claim_started = std::time::Instant::now();
             let claimed = self
@@ -435,6 +485,8 @@ impl Worker {
                 }
                 continue;
             }
+            // A full batch means more is likely due: loop straight back to claim again.
+            behind = claim.rows.len() >= s.batch_size;
             let worker = self.clone();
             let cancel = hard_stop.clone();
             tasks.spawn(async move {
@@ -442,7 +494,6 @@ impl Worker {
                 drop(permit);
                 outcome
             });
-            // A full batch means more is likely due: loop straight back to claim again.
         }
         if !tasks.is_empty() {
             info!(
@@ -549,9 +600,7 @@ impl Worker {
         let s = &self.inner.settings;
         let list = s.audience_id.as_str();
         // Stop starting calls early enough that the last one ends before the lease does.
-        let deadline = Instant::now()
-            + s.lease
-                .saturating_sub(s.request_timeout + Duration::from_secs(1));
+        let deadline = Instant::now() + s.lease.saturating_sub(s.request_timeout + LEASE_MARGIN);
         let mut results = Results::default();
         let mut batch: Vec<(&ClaimedRow, Upsert)> = Vec::new();
         let mut singles: Vec<(&ClaimedRow, Action)> = Vec::new();

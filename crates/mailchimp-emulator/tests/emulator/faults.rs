@@ -273,8 +273,5 @@ async fn a_write_that_leaves_the_member_as_it_was_counts_as_unchanged() {
         .await
         .ok();
     let stats = h.emu.stats();
-    assert_eq!(
-        (stats.member_writes, stats.unchanged_member_writes),
-        (7, 3)
-    );
+    assert_eq!((stats.member_writes, stats.unchanged_member_writes), (7, 3));
 }
