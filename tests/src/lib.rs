@@ -369,15 +369,20 @@ impl Fixture {
                 ));
             }
         }
-        // A parked customer's addresses: the one its row wants, and the one its member still
-        // lives under (a parked email change leaves the member at the last synced address).
+        // A parked customer's addresses: the one its row wants, and those its member may still
+        // live under (a parked email change leaves the member at the last synced address, or at
+        // one an attempt with a lost answer may have moved it to).
         let parked: std::collections::HashSet<String> = self
             .sql
             .query(
                 "select lower(btrim(email)) from chimpsync.sync_queue where parked_at is not null and email is not null
                  union
                  select lower(s.email) from chimpsync.synced_contacts s
-                 join chimpsync.sync_queue q on q.customer_key = s.customer_key and q.parked_at is not null",
+                 join chimpsync.sync_queue q on q.customer_key = s.customer_key and q.parked_at is not null
+                 union
+                 select lower(btrim(e)) from chimpsync.sync_queue q,
+                        jsonb_array_elements_text(coalesce(q.maybe_applied -> 'emails', '[]'::jsonb)) e
+                 where q.parked_at is not null",
                 &[],
             )
             .await?

@@ -163,9 +163,9 @@ pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool>
     // lock timeout far below deadlock_timeout (1 s), the worker's statement gives up first and
     // is retried.
     // random_page_cost: the queue and synced_contacts are small and hot, so an index probe costs
-    // about what a sequential page read does. At the default (4), the claim joined its 500 rows
-    // to synced_contacts by hashing a sequential scan of the whole table (up to about 200k rows),
-    // every claim of an initial sync; with index probes a 100k drain took a quarter less time
+    // about what a sequential page read does. At the default (4), every claim of an initial
+    // sync joined its 500 rows to synced_contacts by hashing a sequential scan of the whole table
+    // (seen with 57k rows in it); with index probes a 100k drain took about a quarter less time
     // (benchmark scenario 1, BENCHMARKS.md).
     config.options(format!(
         "-c statement_timeout={} -c lock_timeout={} -c random_page_cost={}",

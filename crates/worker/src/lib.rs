@@ -188,7 +188,10 @@ impl std::fmt::Debug for Worker {
 
 enum CallError {
     Api(mailchimp::Error),
+    /// Not sent: shutdown, the lease deadline, no slot.
     Cancelled,
+    /// Cut off by shutdown while in flight: it may have been applied.
+    Abandoned,
 }
 
 /// The fate of each row of a claim, collected before one write per kind.
@@ -212,14 +215,25 @@ impl Results {
         policy: &RetryPolicy,
         attempted: Option<&Upsert>,
     ) {
+        let maybe_applied = attempted.map(|u| store::MaybeApplied {
+            emails: vec![u.member.email_address.clone()],
+            tags: u.tags.clone(),
+            consent: Some(u.consent),
+        });
+        self.fail_with(row, failure, policy, maybe_applied);
+    }
+
+    /// [`Results::fail`] with what the attempt may have applied spelled out.
+    fn fail_with(
+        &mut self,
+        row: &ClaimedRow,
+        failure: &Failure,
+        policy: &RetryPolicy,
+        maybe_applied: Option<store::MaybeApplied>,
+    ) {
         match disposition(failure, row.attempts, policy, &mut rand::thread_rng()) {
             Disposition::Retry { after, error } => {
                 let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
-                let maybe_applied = attempted.map(|u| store::MaybeApplied {
-                    emails: vec![u.member.email_address.clone()],
-                    tags: u.tags.clone(),
-                    consent: Some(u.consent),
-                });
                 self.retries.push(store::Retry {
                     id: row.id,
                     at,
@@ -240,11 +254,76 @@ impl Results {
     ) {
         match error {
             CallError::Cancelled => self.releases.push(row.id),
+            CallError::Abandoned => self.cut_off(row, attempted),
             CallError::Api(e) => {
                 self.throttled |= e.is_throttled();
                 self.fail(row, &Failure::of(&e), policy, attempted)
             }
         }
+    }
+
+    /// A call failed after earlier calls of the same attempt were applied (`applied` is what
+    /// they may have made Mailchimp hold). A call that was not sent then does not make the row
+    /// untried: released as untried, the next attempt would not know about what was applied
+    /// (say, the new member of a rename fallback) and leave it behind as a copy.
+    fn call_failed_after(
+        &mut self,
+        row: &ClaimedRow,
+        error: CallError,
+        policy: &RetryPolicy,
+        applied: &Upsert,
+    ) {
+        match error {
+            CallError::Cancelled | CallError::Abandoned => self.cut_off(row, Some(applied)),
+            e => self.call_failed(row, e, policy, Some(applied)),
+        }
+    }
+
+    /// A removal failed, or was cut off after it began. It may have unsubscribed the member
+    /// already (a pending member is unsubscribed before it can be archived; `on_remove =
+    /// "unsubscribe"` does only that): remembered as a consent of `false` that may have been
+    /// sent, so that a customer who comes back with consent before the removal is retried gets
+    /// a status again, instead of staying unsubscribed while the record says consent was sent.
+    fn removal_failed(&mut self, row: &ClaimedRow, error: CallError, policy: &RetryPolicy) {
+        let maybe = store::MaybeApplied {
+            emails: Vec::new(),
+            tags: Vec::new(),
+            consent: Some(false),
+        };
+        match error {
+            CallError::Cancelled | CallError::Abandoned => self.retries.push(store::Retry {
+                id: row.id,
+                at: Utc::now(),
+                error:
+                    "removal cut off before it finished (lease deadline or shutdown); sent again"
+                        .into(),
+                maybe_applied: Some(maybe),
+            }),
+            CallError::Api(e) => {
+                self.throttled |= e.is_throttled();
+                self.fail_with(row, &Failure::of(&e), policy, Some(maybe))
+            }
+        }
+    }
+
+    /// The attempt stopped before it finished (lease deadline, shutdown). Untried if nothing
+    /// may have been applied; otherwise due again at once, remembering what may have been
+    /// applied, as after a lost answer.
+    fn cut_off(&mut self, row: &ClaimedRow, applied: Option<&Upsert>) {
+        let Some(u) = applied else {
+            return self.releases.push(row.id);
+        };
+        self.retries.push(store::Retry {
+            id: row.id,
+            at: Utc::now(),
+            error: "cut off before the attempt finished (lease deadline or shutdown); sent again"
+                .into(),
+            maybe_applied: Some(store::MaybeApplied {
+                emails: vec![u.member.email_address.clone()],
+                tags: u.tags.clone(),
+                consent: Some(u.consent),
+            }),
+        });
     }
 
     fn ack_upsert(&mut self, row: &ClaimedRow, upsert: &Upsert) {
@@ -361,7 +440,7 @@ impl Worker {
         Ok(claim)
     }
 
-    /// The loop: keeps up to twice `concurrency` batches in progress (their requests capped at
+    /// The loop: keeps up to one and a half times `concurrency` batches in progress (their requests capped at
     /// `concurrency` by the gate), claims the next batch while others are in flight (two claims
     /// at once while the claims come back full), polls with jitter when idle. With `once`,
     /// returns when nothing is due and nothing is in flight. On `shutdown`: stops claiming, lets
@@ -373,12 +452,14 @@ impl Worker {
         once: bool,
     ) -> Result<DrainOutcome, Error> {
         let s = &self.inner.settings;
-        // Batches in progress: twice the request cap, so that while `concurrency` requests are
-        // in flight the next batches are already claimed and the finished ones acknowledged.
-        // The gate still holds the requests themselves to the cap. With one batch per request
-        // slot, each slot sat idle for a claim and an ack between requests, and a
-        // latency-bound drain stayed well under 10 x 500 / latency (benchmark scenario 2).
-        let permits = Arc::new(Semaphore::new(s.concurrency.saturating_mul(2)));
+        // Batches in progress: one and a half times the request cap, so that while
+        // `concurrency` requests are in flight the next batches are already claimed and the
+        // finished ones acknowledged. The gate still holds the requests themselves to the cap.
+        // With one batch per request slot, each slot sat idle for a claim and an ack between
+        // requests, and a latency-bound drain stayed well under 10 x 500 / latency (benchmark
+        // scenario 2). Half the cap again covers a claim and an ack per request; every batch in
+        // progress holds its rows in memory, so not more.
+        let permits = Arc::new(Semaphore::new(s.concurrency + s.concurrency.div_ceil(2)));
         let hard_stop = CancellationToken::new();
         let mut tasks: JoinSet<DrainOutcome> = JoinSet::new();
         let mut total = DrainOutcome::default();
@@ -574,7 +655,7 @@ impl Worker {
         }
         gate.leave(slot).await;
         let Some(result) = result else {
-            return Err(CallError::Cancelled);
+            return Err(CallError::Abandoned);
         };
         let class = status_class(&result.as_ref().map(|_| ()));
         metrics::histogram!("chimpsync_mailchimp_request_duration_seconds", "endpoint" => endpoint, "status_class" => class)
@@ -685,12 +766,14 @@ impl Worker {
                     }
                 }
                 Err(error) => {
+                    let abandoned = matches!(error, CallError::Abandoned);
                     let error = match error {
-                        CallError::Cancelled => None,
+                        CallError::Cancelled | CallError::Abandoned => None,
                         CallError::Api(e) => Some(e),
                     };
                     for (row, upsert) in &batch {
                         match &error {
+                            None if abandoned => results.cut_off(row, Some(upsert)),
                             None => results.releases.push(row.id),
                             Some(e) => {
                                 results.throttled |= e.is_throttled();
@@ -719,7 +802,8 @@ impl Worker {
                 .await
             {
                 Ok(()) => results.ack_upsert(row, upsert),
-                Err(e) => results.call_failed(row, e, &s.retry, Some(upsert)),
+                // The batch applied the upsert already.
+                Err(e) => results.call_failed_after(row, e, &s.retry, upsert),
             }
         }
 
@@ -731,28 +815,13 @@ impl Worker {
                 }
                 Action::Remove { emails, tags, how } => {
                     let mut removed = Ok(());
-                    if how != OnRemove::DeletePermanent && !tags.is_empty() {
-                        let off: Vec<TagChange> = tags
-                            .iter()
-                            .map(|t| TagChange {
-                                name: t.clone(),
-                                active: false,
-                            })
-                            .collect();
-                        removed = match self.tags(row, &emails[0], &off, cancel, deadline).await {
-                            Err(CallError::Api(e))
-                                if e.problem_kind() == Some(ProblemKind::NotFound) =>
-                            {
-                                Ok(())
-                            }
-                            other => other,
-                        };
-                    }
+                    // Whether a removal call went out (one may have changed the status).
+                    let mut began = false;
                     for email in &emails {
-                        if removed.is_err() {
-                            break;
-                        }
-                        removed = self.remove(email, how, cancel, deadline).await;
+                        removed = self
+                            .clear_and_remove(row, email, &tags, how, cancel, deadline)
+                            .await;
+                        began |= !matches!(removed, Err(CallError::Cancelled));
                         if removed.is_err() {
                             break;
                         }
@@ -764,7 +833,10 @@ impl Worker {
                                 .extend(emails.iter().skip(1).cloned());
                             results.ack_removal(row, &emails[0]);
                         }
-                        Err(e) => results.call_failed(row, e, &s.retry, None),
+                        // Nothing but (maybe) the tags went out: untried, as far as the status
+                        // goes (the tags are cleared again by the next attempt).
+                        Err(CallError::Cancelled) if !began => results.releases.push(row.id),
+                        Err(e) => results.removal_failed(row, e, &s.retry),
                     }
                 }
                 Action::Upsert(_) | Action::Park(_) => unreachable!("planned into the batch"),
@@ -790,6 +862,36 @@ impl Worker {
         .await
     }
 
+    /// Takes chimpsync's `tags` off the member at `email`, then removes it per `how`. Every
+    /// address a removal touches gets its tags cleared, not only the first: an archived member
+    /// keeps its tags, and when it comes back (the customer returns, or takes that address
+    /// again) it would carry tags chimpsync no longer knows it set.
+    async fn clear_and_remove(
+        &self,
+        row: &ClaimedRow,
+        email: &str,
+        tags: &[String],
+        how: OnRemove,
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<(), CallError> {
+        if how != OnRemove::DeletePermanent && !tags.is_empty() {
+            let off: Vec<TagChange> = tags
+                .iter()
+                .map(|t| TagChange {
+                    name: t.clone(),
+                    active: false,
+                })
+                .collect();
+            match self.tags(row, email, &off, cancel, deadline).await {
+                Err(CallError::Api(e)) if e.problem_kind() == Some(ProblemKind::NotFound) => {}
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+        }
+        self.remove(email, how, cancel, deadline).await
+    }
+
     async fn rename(
         &self,
         row: &ClaimedRow,
@@ -803,16 +905,33 @@ impl Worker {
         let client = &self.inner.client;
         let to = upsert.member.email_address.as_str();
         let body = upsert.single_body();
+        // The tags chimpsync set or may have set: cleared from a member it removes.
+        let ours: Vec<String> = upsert
+            .tags
+            .iter()
+            .chain(upsert.stale_tags.iter())
+            .cloned()
+            .collect();
         let mut member = None;
+        // Whether a call of this attempt changed Mailchimp already (a failure after that is
+        // not an untried attempt, see `Results::call_failed_after`).
+        let mut applied = false;
+        let failed = |results: &mut Results, e: CallError, applied: bool| {
+            if applied {
+                results.call_failed_after(row, e, &s.retry, upsert)
+            } else {
+                results.call_failed(row, e, &s.retry, Some(upsert))
+            }
+        };
         for old in from {
             if member.is_some() {
                 // Found under an earlier candidate: any other copy is one an attempt with a lost
                 // answer created for this customer; remove it so no duplicate is left.
                 if let Err(e) = self
-                    .remove(old, s.audience.on_remove, cancel, deadline)
+                    .clear_and_remove(row, old, &ours, s.audience.on_remove, cancel, deadline)
                     .await
                 {
-                    return results.call_failed(row, e, &s.retry, Some(upsert));
+                    return failed(results, e, true);
                 }
                 continue;
             }
@@ -827,6 +946,7 @@ impl Worker {
                 Ok(m) => {
                     info!(customer.key = %row.customer_key, "email change: renamed the member");
                     member = Some(m);
+                    applied = true;
                 }
                 Err(CallError::Api(e)) if e.problem_kind() == Some(ProblemKind::NotFound) => {}
                 Err(CallError::Api(e))
@@ -839,13 +959,14 @@ impl Worker {
                     // old member and upsert the new address, so no silent duplicate is left.
                     info!(customer.key = %row.customer_key, reason = %e, "email change: rename refused; removing the old address and upserting the new one");
                     if let Err(e) = self
-                        .remove(old, s.audience.on_remove, cancel, deadline)
+                        .clear_and_remove(row, old, &ours, s.audience.on_remove, cancel, deadline)
                         .await
                     {
-                        return results.call_failed(row, e, &s.retry, Some(upsert));
+                        return failed(results, e, applied);
                     }
+                    applied = true;
                 }
-                Err(e) => return results.call_failed(row, e, &s.retry, Some(upsert)),
+                Err(e) => return failed(results, e, applied),
             }
         }
         let member = match member {
@@ -860,7 +981,7 @@ impl Worker {
                     info!(customer.key = %row.customer_key, "email change: upserted the new address");
                     m
                 }
-                Err(e) => return results.call_failed(row, e, &s.retry, Some(upsert)),
+                Err(e) => return failed(results, e, applied),
             },
         };
         results.freed_addresses.extend(from.iter().cloned());
@@ -868,7 +989,8 @@ impl Worker {
         let changes = upsert.tags_missing_from(&member.tags);
         if !changes.is_empty() {
             if let Err(e) = self.tags(row, to, &changes, cancel, deadline).await {
-                return results.call_failed(row, e, &s.retry, Some(upsert));
+                // The member lives under the new address now.
+                return failed(results, e, true);
             }
         }
         results.ack_upsert(row, upsert);
@@ -892,26 +1014,48 @@ impl Worker {
                     })
                     .await;
                 match archived {
-                    // Mailchimp will not archive a pending (or cleaned, or archived) contact. A
-                    // pending one could still confirm and start receiving campaigns, so it is
-                    // unsubscribed first and archived then; cleaned and archived ones are inactive
-                    // already (the status change is refused and that is fine).
+                    // Mailchimp will not archive a pending, cleaned or archived contact (one 405
+                    // for all three). A pending one could still confirm and start receiving
+                    // campaigns, so it is unsubscribed first and archived then. Cleaned and
+                    // archived ones are inactive already, and must be left alone: a status
+                    // change brings an archived contact back, live (and if the archive that
+                    // should follow fails, an attempt that no longer looks at that address
+                    // leaves it behind). So the member is read first.
                     Err(CallError::Api(e))
                         if e.problem_kind() == Some(ProblemKind::MethodNotAllowed) =>
                     {
-                        let unsubscribed = self
-                            .call("set_status", cancel, deadline, || {
-                                client.set_status(list, email, mailchimp::Status::Unsubscribed)
+                        let member = self
+                            .call("get_member", cancel, deadline, || {
+                                client.get_member(list, email)
                             })
                             .await;
-                        match unsubscribed {
-                            Ok(_) => {
-                                self.call("archive_member", cancel, deadline, || {
-                                    client.archive_member(list, email)
-                                })
-                                .await
+                        match member {
+                            Ok(m) if m.status == mailchimp::Status::Pending => {
+                                let unsubscribed = self
+                                    .call("set_status", cancel, deadline, || {
+                                        client.set_status(
+                                            list,
+                                            email,
+                                            mailchimp::Status::Unsubscribed,
+                                        )
+                                    })
+                                    .await;
+                                match unsubscribed {
+                                    // Unsubscribed now: a cut-off archive is not "untried".
+                                    Ok(_) => self
+                                        .call("archive_member", cancel, deadline, || {
+                                            client.archive_member(list, email)
+                                        })
+                                        .await
+                                        .map_err(|e| match e {
+                                            CallError::Cancelled => CallError::Abandoned,
+                                            e => e,
+                                        }),
+                                    Err(CallError::Api(e)) if !e.is_retryable() => Ok(()),
+                                    Err(e) => Err(e),
+                                }
                             }
-                            Err(CallError::Api(e)) if !e.is_retryable() => Ok(()),
+                            Ok(_) => Ok(()),
                             Err(e) => Err(e),
                         }
                     }

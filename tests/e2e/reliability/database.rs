@@ -99,12 +99,16 @@ async fn postgres_restarted_under_a_running_worker_loses_nothing() -> Result<()>
         let failures_before = trouble(&worker);
         let down = std::time::Instant::now();
         pg.stop_server(mode)?;
+        // Down until the worker has felt it for a while: its claims fail, or calls of batches
+        // in flight (acknowledgements, slots) have failed ten times.
+        let claims_before = worker.logged("claim failed");
         wait_until(
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             "the worker to notice the database is gone",
             || {
-                let n = trouble(&worker);
-                async move { Ok(n > failures_before) }
+                let claims = worker.logged("claim failed");
+                let all = trouble(&worker);
+                async move { Ok(claims >= claims_before + 2 || all >= failures_before + 10) }
             },
         )
         .await?;

@@ -141,9 +141,13 @@ async fn changes_from_16_writers_drained_by_3_workers_with_faults_lose_nothing()
     let mut acked = 0;
     let mut retried = 0;
     let mut peaks = Vec::new();
-    for w in workers {
+    for (i, w) in workers.into_iter().enumerate() {
         peaks.push(w.peak_rss_kib().unwrap_or(0));
         let (exit, log) = w.terminate()?;
+        // Kept for a post-mortem (not rendered).
+        let dir = chimpsync_tests::reliability::results_dir();
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("load-worker-{i}.log")), &log)?;
         ensure!(exit.success(), "a worker did not stop cleanly: {exit}");
         let stopped = stopped_counts(&log).unwrap_or_default();
         acked += stopped["acked"].as_u64().unwrap_or(0);
@@ -223,7 +227,6 @@ async fn changes_from_16_writers_drained_by_3_workers_with_faults_lose_nothing()
         stats.failed > 0 && stats.dropped > 0,
         "faults were on: {stats:?}"
     );
-    println!("{size_name}: {record:?}", size_name = size.name);
     record.save()?;
     f.finish().await
 }

@@ -611,3 +611,156 @@ async fn a_batch_in_which_every_member_is_an_error_parks_each_with_its_reason_an
     record.save()?;
     f.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_archived_member_leaves_it_archived_even_if_a_later_call_fails() -> Result<()> {
+    let mut record = Scenario::new(
+        "mailchimp",
+        "reliability::mailchimp::removing_an_archived_member_leaves_it_archived_even_if_a_later_call_fails",
+        "removal of a member archived already, with a 503 waiting",
+    )
+    .tried(
+        "a synced customer whose member was archived in Mailchimp meanwhile is deleted; Mailchimp \
+         answers the archive with its 405 (one answer for pending, cleaned and archived) and has a \
+         503 ready for the fourth write",
+    )
+    .asserted(
+        "the worker reads the member, sees it archived and is done: the removal is acknowledged \
+         and the member stays archived. (It used to set the status to unsubscribed, which brings \
+         an archived member back, and then archive it again; with that second archive refused the \
+         member was left live, and an attempt that no longer looked at that address left it \
+         behind.)",
+    );
+    let f = Fixture::new().await?;
+    let w = f.worker(|_| {})?;
+    f.exec("insert into customers values (1, 'ana@pets.test', 'Ana', 'Lima', 'Berlin', 'groomer', true, null, null)")
+        .await?;
+    f.drain(&w).await?;
+    f.mailchimp
+        .archive_member(AUDIENCE, "ana@pets.test")
+        .await?;
+    f.exec("delete from customers where id = 1").await?;
+    // tags off, archive (405), [status change], [archive again]
+    f.emulator.inject(Fault::Delay(Duration::ZERO), 3);
+    f.emulator.inject(Fault::ServiceUnavailable, 1);
+    let o = w.drain_once().await?;
+    assert_eq!((o.acked, o.retried, o.parked), (1, 0, 0), "{o:?}");
+    assert_eq!(
+        f.member("ana@pets.test").map(|m| m.status),
+        Some("archived".to_string())
+    );
+    f.assert_converged().await?;
+    record.figure("outcome", "acknowledged; member archived");
+    record.save()?;
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_that_failed_after_unsubscribing_does_not_leave_a_returning_customer_unsubscribed(
+) -> Result<()> {
+    let mut record = Scenario::new(
+        "mailchimp",
+        "reliability::mailchimp::a_removal_that_failed_after_unsubscribing_does_not_leave_a_returning_customer_unsubscribed",
+        "a removal that failed halfway, then the customer returns",
+    )
+    .tried(
+        "a customer whose member is pending (consent withdrawn, then given again) is deleted: the \
+         worker must unsubscribe the pending member before it can archive it, and the archive \
+         after that gets a 503; before the retry the customer is inserted again, with consent",
+    )
+    .asserted(
+        "the failed removal is remembered as a consent of false that may have reached Mailchimp, \
+         so the returning customer's upsert sets the status again (pending, per resubscribe) \
+         instead of leaving the contact unsubscribed; audience = table",
+    );
+    let f = Fixture::new().await?;
+    let w = f.worker(|_| {})?;
+    f.exec("insert into customers values (1, 'ana@pets.test', 'Ana', 'Lima', 'Berlin', 'groomer', true, null, null)")
+        .await?;
+    f.drain(&w).await?;
+    for consent in ["false", "true"] {
+        f.exec(&format!(
+            "update customers set consent_contact = {consent} where id = 1"
+        ))
+        .await?;
+        f.drain(&w).await?;
+    }
+    assert_eq!(
+        f.member("ana@pets.test").map(|m| m.status),
+        Some("pending".to_string())
+    );
+    f.exec("delete from customers where id = 1").await?;
+    // tags off, archive (405: pending), status unsubscribed, archive again: 503
+    f.emulator.inject(Fault::Delay(Duration::ZERO), 3);
+    f.emulator.inject(Fault::ServiceUnavailable, 1);
+    let o = w.drain_once().await?;
+    assert_eq!((o.acked, o.retried), (0, 1), "{o:?}");
+    assert_eq!(
+        f.member("ana@pets.test").map(|m| m.status),
+        Some("unsubscribed".to_string()),
+        "the removal got halfway"
+    );
+    f.exec("insert into customers values (1, 'ana@pets.test', 'Ana', 'Lima', 'Berlin', 'groomer', true, null, null)")
+        .await?;
+    f.drain(&w).await?;
+    assert_eq!(
+        f.member("ana@pets.test").map(|m| m.status),
+        Some("pending".to_string())
+    );
+    f.assert_converged().await?;
+    record.figure("status after the return", "pending");
+    record.save()?;
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_copy_keeps_no_tag_of_ours_for_when_it_comes_back() -> Result<()> {
+    let mut record = Scenario::new(
+        "mailchimp",
+        "reliability::mailchimp::a_removed_copy_keeps_no_tag_of_ours_for_when_it_comes_back",
+        "removal of a member that a lost answer moved, then the customer returns",
+    )
+    .tried(
+        "a tagged customer changes address and tag; the rename is applied but its answer is lost \
+         (the member now lives at the new address with the old tag); the customer is soft-deleted \
+         before the retry, then restored",
+    )
+    .asserted(
+        "the removal clears chimpsync's tags on every address it archives, not only the first \
+         (an archived member keeps its tags and brings them back when restored): the restored \
+         member carries only the customer's tag; audience = table",
+    );
+    let f = Fixture::new().await?;
+    let w = f.worker(|_| {})?;
+    f.exec("insert into customers values (1, 'a@pets.test', 'Ana', 'Lima', 'Berlin', 'dog owner', true, null, null)")
+        .await?;
+    f.drain(&w).await?;
+    f.exec("update customers set email = 'b@pets.test', customer_type = 'groomer' where id = 1")
+        .await?;
+    f.emulator.inject(Fault::DropAfterApply, 1);
+    let o = w.drain_once().await?;
+    assert_eq!(o.retried, 1, "{o:?}");
+    assert_eq!(
+        f.member("b@pets.test").map(|m| m.tags),
+        Some(vec!["dog owner".to_string()]),
+        "renamed, old tag still on"
+    );
+    f.exec("update customers set deleted_at = now() where id = 1")
+        .await?;
+    f.drain(&w).await?;
+    assert_eq!(
+        f.member("b@pets.test").map(|m| m.status),
+        Some("archived".to_string())
+    );
+    f.exec("update customers set deleted_at = null where id = 1")
+        .await?;
+    f.drain(&w).await?;
+    assert_eq!(
+        f.member("b@pets.test").map(|m| (m.status, m.tags)),
+        Some(("subscribed".to_string(), vec!["groomer".to_string()]))
+    );
+    f.assert_converged().await?;
+    record.figure("tags of the restored member", "groomer");
+    record.save()?;
+    f.finish().await
+}

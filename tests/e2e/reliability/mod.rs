@@ -134,7 +134,11 @@ pub(crate) async fn doubled_contacts(f: &Fixture) -> Result<Vec<String>> {
              where parked_at is not null and email is not null
              union all
              select lower(s.email), s.customer_key from chimpsync.synced_contacts s
-             join chimpsync.sync_queue q on q.customer_key = s.customer_key and q.parked_at is not null",
+             join chimpsync.sync_queue q on q.customer_key = s.customer_key and q.parked_at is not null
+             union all
+             select lower(btrim(e)), q.customer_key from chimpsync.sync_queue q,
+                    jsonb_array_elements_text(coalesce(q.maybe_applied -> 'emails', '[]'::jsonb)) e
+             where q.parked_at is not null",
             &[],
         )
         .await?

@@ -23,7 +23,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{per_second, Sizes};
-use crate::env::{sql, Bench, BenchDb, Chimpsync, EmulatorProc, AUDIENCE, AUDIENCE_NAIVE, MAPPING};
+use crate::env::{
+    sql, Bench, BenchDb, Chimpsync, CpuMark, EmulatorProc, AUDIENCE, AUDIENCE_NAIVE, MAPPING,
+};
 use crate::report::{thousands, Report, Row};
 
 const CONSUMERS: usize = 10;
@@ -53,7 +55,12 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
     let seconds = Duration::from_secs(sizes.naive_seconds);
 
     refill(&chimpsync, &db).await?;
+    let (mark, emulator_cpu) = (CpuMark::now(bench), emulator.cpu());
     let naive_one = naive(&db, Some(&emulator), seconds, 1).await?;
+    let naive_split_rate = naive_one;
+    let naive_split = mark
+        .split(bench, vec![("emulator", emulator.cpu() - emulator_cpu)])
+        .await;
     eprintln!(
         "  naive loop, 1 consumer, with HTTP: {}",
         per_second(naive_one)
@@ -65,7 +72,20 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
         per_second(naive_many)
     );
     refill(&chimpsync, &db).await?;
+    let (mark, emulator_cpu) = (CpuMark::now(bench), emulator.cpu());
     let ours_http = ours(&db, &emulator).await?;
+    let ours_split = mark
+        .split(bench, vec![("emulator", emulator.cpu() - emulator_cpu)])
+        .await;
+    // The single naive loop is latency-bound and so the most sensitive to other load on a
+    // shared machine: it runs again after ours, and the better of its two runs counts.
+    refill(&chimpsync, &db).await?;
+    let naive_again = naive(&db, Some(&emulator), seconds, 1).await?;
+    eprintln!(
+        "  naive loop, 1 consumer, with HTTP, again: {}",
+        per_second(naive_again)
+    );
+    let naive_one = naive_one.max(naive_again);
     eprintln!("  ours, with HTTP: {}", per_second(ours_http));
     ensure!(
         emulator.members(AUDIENCE).await? == n,
@@ -120,9 +140,19 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
         Some(ours_db / naive_db),
     ));
     report.note(format!(
-        "6 ours drained {} rows each time; each naive run was stopped after {} s",
+        "6 ours drained {} rows each time; each naive run was stopped after {} s; the single naive loop with HTTP ran before and after ours: {} and {} (the better counts)",
         thousands(n),
         sizes.naive_seconds,
+        per_second(naive_split_rate),
+        per_second(naive_again),
+    ));
+    report.note(format!(
+        "6 first naive loop with HTTP (its CPU is the bench's) {}",
+        naive_split.describe()
+    ));
+    report.note(format!(
+        "6 our worker with HTTP (in-process: its CPU is the bench's) {}",
+        ours_split.describe()
     ));
     emulator.stop().await;
     db.finish().await
@@ -220,6 +250,25 @@ async fn ours(db: &BenchDb, emulator: &EmulatorProc) -> Result<f64> {
     Ok(total as f64 / secs)
 }
 
+/// Like the worker: a transient failure (a lock timeout under contention) is retried, a few
+/// times, after a short pause.
+async fn transient_retry<T, F, Fut>(mut f: F) -> store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = store::Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match f().await {
+            Err(e) if e.is_transient() && tries < 10 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Our claim + ack without Mailchimp, `CONSUMERS` loops. Rows per second.
 async fn ours_db(db: &BenchDb) -> Result<f64> {
     let queue = queue(db)?;
@@ -232,9 +281,10 @@ async fn ours_db(db: &BenchDb) -> Result<f64> {
         loops.spawn(async move {
             let owner = format!("bench/{i}");
             loop {
-                let claim = queue
-                    .claim_batch(&owner, 500, Duration::from_secs(120), None)
-                    .await?;
+                let claim = transient_retry(|| {
+                    queue.claim_batch(&owner, 500, Duration::from_secs(120), None)
+                })
+                .await?;
                 if claim.rows.is_empty() {
                     return anyhow::Ok(());
                 }
@@ -251,7 +301,7 @@ async fn ours_db(db: &BenchDb) -> Result<f64> {
                         removed: false,
                     })
                     .collect();
-                let counts = queue.ack(claim.token, &acks).await?;
+                let counts = transient_retry(|| queue.ack(claim.token, &acks)).await?;
                 done.fetch_add(counts.deleted, Ordering::Relaxed);
             }
         });
