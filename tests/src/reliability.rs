@@ -202,7 +202,7 @@ pub fn render(records: &[Value], info: &RunInfo) -> String {
          start a private Postgres with `runuser -u postgres`):\n\n\
          ```sh\n\
          cargo test -p chimpsync-tests --test e2e reliability            # the CI size, a couple of minutes\n\
-         CHIMPSYNC_SOAK=1 cargo test --release -p chimpsync-tests --test e2e reliability::load -- --nocapture   # 200k changes\n\
+         CHIMPSYNC_SOAK=1 cargo test -p chimpsync-tests --test e2e reliability::load   # 200k changes, a few minutes\n\
          cargo run -p chimpsync-tests --bin reliability-report            # writes RELIABILITY.md\n\
          ```\n\n",
     );
