@@ -20,7 +20,9 @@ released as (
         next_attempt_at = now(), attempts = 0, last_error = null, maybe_applied = null,
         previous_email = case when a.removed then null else a.email end
     from acked a
-    where q.id = a.id and q.lease_token = $1 and q.version <> a.version
+    -- only rows the delete left (usually none): no second probe of each acknowledged row
+    where a.id not in (select id from deleted)
+      and q.id = a.id and q.lease_token = $1 and q.version <> a.version
     returning q.id
 ),
 held as (
