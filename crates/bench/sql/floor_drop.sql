@@ -1,2 +1,3 @@
--- Removes the floor trigger.
-drop trigger if exists bench_floor on public.customers
+-- Removes the floor and key-list triggers (and the key-list table).
+drop trigger if exists bench_floor on public.customers;
+drop table if exists public.bench_key_batches

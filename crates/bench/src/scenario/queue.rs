@@ -86,7 +86,17 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
         per_second(naive_again)
     );
     let naive_one = naive_one.max(naive_again);
-    eprintln!("  ours, with HTTP: {}", per_second(ours_http));
+    // Ours runs twice as well (the second time its members exist, like the naive loop's second
+    // run), and the better counts: the same treatment on both sides.
+    refill(&chimpsync, &db).await?;
+    let ours_again = ours(&db, &emulator).await?;
+    eprintln!(
+        "  ours, with HTTP: {} and {}",
+        per_second(ours_http),
+        per_second(ours_again)
+    );
+    let ours_first = ours_http;
+    let ours_http = ours_http.max(ours_again);
     ensure!(
         emulator.members(AUDIENCE).await? == n,
         "our worker did not create every member"
@@ -140,11 +150,13 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
         Some(ours_db / naive_db),
     ));
     report.note(format!(
-        "6 ours drained {} rows each time; each naive run was stopped after {} s; the single naive loop with HTTP ran before and after ours: {} and {} (the better counts)",
+        "6 ours drained {} rows each time; each naive run was stopped after {} s; the single naive loop with HTTP ran before and after ours: {} and {}, ours with HTTP twice: {} and {} (the better of each counts)",
         thousands(n),
         sizes.naive_seconds,
         per_second(naive_split_rate),
         per_second(naive_again),
+        per_second(ours_first),
+        per_second(ours_again),
     ));
     report.note(format!(
         "6 first naive loop with HTTP (its CPU is the bench's) {}",

@@ -4,7 +4,9 @@
 //! evenly): no trigger, statement-level triggers with transition tables (the default), the
 //! row-level trigger, and a "floor": a minimal trigger that only writes one queue row per
 //! changed customer (row-level for single-row updates, statement-level for the bulk update),
-//! which shows what any trigger feeding this queue costs at least. Before each measurement the queue is emptied and the table vacuumed.
+//! which shows what any trigger feeding this queue costs at least; and "keys": no row per
+//! customer at all, one row per statement holding the changed keys, which shows what a trigger
+//! costs in a design that writes less than a queue row per change. Before each measurement the queue is emptied and the table vacuumed.
 //! The worker is not running: this is the trigger's own cost.
 //!
 //! - 3: single-row updates of a mapped column from 8 pgbench clients (custom script, prepared
@@ -28,14 +30,18 @@ enum Variant {
     Row,
     /// The minimal trigger any queue row per change costs (`sql/floor_*.sql`).
     Floor,
+    /// No queue row per customer: one row per statement with the changed keys
+    /// (`sql/keys_statement.sql`).
+    Keys,
 }
 
 impl Variant {
-    const ALL: [Variant; 4] = [
+    const ALL: [Variant; 5] = [
         Variant::None,
         Variant::Statement,
         Variant::Row,
         Variant::Floor,
+        Variant::Keys,
     ];
 
     fn name(self) -> &'static str {
@@ -44,12 +50,13 @@ impl Variant {
             Variant::Statement => "statement",
             Variant::Row => "row",
             Variant::Floor => "floor",
+            Variant::Keys => "keys",
         }
     }
 
     fn shape(self) -> Option<TriggerShape> {
         match self {
-            Variant::None | Variant::Floor => None,
+            Variant::None | Variant::Floor | Variant::Keys => None,
             Variant::Statement => Some(TriggerShape::Statement),
             Variant::Row => Some(TriggerShape::Row),
         }
@@ -79,14 +86,18 @@ async fn install(bench: &Bench, db: &BenchDb, variant: Variant, bulk: bool) -> R
             for statement in store::schema::Generated::drop_triggers(&table) {
                 client.batch_execute(&statement).await?;
             }
-            if variant == Variant::Floor {
-                client
-                    .batch_execute(if bulk {
-                        sql::FLOOR_STATEMENT
-                    } else {
-                        sql::FLOOR_ROW
-                    })
-                    .await?;
+            match variant {
+                Variant::Floor => {
+                    client
+                        .batch_execute(if bulk {
+                            sql::FLOOR_STATEMENT
+                        } else {
+                            sql::FLOOR_ROW
+                        })
+                        .await?
+                }
+                Variant::Keys => client.batch_execute(sql::KEYS_STATEMENT).await?,
+                _ => {}
             }
         }
     }
@@ -112,6 +123,16 @@ async fn queued(db: &BenchDb) -> Result<i64> {
         .client()
         .await?
         .query_one("select count(*) from chimpsync.sync_queue", &[])
+        .await?
+        .get(0))
+}
+
+/// Keys the key-list trigger recorded.
+async fn keys(db: &BenchDb) -> Result<i64> {
+    Ok(db
+        .client()
+        .await?
+        .query_one(sql::KEYS_COUNT, &[])
         .await?
         .get(0))
 }
@@ -165,7 +186,10 @@ async fn bulk(bench: &Bench, db: &BenchDb, sizes: &Sizes, report: &mut Report) -
             } else {
                 n as i64
             };
-            let got = queued(db).await?;
+            let got = match variant {
+                Variant::Keys => keys(db).await?,
+                _ => queued(db).await?,
+            };
             ensure!(
                 got == want,
                 "{}: {got} queue rows after the bulk update, expected {want}",
@@ -184,11 +208,12 @@ async fn bulk(bench: &Bench, db: &BenchDb, sizes: &Sizes, report: &mut Report) -
                 .collect::<Vec<_>>(),
         )
     };
-    let (none, statement, row, floor) = (
+    let (none, statement, row, floor, keys) = (
         med(Variant::None),
         med(Variant::Statement),
         med(Variant::Row),
         med(Variant::Floor),
+        med(Variant::Keys),
     );
     let k = thousands(n);
     report.rows.push(Row::goal(
@@ -214,6 +239,13 @@ async fn bulk(bench: &Bench, db: &BenchDb, sizes: &Sizes, report: &mut Report) -
         format!("{floor:.2} s vs {none:.2} s = {:.2} x", floor / none),
         "what any queue row costs",
         Some(floor / none),
+    ));
+    report.rows.push(Row::info(
+        "4",
+        format!("no row per customer: one UPDATE of {k} customers with a trigger writing one row per statement with the changed keys vs none"),
+        format!("{keys:.2} s vs {none:.2} s = {:.2} x", keys / none),
+        "a design without per-customer rows",
+        Some(keys / none),
     ));
     report.note(format!(
         "4 bulk UPDATE, median of {} interleaved rounds; each run: {}",
@@ -266,7 +298,10 @@ async fn clients(
                 .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse::<f64>().ok())
                 .ok_or_else(|| anyhow!("no tps in pgbench's output: {text}"))?;
-            let got = queued(db).await?;
+            let got = match variant {
+                Variant::Keys => keys(db).await?,
+                _ => queued(db).await?,
+            };
             ensure!(
                 (variant == Variant::None) == (got == 0),
                 "{}: {got} queue rows after pgbench",
@@ -284,11 +319,12 @@ async fn clients(
                 .collect::<Vec<_>>(),
         )
     };
-    let (none, statement, row, floor) = (
+    let (none, statement, row, floor, keys) = (
         med(Variant::None),
         med(Variant::Statement),
         med(Variant::Row),
         med(Variant::Floor),
+        med(Variant::Keys),
     );
     report.rows.push(Row::goal(
         "3",
@@ -313,6 +349,13 @@ async fn clients(
         format!("{floor:.0} vs {none:.0} tps = {:.1} %", 100.0 * floor / none),
         "what any queue row costs",
         Some(floor / none),
+    ));
+    report.rows.push(Row::info(
+        "3",
+        "no row per customer: 8 clients, single-row updates with a trigger writing one row per statement with the changed key vs none",
+        format!("{keys:.0} vs {none:.0} tps = {:.1} %", 100.0 * keys / none),
+        "a design without per-customer rows",
+        Some(keys / none),
     ));
     report.note(format!(
         "3 pgbench -n -M prepared -c 8 -j 2 -T {} on {} customers, median of {} interleaved rounds; each run (tps): {}",

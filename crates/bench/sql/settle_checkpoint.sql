@@ -1,0 +1,2 @@
+-- After filling and vacuuming: a checkpoint, so none is forced inside a measurement.
+checkpoint
