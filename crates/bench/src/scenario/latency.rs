@@ -168,11 +168,13 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
         1000.0 / p99,
     ));
     report.note(format!(
-        "5 {} changes in {load:.1} s ({:.0}/s offered), max latency {max:.0} ms, p90 {:.0} ms; worker poll interval {} ms; worker peak RSS {:.1} MiB",
+        "5 {} changes in {load:.1} s ({:.0}/s offered), max latency {max:.0} ms, p90 {:.0} ms; worker poll interval {}; worker peak RSS {:.1} MiB",
         thousands(changes),
         changes as f64 / load,
         ms(90.0),
-        std::env::var("CHIMPSYNC_POLL_INTERVAL_MS").unwrap_or_else(|_| "the default".into()),
+        std::env::var("CHIMPSYNC_POLL_INTERVAL_MS")
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_else(|_| "the default (200 ms)".into()),
         mib(worker.peak_rss_kib),
     ));
     report.note(format!("5 under load {}", split.describe()));
