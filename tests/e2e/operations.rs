@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use chimpsync_tests::private_postgres::{run, PrivatePostgres};
 use chimpsync_tests::{server_url, wait_until, Fixture, API_KEY, AUDIENCE, MAPPING};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -987,207 +988,104 @@ async fn setup_uninstall_leaves_no_chimpsync_object_behind() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // TLS to Postgres
 
-/// A Postgres of our own with `ssl=on` and a certificate signed by a CA made for the test, on a
-/// free port with its socket in its own directory. Stopped and removed on drop.
-struct PrivatePostgres {
-    dir: PathBuf,
-    bin: PathBuf,
-    port: u16,
-}
-
-fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Result<()> {
-    let program = program.as_ref();
-    let out = std::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
+/// A private Postgres (the harness's) with `ssl=on` and a certificate signed by a CA made for
+/// the test. `Ok(None)` with the reason printed when this machine cannot run one.
+fn tls_postgres() -> Result<Option<PrivatePostgres>> {
+    const WHAT: &str = "the private-Postgres TLS test";
+    if std::process::Command::new("openssl")
+        .arg("version")
         .output()
-        .with_context(|| format!("running {program:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{program:?} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        .is_err()
+    {
+        println!("SKIPPED {WHAT}: no openssl to make the certificates");
+        return Ok(None);
+    }
+    let Some(pg) = PrivatePostgres::prepare(WHAT)? else {
+        return Ok(None);
+    };
+    let p = |name| pg.path(name);
+    // A CA, and a server certificate it signs for localhost and 127.0.0.1.
+    run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=chimpsync test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+        ],
+    )?;
+    run(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &p("server.key"),
+            "-out",
+            &p("server.csr"),
+        ],
+    )?;
+    std::fs::write(
+        pg.path("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )?;
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &p("server.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("server.ext"),
+            "-out",
+            &p("server.pem"),
+        ],
+    )?;
+    pg.initdb()?;
+    run("chmod", &["600", &p("server.key")])?;
+    let options = format!(
+        "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        p("server.pem"),
+        p("server.key")
     );
-    Ok(())
+    let pg = pg.with_options(&options);
+    pg.start_server()?;
+    Ok(Some(pg))
 }
 
-fn as_postgres(program: &Path, args: &[&str]) -> Result<()> {
-    let program = program.to_str().context("binary path")?;
-    let mut all = vec!["-u", "postgres", "--", program];
-    all.extend(args);
-    run("runuser", &all)
-}
-
-impl PrivatePostgres {
-    /// `Ok(None)` with the reason printed when this machine cannot run one.
-    fn start() -> Result<Option<PrivatePostgres>> {
-        let skip = |why: &str| {
-            println!("SKIPPED the private-Postgres TLS test: {why}");
-            Ok(None)
-        };
-        let uid = std::process::Command::new("id").arg("-u").output()?;
-        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            return skip("not root (initdb must run as user postgres through runuser)");
-        }
-        let Some(bin) = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
-            .max()
-        else {
-            return skip("no /usr/lib/postgresql/*/bin/initdb");
-        };
-        if std::process::Command::new("openssl")
-            .arg("version")
-            .output()
-            .is_err()
-        {
-            return skip("no openssl to make the certificates");
-        }
-        let dir =
-            std::env::temp_dir().join(format!("chimpsync-tls-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir(&dir)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let pg = PrivatePostgres { dir, bin, port };
-        pg.init()?;
-        Ok(Some(pg))
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    fn init(&self) -> Result<()> {
-        let p = |name| self.path(name);
-        // A CA, and a server certificate it signs for localhost and 127.0.0.1.
-        run(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=chimpsync test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-                "-keyout",
-                &p("ca.key"),
-                "-out",
-                &p("ca.pem"),
-            ],
-        )?;
-        run(
-            "openssl",
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                &p("server.key"),
-                "-out",
-                &p("server.csr"),
-            ],
-        )?;
-        std::fs::write(
-            self.dir.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
-             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )?;
-        run(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &p("server.csr"),
-                "-CA",
-                &p("ca.pem"),
-                "-CAkey",
-                &p("ca.key"),
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &p("server.ext"),
-                "-out",
-                &p("server.pem"),
-            ],
-        )?;
-        run(
-            "chown",
-            &["-R", "postgres:postgres", &self.dir.display().to_string()],
-        )?;
-        run("chmod", &["600", &p("server.key")])?;
-        as_postgres(
-            &self.bin.join("initdb"),
-            &[
-                "-D",
-                &p("data"),
-                "--auth=trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-instructions",
-            ],
-        )?;
-        let options = format!(
-            "-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
-             -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c fsync=off \
-             -c shared_buffers=16MB -c max_connections=20",
-            self.port,
-            self.dir.display(),
-            p("server.pem"),
-            p("server.key"),
-        );
-        as_postgres(
-            &self.bin.join("pg_ctl"),
-            &[
-                "-D",
-                &p("data"),
-                "-l",
-                &p("postgres.log"),
-                "-o",
-                &options,
-                "-w",
-                "start",
-            ],
-        )
-    }
-
-    fn url(&self, host: &str, query: &str) -> String {
-        format!("postgres://postgres@{host}:{}/postgres?{query}", self.port)
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let data = self.path("data");
-        let _ = as_postgres(
-            &self.bin.join("pg_ctl"),
-            &["-D", &data, "-m", "immediate", "stop"],
-        );
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn tls_url(pg: &PrivatePostgres, host: &str, query: &str) -> String {
+    format!("postgres://postgres@{host}:{}/postgres?{query}", pg.port)
 }
 
 /// Whether this session's connection is encrypted (and the server says so).
@@ -1203,22 +1101,22 @@ async fn encrypted(client: &tokio_postgres::Client) -> Result<bool> {
 
 #[tokio::test]
 async fn tls_require_and_verify_full_work_against_a_self_signed_certificate() -> Result<()> {
-    let Some(pg) = PrivatePostgres::start()? else {
+    let Some(pg) = tls_postgres()? else {
         return Ok(());
     };
     let ca = pg.path("ca.pem");
 
     // require: encrypted, certificate not checked (as libpq).
-    let client = store::connect(&pg.url("127.0.0.1", "sslmode=require")).await?;
+    let client = store::connect(&tls_url(&pg, "127.0.0.1", "sslmode=require")).await?;
     assert!(encrypted(&client).await?, "sslmode=require is encrypted");
     // disable (and the default, prefer) stay plain.
     for query in ["sslmode=disable", "application_name=plain"] {
-        let client = store::connect(&pg.url("127.0.0.1", query)).await?;
+        let client = store::connect(&tls_url(&pg, "127.0.0.1", query)).await?;
         assert!(!encrypted(&client).await?, "{query} is plain");
     }
     // verify-full against the test CA, by name and by IP address.
     for host in ["localhost", "127.0.0.1"] {
-        let url = pg.url(host, &format!("sslmode=verify-full&sslrootcert={ca}"));
+        let url = tls_url(&pg, host, &format!("sslmode=verify-full&sslrootcert={ca}"));
         let client = store::connect(&url).await.with_context(|| url.clone())?;
         assert!(encrypted(&client).await?, "verify-full via {host}");
         // The pool the worker uses honours it too.
@@ -1227,23 +1125,26 @@ async fn tls_require_and_verify_full_work_against_a_self_signed_certificate() ->
         assert!(encrypted(&pooled).await?, "pooled verify-full via {host}");
     }
     // verify-full refuses a certificate it cannot trust, and a name the certificate lacks.
-    let untrusted = store::connect(&pg.url("localhost", "sslmode=verify-full")).await;
+    let untrusted = store::connect(&tls_url(&pg, "localhost", "sslmode=verify-full")).await;
     assert!(untrusted.is_err(), "verify-full without the CA must fail");
     let wrong_name = format!("sslmode=verify-full&sslrootcert={ca}&hostaddr=127.0.0.1");
-    let err = store::connect(&pg.url("db.example", &wrong_name))
+    let err = store::connect(&tls_url(&pg, "db.example", &wrong_name))
         .await
         .err()
         .context("verify-full must check the host name")?;
     assert!(format!("{err:?}").contains("NotValidForName"), "{err:?}");
     // verify-ca checks the chain only: the same wrong name passes, an unknown CA does not.
     let chain_only = format!("sslmode=verify-ca&sslrootcert={ca}&hostaddr=127.0.0.1");
-    let client = store::connect(&pg.url("db.example", &chain_only)).await?;
+    let client = store::connect(&tls_url(&pg, "db.example", &chain_only)).await?;
     assert!(encrypted(&client).await?);
-    assert!(store::connect(&pg.url("localhost", "sslmode=verify-ca"))
-        .await
-        .is_err());
+    assert!(
+        store::connect(&tls_url(&pg, "localhost", "sslmode=verify-ca"))
+            .await
+            .is_err()
+    );
     // A root file that is not there is named in the error, before any connection.
-    let missing = store::connect(&pg.url(
+    let missing = store::connect(&tls_url(
+        &pg,
         "localhost",
         "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
     ))

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio_postgres::{Client, NoTls};
 
+pub mod private_postgres;
 pub mod reliability;
 
 /// The server the tests use: `DATABASE_URL`, else the local default.

@@ -44,11 +44,11 @@ async fn postgres_restarted_under_a_running_worker_loses_nothing() -> Result<()>
          after each restart (progress observed), drains the queue and exits 0 on SIGTERM; \
          audience = table (0 lost), 0 unacknowledged deletes, 0 doubled contacts, 0 parked",
     );
-    let Some(pg) = PrivatePostgres::start()? else {
+    let Some(pg) = PrivatePostgres::start("the Postgres-restart scenario")? else {
         return Ok(());
     };
     let mut f = Fixture::with_server(
-        &pg.url(),
+        &format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port),
         MAPPING,
         Config {
             latency: Duration::from_millis(50),
