@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
+use backon::{ExponentialBuilder, Retryable};
 use mailchimp::{MemberUpsert, Status};
 use store::{Ack, Queue};
 use tokio::task::JoinSet;
@@ -264,21 +265,11 @@ async fn ours(db: &BenchDb, emulator: &EmulatorProc) -> Result<f64> {
 
 /// Like the worker: a transient failure (a lock timeout under contention) is retried, a few
 /// times, after a short pause.
-async fn transient_retry<T, F, Fut>(mut f: F) -> store::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = store::Result<T>>,
-{
-    let mut tries = 0;
-    loop {
-        match f().await {
-            Err(e) if e.is_transient() && tries < 10 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(20 * tries)).await;
-            }
-            other => return other,
-        }
-    }
+fn transient() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_millis(500))
+        .with_max_times(10)
 }
 
 /// Our claim + ack without Mailchimp, `CONSUMERS` loops. Rows per second.
@@ -293,10 +284,10 @@ async fn ours_db(db: &BenchDb) -> Result<f64> {
         loops.spawn(async move {
             let owner = format!("bench/{i}");
             loop {
-                let claim = transient_retry(|| {
-                    queue.claim_batch(&owner, 500, Duration::from_secs(120), None)
-                })
-                .await?;
+                let claim = (|| queue.claim_batch(&owner, 500, Duration::from_secs(120), None))
+                    .retry(transient())
+                    .when(store::Error::is_transient)
+                    .await?;
                 if claim.rows.is_empty() {
                     return anyhow::Ok(());
                 }
@@ -313,7 +304,10 @@ async fn ours_db(db: &BenchDb) -> Result<f64> {
                         removed: false,
                     })
                     .collect();
-                let counts = transient_retry(|| queue.ack(claim.token, &acks)).await?;
+                let counts = (|| queue.ack(claim.token, &acks))
+                    .retry(transient())
+                    .when(store::Error::is_transient)
+                    .await?;
                 done.fetch_add(counts.deleted, Ordering::Relaxed);
             }
         });
