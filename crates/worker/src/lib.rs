@@ -215,11 +215,7 @@ impl Results {
         policy: &RetryPolicy,
         attempted: Option<&Upsert>,
     ) {
-        let maybe_applied = attempted.map(|u| store::MaybeApplied {
-            emails: vec![u.member.email_address.clone()],
-            tags: u.tags.clone(),
-            consent: Some(u.consent),
-        });
+        let maybe_applied = attempted.map(Upsert::maybe_applied);
         self.fail_with(row, failure, policy, maybe_applied);
     }
 
@@ -318,11 +314,7 @@ impl Results {
             at: Utc::now(),
             error: "cut off before the attempt finished (lease deadline or shutdown); sent again"
                 .into(),
-            maybe_applied: Some(store::MaybeApplied {
-                emails: vec![u.member.email_address.clone()],
-                tags: u.tags.clone(),
-                consent: Some(u.consent),
-            }),
+            maybe_applied: Some(u.maybe_applied()),
         });
     }
 

@@ -52,6 +52,16 @@ pub struct Upsert {
 }
 
 impl Upsert {
+    /// What this upsert makes Mailchimp hold, as remembered when its outcome is unknown (a lost
+    /// answer, an attempt cut off after it was sent).
+    pub fn maybe_applied(&self) -> store::MaybeApplied {
+        store::MaybeApplied {
+            emails: vec![self.member.email_address.clone()],
+            tags: self.tags.clone(),
+            consent: Some(self.consent),
+        }
+    }
+
     /// The single-member body (PUT) equivalent to the batch item.
     pub fn single_body(&self) -> MemberUpsert {
         MemberUpsert {
