@@ -16,16 +16,6 @@ fn output(cmd: &mut Command) -> Result<(i32, String, String)> {
     ))
 }
 
-async fn customers(f: &Fixture, n: i64) -> Result<()> {
-    f.exec(&format!(
-        "insert into customers (id, email, first_name, last_name, store, customer_type, consent_contact)
-         select g, 'c' || g || '@pets.test', 'F' || g, 'L' || g, 'S' || (g % 3),
-                (array['dog owner','cat owner','groomer'])[1 + g % 3], g % 4 <> 0
-         from generate_series(1, {n}) g"
-    ))
-    .await
-}
-
 fn signal(pid: u32, sig: &str) -> Result<()> {
     let status = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -225,7 +215,7 @@ async fn check_reports_a_wrong_key_and_a_missing_merge_field() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_then_run_once_syncs_everything_and_status_shows_it() -> Result<()> {
     let f = Fixture::new().await?;
-    customers(&f, 1200).await?;
+    f.insert_customers(1200, 1).await?;
     f.exec("delete from chimpsync.sync_queue").await?;
     let (code, out, err) = output(&mut f.command(&["backfill", "--chunk-size", "500"])?)?;
     assert_eq!(code, 0, "{err}");
@@ -260,7 +250,7 @@ async fn a_sigkilled_worker_loses_nothing_and_a_fresh_run_converges() -> Result<
         },
     )
     .await?;
-    customers(&f, 3000).await?;
+    f.insert_customers(3000, 1).await?;
     for round in 0..3 {
         let mut child = f
             .command(&["run"])?
@@ -314,7 +304,7 @@ async fn sigterm_finishes_in_flight_batches_releases_the_rest_and_exits_zero() -
         },
     )
     .await?;
-    customers(&f, 2000).await?;
+    f.insert_customers(2000, 1).await?;
     let child = f
         .command(&["run"])?
         .env("CHIMPSYNC_BATCH_SIZE", "50")

@@ -9,17 +9,6 @@ use mailchimp_emulator::{Config, Fault};
 
 const ANA: &str = "insert into customers values (1, 'ana@pets.test', 'Ana', 'Lima', 'Berlin', 'groomer', true, null, null)";
 
-async fn customers(f: &Fixture, n: i64, first: i64) -> Result<()> {
-    f.exec(&format!(
-        "insert into customers (id, email, first_name, last_name, store, customer_type, consent_contact)
-         select g, 'c' || g || '@pets.test', 'F' || g, 'L' || g, 'S' || (g % 3),
-                (array['dog owner','cat owner','groomer'])[1 + g % 3], g % 4 <> 0
-         from generate_series({first}, {}) g",
-        first + n - 1
-    ))
-    .await
-}
-
 #[tokio::test]
 async fn a_new_contact_with_consent_is_subscribed_with_merge_fields_and_tags() -> Result<()> {
     let f = Fixture::new().await?;
@@ -333,7 +322,7 @@ async fn first_sync_of_a_contact_that_already_exists_still_sets_its_tags() -> Re
 async fn a_partial_batch_parks_the_refused_members_and_acknowledges_the_rest() -> Result<()> {
     let f = Fixture::new().await?;
     let w = f.worker(|_| {})?;
-    customers(&f, 20, 1).await?;
+    f.insert_customers(20, 1).await?;
     f.exec(
         "insert into customers values (100, 'nobody@example.com', 'Fake', 'Fake', null, null, true, null, null),
                                       (101, 'not-an-address', 'Bad', 'Bad', null, null, true, null, null),
@@ -404,7 +393,7 @@ async fn rows_stay_queued_while_mailchimp_refuses_and_go_once_it_accepts() -> Re
     )
     .await?;
     let w = f.worker(|_| {})?;
-    customers(&f, 10, 1).await?;
+    f.insert_customers(10, 1).await?;
     for _ in 0..3 {
         let o = w.drain_once().await?;
         assert_eq!(o.acked, 0);
@@ -459,7 +448,7 @@ async fn a_row_that_keeps_failing_is_parked_after_max_attempts_not_deleted() -> 
 async fn a_lost_acknowledgement_is_retried_safely() -> Result<()> {
     let f = Fixture::new().await?;
     let w = f.worker(|_| {})?;
-    customers(&f, 5, 1).await?;
+    f.insert_customers(5, 1).await?;
     f.emulator.inject(Fault::DropAfterApply, 1);
     let o = w.drain_once().await?;
     assert_eq!(o.acked, 0, "no answer, no acknowledgement");
@@ -564,7 +553,7 @@ async fn an_acknowledgement_after_the_lease_expired_does_not_delete_a_reclaimed_
 #[tokio::test]
 async fn rows_of_a_dead_worker_come_back_when_the_lease_runs_out() -> Result<()> {
     let f = Fixture::new().await?;
-    customers(&f, 3, 1).await?;
+    f.insert_customers(3, 1).await?;
     let now = chrono::Utc::now();
     let dead = f
         .queue
@@ -638,7 +627,7 @@ async fn the_run_loop_converges_with_failures_and_dropped_answers() -> Result<()
         },
     )
     .await?;
-    customers(&f, 1500, 1).await?;
+    f.insert_customers(1500, 1).await?;
     let w = f.worker(|s| s.batch_size = 100)?;
     let stop = tokio_util::sync::CancellationToken::new();
     let run = {
@@ -678,7 +667,7 @@ async fn three_workers_on_the_same_customers_end_with_the_latest_state() -> Resu
         },
     )
     .await?;
-    customers(&f, 50, 1).await?;
+    f.insert_customers(50, 1).await?;
     let workers: Vec<_> = (0..3)
         .map(|_| f.worker(|s| s.batch_size = 10))
         .collect::<Result<_>>()?;
@@ -736,7 +725,7 @@ async fn five_workers_share_a_cap_of_two_connections() -> Result<()> {
         },
     )
     .await?;
-    customers(&f, 600, 1).await?;
+    f.insert_customers(600, 1).await?;
     let workers: Vec<_> = (0..5)
         .map(|_| {
             f.worker(|s| {
@@ -776,7 +765,7 @@ async fn five_workers_share_a_cap_of_two_connections() -> Result<()> {
 async fn a_throttled_answer_pauses_the_whole_worker() -> Result<()> {
     let f = Fixture::new().await?;
     let w = f.worker(|_| {})?;
-    customers(&f, 3, 1).await?;
+    f.insert_customers(3, 1).await?;
     f.emulator.inject(Fault::BareForbidden, 1);
     let o = w.drain_once().await?;
     assert!(o.throttled && o.retried == 3, "{o:?}");
@@ -820,7 +809,7 @@ async fn a_replica_that_dies_gives_its_slots_back() -> Result<()> {
 #[tokio::test]
 async fn run_once_drains_what_is_due_and_returns() -> Result<()> {
     let f = Fixture::new().await?;
-    customers(&f, 1200, 1).await?;
+    f.insert_customers(1200, 1).await?;
     let w = f.worker(|_| {})?;
     let o = w
         .run(tokio_util::sync::CancellationToken::new(), true)
@@ -834,7 +823,7 @@ async fn run_once_drains_what_is_due_and_returns() -> Result<()> {
 #[tokio::test]
 async fn backfill_enqueues_every_row_in_the_filter_once_and_is_safe_to_rerun() -> Result<()> {
     let f = Fixture::new().await?;
-    customers(&f, 2500, 1).await?;
+    f.insert_customers(2500, 1).await?;
     f.exec(
         "delete from chimpsync.sync_queue; update customers set deleted_at = now() where id <= 100",
     )
@@ -881,7 +870,7 @@ async fn random_concurrent_changes_converge_with_faults_on() -> Result<()> {
         },
     )
     .await?;
-    customers(&f, 200, 1).await?;
+    f.insert_customers(200, 1).await?;
     let workers: Vec<_> = (0..3)
         .map(|_| f.worker(|s| s.batch_size = 25))
         .collect::<Result<_>>()?;

@@ -294,6 +294,19 @@ impl Fixture {
         Ok(())
     }
 
+    /// Inserts `n` customers from id `first` (address `c<id>@pets.test`): a quarter without
+    /// consent, three stores, three customer types.
+    pub async fn insert_customers(&self, n: i64, first: i64) -> Result<()> {
+        self.exec(&format!(
+            "insert into customers (id, email, first_name, last_name, store, customer_type, consent_contact)
+             select g, 'c' || g || '@pets.test', 'F' || g, 'L' || g, 'S' || (g % 3),
+                    (array['dog owner','cat owner','groomer'])[1 + g % 3], g % 4 <> 0
+             from generate_series({first}, {}) g",
+            first + n - 1
+        ))
+        .await
+    }
+
     /// The member with this address, if any.
     pub fn member(&self, email: &str) -> Option<mailchimp_emulator::MemberView> {
         self.emulator.member(AUDIENCE, email)

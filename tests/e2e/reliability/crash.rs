@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    count, customers, doubled_contacts, journal_acks, run_writer, stopped_counts,
-    unacknowledged_deletes, wait_drained, Scenario, Spawned, WriterPlan, WriterStats,
+    count, doubled_contacts, journal_acks, run_writer, stopped_counts, unacknowledged_deletes,
+    wait_drained, Scenario, Spawned, WriterPlan, WriterStats,
 };
 
 /// The seed of the kill delays and of the writers.
@@ -74,7 +74,7 @@ async fn sigkill_at_random_points_under_live_writes_loses_and_doubles_nothing() 
     )
     .await?;
     journal_acks(&f).await?;
-    customers(&f, 3000, 1).await?;
+    f.insert_customers(3000, 1).await?;
 
     let stop = CancellationToken::new();
     let writes = Arc::new(WriterStats::default());

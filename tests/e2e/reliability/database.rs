@@ -13,8 +13,8 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    count, customers, doubled_contacts, journal_acks, run_writer, unacknowledged_deletes,
-    wait_drained, PrivatePostgres, Scenario, Spawned, WriterPlan, WriterStats,
+    count, doubled_contacts, journal_acks, run_writer, unacknowledged_deletes, wait_drained,
+    PrivatePostgres, Scenario, Spawned, WriterPlan, WriterStats,
 };
 
 /// Live (not archived) members in the audience.
@@ -57,7 +57,7 @@ async fn postgres_restarted_under_a_running_worker_loses_nothing() -> Result<()>
     )
     .await?;
     journal_acks(&f).await?;
-    customers(&f, 3000, 1).await?;
+    f.insert_customers(3000, 1).await?;
     let stop = CancellationToken::new();
     let writes = Arc::new(WriterStats::default());
     let writer = tokio::spawn(run_writer(
@@ -221,7 +221,7 @@ async fn a_claim_and_an_ack_cut_by_statement_timeout_are_retried_and_converge() 
          no re-send); audience = table",
     );
     let f = Fixture::new().await?;
-    customers(&f, 200, 1).await?;
+    f.insert_customers(200, 1).await?;
     let pool = store::pool(&f.db.url, 8, Duration::from_millis(100))?;
     let w = worker::Worker::new(
         store::Queue::new(pool),
@@ -370,7 +370,7 @@ async fn the_queue_table_locked_by_a_long_transaction_stalls_the_worker_without_
         },
     )
     .await?;
-    customers(&f, 2000, 1).await?;
+    f.insert_customers(2000, 1).await?;
     let mut cmd = f.command(&["run"])?;
     cmd.env("CHIMPSYNC_BATCH_SIZE", "50");
     let mut worker = Spawned::start(cmd)?;
@@ -445,7 +445,7 @@ async fn rows_locked_by_a_long_transaction_hold_back_only_those_customers() -> R
          wait (not claimed, not failed); after the commit the 20 follow; audience = table",
     );
     let f = Fixture::new().await?;
-    customers(&f, 500, 1).await?;
+    f.insert_customers(500, 1).await?;
     let mut locker = f.db.client().await?;
     let tx = locker.transaction().await?;
     tx.query(
@@ -516,7 +516,7 @@ async fn customer_writes_are_not_held_up_by_the_worker() -> Result<()> {
         },
     )
     .await?;
-    customers(&f, 4000, 1).await?;
+    f.insert_customers(4000, 1).await?;
     let mut cmd = f.command(&["run"])?;
     cmd.env("CHIMPSYNC_BATCH_SIZE", "100");
     let worker = Spawned::start(cmd)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chimpsync_tests::{url_with_db, Fixture, AUDIENCE, MAPPING};
 
-use super::{count, customers, doubled_contacts, Scenario};
+use super::{count, doubled_contacts, Scenario};
 
 /// Runs a `chimpsync` command to its end (killed after `limit`): exit code, stdout, stderr.
 async fn run_to_end(
@@ -552,7 +552,7 @@ async fn run_with_a_bad_mapping_file_exits_with_the_reason_and_touches_no_row() 
          (5 rows, no attempt counted); afterwards the good mapping syncs all 5",
     );
     let f = Fixture::new().await?;
-    customers(&f, 5, 1).await?;
+    f.insert_customers(5, 1).await?;
     let cases = [
         ("truncated", MAPPING[..60].to_string(), "mapping file"),
         (
@@ -622,7 +622,7 @@ async fn run_with_a_wrong_key_or_an_unknown_audience_keeps_every_row_with_the_re
          retrying'; the key never appears in the output; the right settings then sync all 5",
     );
     let f = Fixture::new().await?;
-    customers(&f, 5, 1).await?;
+    f.insert_customers(5, 1).await?;
     let wrong_key = "ffffffffffffffffffffffffffffffff-us6";
     for (variable, value, why) in [
         ("MAILCHIMP_API_KEY", wrong_key, "HTTP 401 API Key Invalid"),
@@ -729,7 +729,7 @@ async fn a_lease_with_no_room_for_a_request_is_refused_at_start() -> Result<()> 
          the same rows in a hot loop, never sending one, and `run --once` never returned.)",
     );
     let f = Fixture::new().await?;
-    customers(&f, 5, 1).await?;
+    f.insert_customers(5, 1).await?;
     let mut cmd = f.command(&["run", "--once"])?;
     cmd.env("CHIMPSYNC_LEASE_SECONDS", "3")
         .env("CHIMPSYNC_REQUEST_TIMEOUT_SECONDS", "2");

@@ -103,14 +103,7 @@ async fn changes_from_16_writers_drained_by_3_workers_with_faults_lose_nothing()
         .collect::<Result<_>>()?;
 
     let started = Instant::now();
-    f.exec(&format!(
-        "insert into customers (id, email, first_name, last_name, store, customer_type, consent_contact)
-         select g, 'c' || g || '@pets.test', 'F' || g, 'L' || g, 'S' || (g % 3),
-                (array['dog owner','cat owner','groomer'])[1 + g % 3], g % 4 <> 0
-         from generate_series(1, {}) g",
-        size.customers
-    ))
-    .await?;
+    f.insert_customers(size.customers, 1).await?;
     let writes = Arc::new(WriterStats::default());
     let budget = size.changes - size.customers as u64;
     let writers: Vec<_> = (0..size.writers)

@@ -10,7 +10,7 @@ use chimpsync_tests::{wait_until, Fixture, API_KEY, AUDIENCE, MAPPING};
 use mailchimp_emulator::{Config, Fault};
 use tokio_util::sync::CancellationToken;
 
-use super::{customers, doubled_contacts, wait_drained, Scenario};
+use super::{doubled_contacts, wait_drained, Scenario};
 
 /// The client timeout of this suite's workers: `Fault::Delay` beyond it is a timeout.
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -106,7 +106,7 @@ async fn fault_on_every_kind_of_call(
     for call in CALLS {
         let f = Fixture::new().await?;
         let w = worker_with_timeout(&f, TIMEOUT, |_| {})?;
-        customers(&f, 2, 1).await?;
+        f.insert_customers(2, 1).await?;
         f.drain(&w).await?;
         f.exec(call.change()).await?;
         let rows = if call == Call::Batch { 1 } else { 2 };
@@ -384,7 +384,7 @@ async fn a_429_storm_from_a_lower_connection_limit_slows_the_worker_and_it_conve
         },
     )
     .await?;
-    customers(&f, 2000, 1).await?;
+    f.insert_customers(2000, 1).await?;
     let w = f.worker(|s| {
         s.concurrency = 8;
         s.batch_size = 50;
@@ -443,7 +443,7 @@ async fn latency_above_the_client_timeout_for_a_while_delays_but_loses_and_doubl
     );
     let f = Fixture::new().await?;
     let w = worker_with_timeout(&f, TIMEOUT, |s| s.batch_size = 50)?;
-    customers(&f, 300, 1).await?;
+    f.insert_customers(300, 1).await?;
     f.drain(&w).await?;
     let members_before = f.emulator.members(AUDIENCE).len();
     f.exec(
@@ -564,7 +564,7 @@ async fn a_batch_in_which_every_member_is_an_error_parks_each_with_its_reason_an
             (6, 'long2@pets.test', 'F', repeat('y', 300), true)",
     )
     .await?;
-    customers(&f, 20, 100).await?;
+    f.insert_customers(20, 100).await?;
     let w = f.worker(|s| s.batch_size = 6)?;
     let first = w.drain_once().await?;
     let parked = f.queue_rows().await?;

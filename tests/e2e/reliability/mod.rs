@@ -24,18 +24,6 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use chimpsync_tests::reliability::Scenario;
 
-/// `n` customers from id `first`: a quarter without consent, three customer types.
-pub(crate) async fn customers(f: &Fixture, n: i64, first: i64) -> Result<()> {
-    f.exec(&format!(
-        "insert into customers (id, email, first_name, last_name, store, customer_type, consent_contact)
-         select g, 'c' || g || '@pets.test', 'F' || g, 'L' || g, 'S' || (g % 3),
-                (array['dog owner','cat owner','groomer'])[1 + g % 3], g % 4 <> 0
-         from generate_series({first}, {}) g",
-        first + n - 1
-    ))
-    .await
-}
-
 /// Whether nothing is pending, in flight or waiting for a retry (parked rows may remain).
 pub(crate) async fn drained(f: &Fixture) -> Result<bool> {
     let s = f.queue.summary().await?;
