@@ -374,7 +374,9 @@ impl Audience {
 /// A member in Mailchimp's JSON shape (§2.3), serialized straight from the record.
 pub(crate) struct MemberJson<'a> {
     pub member: &'a Member,
-    pub audience: &'a Audience,
+    /// The audience's id and merge fields (all the answer shows of the audience).
+    pub list_id: &'a str,
+    pub merge_fields: &'a [MergeField],
     pub base: &'a str,
     /// The batch-subscribe shape: the spec's `new_members`/`updated_members` items lack
     /// `contact_id`, `full_name`, `web_id`, `unsubscribe_reason`, `source` and
@@ -454,7 +456,6 @@ fn text_of(v: Option<&Value>) -> &str {
 impl Serialize for MemberJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let m = self.member;
-        let a = self.audience;
         let full = !self.compact;
         let first = text_of(m.merge.get("FNAME"));
         let last = text_of(m.merge.get("LNAME"));
@@ -464,9 +465,9 @@ impl Serialize for MemberJson<'_> {
             (true, false) => last.to_owned(),
             (true, true) => String::new(),
         };
-        let self_href = format!("{}/lists/{}/members/{}", self.base, a.id, m.id);
+        let self_href = format!("{}/lists/{}/members/{}", self.base, self.list_id, m.id);
         let parent_href = if full {
-            format!("{}/lists/{}/members", self.base, a.id)
+            format!("{}/lists/{}/members", self.base, self.list_id)
         } else {
             String::new()
         };
@@ -498,7 +499,7 @@ impl Serialize for MemberJson<'_> {
         map.serialize_entry(
             "merge_fields",
             &MergeJson {
-                fields: &a.merge_fields,
+                fields: self.merge_fields,
                 values: &m.merge,
             },
         )?;
@@ -538,7 +539,7 @@ impl Serialize for MemberJson<'_> {
         }
         map.serialize_entry("tags_count", &m.tags.len())?;
         map.serialize_entry("tags", &TagsJson(&m.tags))?;
-        map.serialize_entry("list_id", &a.id)?;
+        map.serialize_entry("list_id", self.list_id)?;
         let links = [
             Link {
                 rel: "self",

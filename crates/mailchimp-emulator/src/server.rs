@@ -468,7 +468,9 @@ fn dispatch(
         (Route::List(id), Method::GET) => lock(&shared.state).get_list(id, ctx),
         (Route::List(id), Method::POST) => {
             let body = json()?;
-            lock(&shared.state).batch_subscribe(id, &body, ctx)
+            // The guard is a temporary: the lock is released before the answer is written.
+            let applied = lock(&shared.state).batch_subscribe(id, &body, ctx)?;
+            Ok(applied.reply(ctx.base))
         }
         (Route::List(id), Method::DELETE) => lock(&shared.state).delete_list(id),
         (Route::Members(id), Method::GET) => lock(&shared.state).get_members(id, ctx),

@@ -519,11 +519,68 @@ impl BatchError {
 struct BatchResponse<'a> {
     new_members: Vec<MemberJson<'a>>,
     updated_members: Vec<MemberJson<'a>>,
-    errors: Vec<BatchError>,
+    errors: &'a [BatchError],
     total_created: usize,
     total_updated: usize,
     error_count: usize,
     _links: [(); 0],
+}
+
+/// A batch subscribe, applied: what its answer shows, owned, so that the answer (the largest
+/// part of the work: every member written in full) is written after the state lock is released
+/// and concurrent batches are not serialised behind it.
+pub(crate) struct BatchApplied {
+    list_id: String,
+    merge_fields: Vec<MergeField>,
+    total_created: usize,
+    total_updated: usize,
+    new_members: Vec<Member>,
+    updated_members: Vec<Member>,
+    errors: Vec<BatchError>,
+}
+
+impl BatchApplied {
+    /// The `200` answer.
+    pub(crate) fn reply(&self, base: &str) -> Reply {
+        fn view<'a>(
+            applied: &'a BatchApplied,
+            base: &'a str,
+            member: &'a Member,
+        ) -> MemberJson<'a> {
+            MemberJson {
+                member,
+                list_id: &applied.list_id,
+                merge_fields: &applied.merge_fields,
+                base,
+                compact: true,
+            }
+        }
+        let answer = BatchResponse {
+            total_created: self.total_created,
+            total_updated: self.total_updated,
+            error_count: self.errors.len(),
+            new_members: self
+                .new_members
+                .iter()
+                .map(|m| view(self, base, m))
+                .collect(),
+            updated_members: self
+                .updated_members
+                .iter()
+                .map(|m| view(self, base, m))
+                .collect(),
+            errors: &self.errors,
+            _links: [],
+        };
+        // Sized for the usual answer (a member is about 1 KiB of JSON), so writing it does not
+        // grow and copy the buffer a dozen times.
+        let members = self.new_members.len() + self.updated_members.len();
+        let mut body = Vec::with_capacity(1024 * (members + 1));
+        match serde_json::to_writer(&mut body, &answer) {
+            Ok(()) => Reply::Json(200, body),
+            Err(_) => json_reply(&answer),
+        }
+    }
 }
 
 /// Which way a write that may create a member went.
@@ -1029,7 +1086,8 @@ impl State {
             if total >= offset && page.len() < count {
                 page.push(MemberJson {
                     member: m,
-                    audience: aud,
+                    list_id: &aud.id,
+                    merge_fields: &aud.merge_fields,
                     base: ctx.base,
                     compact: false,
                 });
@@ -1056,7 +1114,8 @@ impl State {
         let member = aud.members.get(hash).ok_or_else(ApiError::not_found)?;
         Ok(json_reply(&MemberJson {
             member,
-            audience: aud,
+            list_id: &aud.id,
+            merge_fields: &aud.merge_fields,
             base: ctx.base,
             compact: false,
         }))
@@ -1467,7 +1526,7 @@ impl State {
         list_id: &str,
         body: &Value,
         ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    ) -> Result<BatchApplied, ApiError> {
         self.audience(list_id)?;
         let Some(obj) = body.as_object() else {
             return Err(wrong_type("", "object", body));
@@ -1516,24 +1575,16 @@ impl State {
             }
         }
         let aud = self.audience(list_id)?;
-        let view = |h: &String| {
-            aud.members.get(h).map(|member| MemberJson {
-                member,
-                audience: aud,
-                base: ctx.base,
-                compact: true,
-            })
-        };
-        let response = BatchResponse {
+        let owned = |h: &String| aud.members.get(h).cloned();
+        Ok(BatchApplied {
+            list_id: aud.id.clone(),
+            merge_fields: aud.merge_fields.clone(),
             total_created: created.len(),
             total_updated: updated.len(),
-            error_count: errors.len(),
-            new_members: created.iter().filter_map(view).collect(),
-            updated_members: updated.iter().filter_map(view).collect(),
+            new_members: created.iter().filter_map(owned).collect(),
+            updated_members: updated.iter().filter_map(owned).collect(),
             errors,
-            _links: [],
-        };
-        Ok(json_reply(&response))
+        })
     }
 
     fn batch_item(

@@ -186,6 +186,25 @@ impl Client {
         list_id: &str,
         members: &[BatchMember],
     ) -> Result<BatchResult> {
+        if members.is_empty() {
+            // Still validated: an empty slice with a bad list id is refused the same way.
+            self.prepare_batch_upsert(list_id, members)?;
+            return Ok(BatchResult::default());
+        }
+        let prepared = self.prepare_batch_upsert(list_id, members)?;
+        self.send_batch(prepared).await?.decode()
+    }
+
+    /// The first half of [`Client::batch_upsert`]: validates the members and writes the request
+    /// body, without sending anything. A caller that holds one of the few connection slots
+    /// Mailchimp allows prepares first, holds the slot for [`Client::send_batch`] alone and
+    /// decodes the answer ([`BatchAnswer::decode`]) after giving the slot back, so the slot is
+    /// busy only while the request is on the wire.
+    pub fn prepare_batch_upsert(
+        &self,
+        list_id: &str,
+        members: &[BatchMember],
+    ) -> Result<PreparedBatch> {
         if members.len() > MAX_BATCH_MEMBERS {
             return Err(Error::InvalidInput(format!(
                 "a batch subscribe takes at most {MAX_BATCH_MEMBERS} members, got {}",
@@ -197,23 +216,29 @@ impl Client {
             writable(m.status, "status")?;
         }
         let url = self.url(&["lists", list_segment(list_id)?]);
-        if members.is_empty() {
-            return Ok(BatchResult::default());
-        }
         let body = json_body(&WireBatch {
             members,
             update_existing: true,
             sync_tags: false,
         })?;
-        let (status, body) = self.call(Method::POST, url, Some(body)).await?;
-        let result: BatchResult = decode(status, &body)?;
-        tracing::info!(
-            batch.created = result.created.len(),
-            batch.updated = result.updated.len(),
-            batch.errors = result.errors.len(),
-            "batch subscribe done"
-        );
-        Ok(result)
+        Ok(PreparedBatch {
+            url,
+            body,
+            members: members.len(),
+        })
+    }
+
+    /// Sends a prepared batch subscribe (`POST /lists/{list_id}`). The answer's bytes are read
+    /// here; decoding them is [`BatchAnswer::decode`].
+    #[tracing::instrument(
+        skip_all,
+        fields(endpoint = "POST /lists/{list_id}", batch.size = prepared.members)
+    )]
+    pub async fn send_batch(&self, prepared: PreparedBatch) -> Result<BatchAnswer> {
+        let (status, body) = self
+            .call(Method::POST, prepared.url, Some(prepared.body))
+            .await?;
+        Ok(BatchAnswer { status, body })
     }
 
     /// `PUT /lists/{list_id}/members/{hash(email)}`: creates the member (with
@@ -545,6 +570,46 @@ impl Client {
         );
         check(status, &body)?;
         Ok((status.as_u16(), body))
+    }
+}
+
+/// A batch subscribe validated and serialised by [`Client::prepare_batch_upsert`], ready for
+/// [`Client::send_batch`]. It holds the members' addresses, so it has no `Debug`.
+pub struct PreparedBatch {
+    url: Url,
+    body: Vec<u8>,
+    members: usize,
+}
+
+impl PreparedBatch {
+    /// How many members it carries.
+    pub fn len(&self) -> usize {
+        self.members
+    }
+
+    /// Whether it carries no member.
+    pub fn is_empty(&self) -> bool {
+        self.members == 0
+    }
+}
+
+/// The undecoded 2xx answer to a batch subscribe ([`Client::send_batch`]).
+pub struct BatchAnswer {
+    status: u16,
+    body: Bytes,
+}
+
+impl BatchAnswer {
+    /// Decodes the answer: which members were created, updated or refused.
+    pub fn decode(self) -> Result<BatchResult> {
+        let result: BatchResult = decode(self.status, &self.body)?;
+        tracing::info!(
+            batch.created = result.created.len(),
+            batch.updated = result.updated.len(),
+            batch.errors = result.errors.len(),
+            "batch subscribe done"
+        );
+        Ok(result)
     }
 }
 

@@ -33,7 +33,9 @@ mod error;
 mod key;
 mod types;
 
-pub use client::{Client, ClientConfig, MAX_BATCH_MEMBERS, MAX_PAGE_SIZE};
+pub use client::{
+    BatchAnswer, Client, ClientConfig, PreparedBatch, MAX_BATCH_MEMBERS, MAX_PAGE_SIZE,
+};
 pub use error::{Error, FieldError, Problem, ProblemKind, Result};
 pub use key::{subscriber_hash, ApiKey};
 pub use types::{
