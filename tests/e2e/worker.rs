@@ -550,6 +550,106 @@ async fn an_acknowledgement_after_the_lease_expired_does_not_delete_a_reclaimed_
     f.finish().await
 }
 
+/// The acknowledgement is one statement without row locks taken first; a change a trigger commits
+/// while it runs must still end as either deleted (not possible: the version moved) or released,
+/// never left leased to the finished claim. Real concurrency: a writer updates the claimed
+/// customers in many small transactions while the claim is acknowledged, round after round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_racing_committed_changes_releases_every_changed_row() -> Result<()> {
+    const CUSTOMERS: i64 = 300;
+    const ROUNDS: usize = 30;
+    let f = Fixture::new().await?;
+    f.insert_customers(CUSTOMERS, 1).await?;
+    let writer = f.db.client().await?;
+    let mut released_total = 0;
+    for round in 0..ROUNDS {
+        let claim = f
+            .queue
+            .claim_batch("racer", CUSTOMERS, Duration::from_secs(60), None)
+            .await?;
+        assert_eq!(
+            claim.rows.len() as i64,
+            CUSTOMERS,
+            "round {round}: all queued"
+        );
+        let acks: Vec<store::Ack> = claim
+            .rows
+            .iter()
+            .map(|row| store::Ack {
+                id: row.id,
+                version: row.version,
+                customer_key: row.customer_key.clone(),
+                email: row.email.clone().unwrap_or_default(),
+                consent: true,
+                tags: vec![],
+                removed: false,
+            })
+            .collect();
+        // Every customer changes once more, one transaction each, in a random order, while the
+        // acknowledgement runs.
+        let changes = async {
+            let mut ids: Vec<i64> = (1..=CUSTOMERS).collect();
+            ids.sort_by_key(|id| (id * 7919 + round as i64 * 104_729) % CUSTOMERS);
+            for id in ids {
+                writer
+                    .execute(
+                        "update customers set store = $1 where id = $2",
+                        &[&format!("r{round}"), &id],
+                    )
+                    .await?;
+            }
+            anyhow::Ok(())
+        };
+        let ack = async {
+            let mut counts = store::queue::AckCounts::default();
+            // The worker retries an acknowledgement that hit its lock timeout; so does this.
+            for attempt in 0.. {
+                match f.queue.ack(claim.token, &acks).await {
+                    Ok(c) => {
+                        counts = c;
+                        break;
+                    }
+                    Err(e) if e.is_transient() && attempt < 50 => continue,
+                    Err(e) => return Err(anyhow::Error::from(e)),
+                }
+            }
+            anyhow::Ok(counts)
+        };
+        let ((), counts) = tokio::try_join!(changes, ack)?;
+        assert_eq!(
+            counts.deleted + counts.released,
+            CUSTOMERS as u64,
+            "round {round}: every acknowledged row is deleted or released"
+        );
+        released_total += counts.released;
+        let still_leased: i64 = f
+            .sql
+            .query_one(
+                "select count(*) from chimpsync.sync_queue where lease_token = $1",
+                &[&claim.token],
+            )
+            .await?
+            .get(0);
+        assert_eq!(
+            still_leased, 0,
+            "round {round}: rows left leased to a finished claim"
+        );
+        // Every customer changed after the claim, so every one is queued again.
+        let queued: i64 = f
+            .sql
+            .query_one("select count(*) from chimpsync.sync_queue", &[])
+            .await?
+            .get(0);
+        assert_eq!(queued, CUSTOMERS, "round {round}: a change was lost");
+    }
+    // The race was really run: some changes landed while the acknowledgement was in progress.
+    assert!(
+        released_total > 0,
+        "no change ever raced an acknowledgement"
+    );
+    f.finish().await
+}
+
 #[tokio::test]
 async fn rows_of_a_dead_worker_come_back_when_the_lease_runs_out() -> Result<()> {
     let f = Fixture::new().await?;

@@ -298,16 +298,12 @@ impl Queue {
         let consents: Vec<bool> = acks.iter().map(|a| a.consent).collect();
         let tags: Vec<Value> = acks.iter().map(|a| Value::from(a.tags.clone())).collect();
         let removed: Vec<bool> = acks.iter().map(|a| a.removed).collect();
-        let mut client = self.pool.get().await?;
-        let lock = client.prepare_cached(queries::LOCK_CLAIMED).await?;
+        let client = self.pool.get().await?;
         let statement = client.prepare_cached(queries::ACK_BATCH).await?;
-        // Two statements in one transaction: the first waits for (and takes) the rows' locks, so
-        // the second's snapshot holds their latest version. In a single statement, a row changed
-        // by a concurrent trigger could match neither the delete (re-checked on the new version)
-        // nor the release (planned on the old one) and stay leased until the lease ran out.
-        let tx = client.transaction().await?;
-        tx.query(&lock, &[&token, &ids]).await?;
-        let row = tx
+        // One statement: see ack_batch.sql for why a change committed meanwhile is released,
+        // not lost. (It used to lock the rows first in a statement of its own: a row lock and
+        // a round trip per batch more, for a race the release's own re-check now covers.)
+        let row = client
             .query_one(
                 &statement,
                 &[
@@ -315,7 +311,6 @@ impl Queue {
                 ],
             )
             .await?;
-        tx.commit().await?;
         Ok(AckCounts {
             deleted: row.get::<_, i64>("deleted") as u64,
             released: row.get::<_, i64>("released") as u64,
