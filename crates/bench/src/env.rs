@@ -77,6 +77,12 @@ pub mod sql {
     pub const KEYS_STATEMENT: &str = include_str!("../sql/keys_statement.sql");
     /// How many keys the key-list trigger recorded.
     pub const KEYS_COUNT: &str = include_str!("../sql/keys_count.sql");
+    /// The append-only trigger, row-level (`sql/append_row.sql`).
+    pub const APPEND_ROW: &str = include_str!("../sql/append_row.sql");
+    /// The append-only trigger, statement-level (`sql/append_statement.sql`).
+    pub const APPEND_STATEMENT: &str = include_str!("../sql/append_statement.sql");
+    /// Keys the append-only trigger recorded.
+    pub const APPEND_COUNT: &str = include_str!("../sql/append_count.sql");
 }
 
 /// Where the binaries are and how big the run is.

@@ -6,7 +6,10 @@
 //! changed customer (row-level for single-row updates, statement-level for the bulk update),
 //! which shows what any trigger feeding this queue costs at least; and "keys": no row per
 //! customer at all, one row per statement holding the changed keys, which shows what a trigger
-//! costs in a design that writes less than a queue row per change. Before each measurement the queue is emptied and the table vacuumed.
+//! costs in a design that writes less than a queue row per change; and "append": one key per
+//! changed customer appended to a table without any index, the cheapest durable record of a
+//! change any trigger can make. Before each measurement the queue is emptied and the table
+//! vacuumed.
 //! The worker is not running: this is the trigger's own cost.
 //!
 //! - 3: single-row updates of a mapped column from 8 pgbench clients (custom script, prepared
@@ -33,15 +36,18 @@ enum Variant {
     /// No queue row per customer: one row per statement with the changed keys
     /// (`sql/keys_statement.sql`).
     Keys,
+    /// One key per changed customer into a table without index (`sql/append_*.sql`).
+    Append,
 }
 
 impl Variant {
-    const ALL: [Variant; 5] = [
+    const ALL: [Variant; 6] = [
         Variant::None,
         Variant::Statement,
         Variant::Row,
         Variant::Floor,
         Variant::Keys,
+        Variant::Append,
     ];
 
     fn name(self) -> &'static str {
@@ -51,12 +57,13 @@ impl Variant {
             Variant::Row => "row",
             Variant::Floor => "floor",
             Variant::Keys => "keys",
+            Variant::Append => "append",
         }
     }
 
     fn shape(self) -> Option<TriggerShape> {
         match self {
-            Variant::None | Variant::Floor | Variant::Keys => None,
+            Variant::None | Variant::Floor | Variant::Keys | Variant::Append => None,
             Variant::Statement => Some(TriggerShape::Statement),
             Variant::Row => Some(TriggerShape::Row),
         }
@@ -97,6 +104,15 @@ async fn install(bench: &Bench, db: &BenchDb, variant: Variant, bulk: bool) -> R
                         .await?
                 }
                 Variant::Keys => client.batch_execute(sql::KEYS_STATEMENT).await?,
+                Variant::Append => {
+                    client
+                        .batch_execute(if bulk {
+                            sql::APPEND_STATEMENT
+                        } else {
+                            sql::APPEND_ROW
+                        })
+                        .await?
+                }
                 _ => {}
             }
         }
@@ -127,14 +143,14 @@ async fn queued(db: &BenchDb) -> Result<i64> {
         .get(0))
 }
 
-/// Keys the key-list trigger recorded.
-async fn keys(db: &BenchDb) -> Result<i64> {
-    Ok(db
-        .client()
-        .await?
-        .query_one(sql::KEYS_COUNT, &[])
-        .await?
-        .get(0))
+/// What a variant recorded: keys for the key-list and append-only triggers, else queue rows.
+async fn recorded(db: &BenchDb, variant: Variant) -> Result<i64> {
+    let query = match variant {
+        Variant::Keys => sql::KEYS_COUNT,
+        Variant::Append => sql::APPEND_COUNT,
+        _ => return queued(db).await,
+    };
+    Ok(db.client().await?.query_one(query, &[]).await?.get(0))
 }
 
 /// Runs scenarios 3 and 4 and the shape comparison.
@@ -186,10 +202,7 @@ async fn bulk(bench: &Bench, db: &BenchDb, sizes: &Sizes, report: &mut Report) -
             } else {
                 n as i64
             };
-            let got = match variant {
-                Variant::Keys => keys(db).await?,
-                _ => queued(db).await?,
-            };
+            let got = recorded(db, variant).await?;
             ensure!(
                 got == want,
                 "{}: {got} queue rows after the bulk update, expected {want}",
@@ -208,12 +221,13 @@ async fn bulk(bench: &Bench, db: &BenchDb, sizes: &Sizes, report: &mut Report) -
                 .collect::<Vec<_>>(),
         )
     };
-    let (none, statement, row, floor, keys) = (
+    let (none, statement, row, floor, keys, append) = (
         med(Variant::None),
         med(Variant::Statement),
         med(Variant::Row),
         med(Variant::Floor),
         med(Variant::Keys),
+        med(Variant::Append),
     );
     let k = thousands(n);
     report.rows.push(Row::goal(
@@ -246,6 +260,13 @@ async fn bulk(bench: &Bench, db: &BenchDb, sizes: &Sizes, report: &mut Report) -
         format!("{keys:.2} s vs {none:.2} s = {:.2} x", keys / none),
         "a design without per-customer rows",
         Some(keys / none),
+    ));
+    report.rows.push(Row::info(
+        "4",
+        format!("append only: one UPDATE of {k} customers with a trigger appending each changed key to a table without index vs none"),
+        format!("{append:.2} s vs {none:.2} s = {:.2} x", append / none),
+        "the cheapest durable record per customer",
+        Some(append / none),
     ));
     report.note(format!(
         "4 bulk UPDATE, median of {} interleaved rounds; each run: {}",
@@ -298,10 +319,7 @@ async fn clients(
                 .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse::<f64>().ok())
                 .ok_or_else(|| anyhow!("no tps in pgbench's output: {text}"))?;
-            let got = match variant {
-                Variant::Keys => keys(db).await?,
-                _ => queued(db).await?,
-            };
+            let got = recorded(db, variant).await?;
             ensure!(
                 (variant == Variant::None) == (got == 0),
                 "{}: {got} queue rows after pgbench",
@@ -319,12 +337,13 @@ async fn clients(
                 .collect::<Vec<_>>(),
         )
     };
-    let (none, statement, row, floor, keys) = (
+    let (none, statement, row, floor, keys, append) = (
         med(Variant::None),
         med(Variant::Statement),
         med(Variant::Row),
         med(Variant::Floor),
         med(Variant::Keys),
+        med(Variant::Append),
     );
     report.rows.push(Row::goal(
         "3",
@@ -356,6 +375,13 @@ async fn clients(
         format!("{keys:.0} vs {none:.0} tps = {:.1} %", 100.0 * keys / none),
         "a design without per-customer rows",
         Some(keys / none),
+    ));
+    report.rows.push(Row::info(
+        "3",
+        "append only: 8 clients, single-row updates with a row-level trigger appending the key to a table without index vs none",
+        format!("{append:.0} vs {none:.0} tps = {:.1} %", 100.0 * append / none),
+        "the cheapest durable record of a change",
+        Some(append / none),
     ));
     report.note(format!(
         "3 pgbench -n -M prepared -c 8 -j 2 -T {} on {} customers, median of {} interleaved rounds; each run (tps): {}",
