@@ -2,8 +2,11 @@ select coalesce(n.k, o.k),
        case when n.f then 'upsert' else 'remove' end,
        case when n.f then n.e else o.e end,
        case when n.f and o.f and lower(o.e) is distinct from lower(n.e) then o.e end,
-       case when n.f then n.p else o.p end
+       case when n.f then {{new_payload}} else {{old_payload}} end
 from ({{new}}) n
 full join ({{old}}) o on o.k = n.k
-where (n.f and (o.k is null or not o.f or o.e is distinct from n.e or o.p is distinct from n.p))
+-- The payload's input columns are compared, not the payloads: building the payload (jsonb) of
+-- every old and new row cost about half of the trigger's time on a 100k-row UPDATE (benchmark
+-- scenario 4); it is built only for the rows enqueued.
+where (n.f and (o.k is null or not o.f or o.e is distinct from n.e{{changed}}))
    or (o.f and (n.k is null or not n.f))

@@ -46,8 +46,50 @@ pub struct Generated {
     key: String,
     email: String,
     payload: String,
+    /// The payload's input columns (quoted, each once), in the order `v1..vN` of
+    /// [`Generated::payload_of`].
+    inputs: Vec<String>,
+    /// The payload built from `n.v1..vN` (new rows) and `o.v1..vN` (old rows) instead of the
+    /// columns.
+    payload_of_new: String,
+    payload_of_old: String,
+    /// The consent column (quoted), when it is not also a merge field or a tag column.
+    consent_only: Option<String>,
     filter: String,
     key_type: String,
+}
+
+/// The payload (`jsonb`) of one customer: merge fields, tags and consent, each column read
+/// through `col`.
+fn payload_expression(mapping: &Mapping, col: &dyn Fn(&str) -> String) -> String {
+    let merge_fields = if mapping.merge_fields.is_empty() {
+        "'{}'::jsonb".to_string()
+    } else {
+        let pairs: Vec<String> = mapping
+            .merge_fields
+            .iter()
+            .map(|(tag, column)| format!("{}, {}", quote_literal(tag), col(column)))
+            .collect();
+        format!("jsonb_build_object({})", pairs.join(", "))
+    };
+    let tags = if mapping.tags.columns.is_empty() {
+        "'{}'::jsonb".to_string()
+    } else {
+        let pairs: Vec<String> = mapping
+            .tags
+            .columns
+            .iter()
+            .map(|column| format!("{}, {}", quote_literal(column), col(column)))
+            .collect();
+        format!("jsonb_build_object({})", pairs.join(", "))
+    };
+    let consent = match &mapping.source.consent {
+        Some(column) => format!("coalesce({}, false)", col(column)),
+        None => "true".to_string(),
+    };
+    format!(
+        "jsonb_build_object('merge_fields', {merge_fields}, 'tags', {tags}, 'consent', {consent})"
+    )
 }
 
 impl Generated {
@@ -84,35 +126,35 @@ impl Generated {
                 )));
             }
         }
-        let col = |name: &str| format!("t.{}", quote_ident(name));
-        let merge_fields = if mapping.merge_fields.is_empty() {
-            "'{}'::jsonb".to_string()
-        } else {
-            let pairs: Vec<String> = mapping
-                .merge_fields
-                .iter()
-                .map(|(tag, column)| format!("{}, {}", quote_literal(tag), col(column)))
-                .collect();
-            format!("jsonb_build_object({})", pairs.join(", "))
+        // The payload's input columns, each once, in mapping order.
+        let mut inputs: Vec<String> = Vec::new();
+        let payload_columns = mapping
+            .merge_fields
+            .values()
+            .chain(mapping.tags.columns.iter())
+            .chain(mapping.source.consent.iter());
+        for column in payload_columns {
+            let quoted = quote_ident(column);
+            if !inputs.contains(&quoted) {
+                inputs.push(quoted);
+            }
+        }
+        let consent_only = mapping
+            .source
+            .consent
+            .as_ref()
+            .filter(|c| {
+                !mapping.merge_fields.values().any(|m| m == *c) && !mapping.tags.columns.contains(c)
+            })
+            .map(|c| quote_ident(c));
+        let payload = payload_expression(mapping, &|name| format!("t.{}", quote_ident(name)));
+        let input_of = |alias: &str, name: &str| {
+            let quoted = quote_ident(name);
+            let i = inputs.iter().position(|c| *c == quoted).unwrap_or(0);
+            format!("{alias}.v{}", i + 1)
         };
-        let tags = if mapping.tags.columns.is_empty() {
-            "'{}'::jsonb".to_string()
-        } else {
-            let pairs: Vec<String> = mapping
-                .tags
-                .columns
-                .iter()
-                .map(|column| format!("{}, {}", quote_literal(column), col(column)))
-                .collect();
-            format!("jsonb_build_object({})", pairs.join(", "))
-        };
-        let consent = match &mapping.source.consent {
-            Some(column) => format!("coalesce({}, false)", col(column)),
-            None => "true".to_string(),
-        };
-        let payload = format!(
-            "jsonb_build_object('merge_fields', {merge_fields}, 'tags', {tags}, 'consent', {consent})"
-        );
+        let payload_of_new = payload_expression(mapping, &|name| input_of("n", name));
+        let payload_of_old = payload_expression(mapping, &|name| input_of("o", name));
         Ok(Generated {
             key: quote_ident(&mapping.source.key),
             email: quote_ident(&mapping.source.email),
@@ -123,6 +165,10 @@ impl Generated {
                 .clone()
                 .unwrap_or_else(|| "true".into()),
             payload,
+            inputs,
+            payload_of_new,
+            payload_of_old,
+            consent_only,
             table,
         })
     }
@@ -156,12 +202,64 @@ impl Generated {
         ))
     }
 
+    /// The rows of an UPDATE's transition table as [`Generated::update_changes`] compares them:
+    /// key, address, filter, and the payload's input columns `v1..vN` (the payload itself is
+    /// built later, for enqueued rows only).
+    fn update_projection(&self, rows: &str) -> String {
+        let inputs: String = self
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, column)| format!(",\n       t.{column} as v{}", i + 1))
+            .collect();
+        templates::fill(
+            templates::UPDATE_PROJECTION,
+            &[
+                ("key", &format!("t.{}", self.key)),
+                ("email", &format!("t.{}", self.email)),
+                ("filter", &self.filter),
+                ("rows", rows),
+                ("inputs", &inputs),
+            ],
+        )
+    }
+
     fn update_changes(&self, new_rows: &str, old_rows: &str) -> String {
+        // An input changed: compared as text, which every type has (some, like json, have no
+        // equality operator). Text that differs where the payload would not (`1.0` and `1.00`)
+        // enqueues a change that sends the same values; no change is missed. The consent column
+        // enters the payload as coalesce(consent, false), and is compared that way.
+        let compared = |alias: &str| -> String {
+            self.inputs
+                .iter()
+                .enumerate()
+                .map(|(i, column)| {
+                    if Some(column) == self.consent_only.as_ref() {
+                        format!("coalesce({alias}.v{}, false)", i + 1)
+                    } else {
+                        format!("{alias}.v{}::text", i + 1)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let changed = if self.inputs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\n                or ({}) is distinct from ({})",
+                compared("o"),
+                compared("n")
+            )
+        };
         self.enqueue(&templates::fill(
             templates::CHANGES_UPDATE,
             &[
-                ("new", &self.projection(new_rows)),
-                ("old", &self.projection(old_rows)),
+                ("new_payload", &self.payload_of_new),
+                ("old_payload", &self.payload_of_old),
+                ("new", &self.update_projection(new_rows)),
+                ("old", &self.update_projection(old_rows)),
+                ("changed", &changed),
             ],
         ))
     }
