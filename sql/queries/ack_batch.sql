@@ -1,13 +1,7 @@
 -- Acknowledge rows Mailchimp confirmed, fenced by the claim's lease token. A row whose version is
 -- unchanged since the claim is deleted; a row that changed meanwhile stays queued, released for the
 -- next claim. In both cases the record of what Mailchimp now holds is updated.
--- One statement, no row locks taken beforehand. A change a trigger commits while this statement
--- runs is handled by READ COMMITTED's re-check of the latest row version (EvalPlanQual): the delete
--- re-checks the version on it and leaves the row; the release then finds the row (it matches on
--- the lease token alone, which a trigger never changes) and re-checks that on the latest version
--- too. So every row still leased to this claim is either deleted or released. (The release must not
--- compare versions: in the statement's snapshot the version is still the one sent, and the changed
--- row would match neither step and stay leased until the lease ran out.)
+-- One statement: a change committed meanwhile is released, not lost (see Queue::ack).
 -- $1 lease token, $2 ids, $3 versions claimed, $4 customer keys, $5 emails sent, $6 consent sent,
 -- $7 tags sent (json arrays), $8 removed (true = the member was removed from the audience)
 with acked as (

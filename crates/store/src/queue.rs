@@ -300,9 +300,16 @@ impl Queue {
         let removed: Vec<bool> = acks.iter().map(|a| a.removed).collect();
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(queries::ACK_BATCH).await?;
-        // One statement: see ack_batch.sql for why a change committed meanwhile is released,
-        // not lost. (It used to lock the rows first in a statement of its own: a row lock and
-        // a round trip per batch more, for a race the release's own re-check now covers.)
+        // One statement, no row locks taken beforehand. A change a trigger commits while it
+        // runs is handled by READ COMMITTED's re-check of the latest row version
+        // (EvalPlanQual): the delete re-checks the version on it and leaves the row; the
+        // release then finds the row (it matches on the lease token alone, which a trigger
+        // never changes) and re-checks that on the latest version too. So every row still
+        // leased to this claim is either deleted or released. The release must not compare
+        // versions: in the statement's snapshot the version is still the one sent, and the
+        // changed row would match neither step and stay leased until the lease ran out. (The
+        // rows used to be locked first in a statement of their own: a row lock and a round
+        // trip per batch more. Test: an_acknowledgement_racing_committed_changes_...)
         let row = client
             .query_one(
                 &statement,
