@@ -1,5 +1,4 @@
 select ({{key}})::text as k,
        {{email}} as e,
-       {{payload}} as p,
-       (coalesce(({{filter}}), false) and nullif(btrim({{email}}), '') is not null) as f
+       (coalesce(({{filter}}), false) and nullif(btrim({{email}}), '') is not null) as f{{columns}}
 from {{rows}} t

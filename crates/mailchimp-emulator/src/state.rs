@@ -36,7 +36,17 @@ pub(crate) enum Reply {
 }
 
 fn json_reply<T: Serialize + ?Sized>(v: &T) -> Reply {
-    Reply::Json(200, serde_json::to_vec(v).unwrap_or_default())
+    json_reply_sized(v, 128)
+}
+
+/// [`json_reply`] into a buffer of `capacity` bytes to start with, for an answer whose size is
+/// known roughly, so writing it does not grow and copy the buffer again and again.
+fn json_reply_sized<T: Serialize + ?Sized>(v: &T, capacity: usize) -> Reply {
+    let mut body = Vec::with_capacity(capacity);
+    if serde_json::to_writer(&mut body, v).is_err() {
+        body.clear();
+    }
+    Reply::Json(200, body)
 }
 
 /// Per-request facts the operations need.
@@ -572,14 +582,9 @@ impl BatchApplied {
             errors: &self.errors,
             _links: [],
         };
-        // Sized for the usual answer (a member is about 1 KiB of JSON), so writing it does not
-        // grow and copy the buffer a dozen times.
+        // A member is about 1 KiB of JSON.
         let members = self.new_members.len() + self.updated_members.len();
-        let mut body = Vec::with_capacity(1024 * (members + 1));
-        match serde_json::to_writer(&mut body, &answer) {
-            Ok(()) => Reply::Json(200, body),
-            Err(_) => json_reply(&answer),
-        }
+        json_reply_sized(&answer, 1024 * (members + 1))
     }
 }
 

@@ -186,12 +186,10 @@ impl Client {
         list_id: &str,
         members: &[BatchMember],
     ) -> Result<BatchResult> {
-        if members.is_empty() {
-            // Still validated: an empty slice with a bad list id is refused the same way.
-            self.prepare_batch_upsert(list_id, members)?;
+        let prepared = self.prepare_batch_upsert(list_id, members)?;
+        if prepared.is_empty() {
             return Ok(BatchResult::default());
         }
-        let prepared = self.prepare_batch_upsert(list_id, members)?;
         self.send_batch(prepared).await?.decode()
     }
 
@@ -582,12 +580,7 @@ pub struct PreparedBatch {
 }
 
 impl PreparedBatch {
-    /// How many members it carries.
-    pub fn len(&self) -> usize {
-        self.members
-    }
-
-    /// Whether it carries no member.
+    /// Whether it carries no member (nothing to send).
     pub fn is_empty(&self) -> bool {
         self.members == 0
     }

@@ -46,8 +46,8 @@ pub struct Generated {
     key: String,
     email: String,
     payload: String,
-    /// The payload's input columns (quoted, each once), in the order `v1..vN` of
-    /// [`Generated::payload_of`].
+    /// The payload's input columns (quoted, each once), projected as `v1..vN` by
+    /// [`Generated::update_projection`].
     inputs: Vec<String>,
     /// The payload built from `n.v1..vN` (new rows) and `o.v1..vN` (old rows) instead of the
     /// columns.
@@ -178,17 +178,23 @@ impl Generated {
         &self.table
     }
 
-    fn projection(&self, rows: &str) -> String {
+    /// Key `k`, address `e`, whether the row belongs in the audience `f`, then `columns`.
+    fn project(&self, rows: &str, columns: &str) -> String {
         templates::fill(
             templates::PROJECTION,
             &[
                 ("key", &format!("t.{}", self.key)),
                 ("email", &format!("t.{}", self.email)),
-                ("payload", &self.payload),
                 ("filter", &self.filter),
                 ("rows", rows),
+                ("columns", columns),
             ],
         )
+    }
+
+    /// [`Generated::project`] with the payload `p`.
+    fn projection(&self, rows: &str) -> String {
+        self.project(rows, &format!(",\n       {} as p", self.payload))
     }
 
     fn enqueue(&self, changes: &str) -> String {
@@ -212,16 +218,7 @@ impl Generated {
             .enumerate()
             .map(|(i, column)| format!(",\n       t.{column} as v{}", i + 1))
             .collect();
-        templates::fill(
-            templates::UPDATE_PROJECTION,
-            &[
-                ("key", &format!("t.{}", self.key)),
-                ("email", &format!("t.{}", self.email)),
-                ("filter", &self.filter),
-                ("rows", rows),
-                ("inputs", &inputs),
-            ],
-        )
+        self.project(rows, &inputs)
     }
 
     fn update_changes(&self, new_rows: &str, old_rows: &str) -> String {

@@ -101,7 +101,6 @@ pub mod templates {
         ROW_TRIGGER => "row_trigger.sql",
         STATEMENT_FUNCTION => "statement_function.sql",
         STATEMENT_TRIGGER => "statement_trigger.sql",
-        UPDATE_PROJECTION => "update_projection.sql",
         WORKER_ROLE => "worker_role.sql",
     );
 
