@@ -4,10 +4,7 @@
 -- $1 the addresses (lower-cased), $2 the consent Mailchimp now holds (true: subscribed, false:
 -- unsubscribed or cleaned, null: the event says nothing about it)
 with chunk as (
-    select * from {{table}} c
-    where lower(btrim(c.{{email}})) = any($1::text[])
-       or (c.{{key}})::text in (select s.customer_key from chimpsync.synced_contacts s
-                                where lower(s.email) = any($1::text[]))
+    {{customers_at}}
 ),
 projected as (
     {{projection}}

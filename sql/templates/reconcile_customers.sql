@@ -2,10 +2,7 @@
 -- table's address or by the address chimpsync synced them under, with what chimpsync synced and
 -- whether a change of theirs is queued. $1 the members' addresses, lower-cased
 with chunk as (
-    select * from {{table}} c
-    where lower(btrim(c.{{email}})) = any($1::text[])
-       or (c.{{key}})::text in (select s.customer_key from chimpsync.synced_contacts s
-                                where lower(s.email) = any($1::text[]))
+    {{customers_at}}
 ),
 projected as (
     {{projection}}

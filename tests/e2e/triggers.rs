@@ -474,9 +474,7 @@ async fn every_named_query_prepares_against_the_migrated_schema() -> Result<()> 
             .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     }
     let mapping = Mapping::parse(MAPPING)?;
-    let columns =
-        store::schema::table_columns(&c, &mapping.table().map_err(anyhow::Error::msg)?).await?;
-    let generated = store::schema::Generated::new(&mapping, &columns)?;
+    let generated = store::Generated::for_mapping(&c, &mapping).await?;
     c.prepare(&generated.backfill_chunk()).await?;
     c.prepare(&generated.count_rows()).await?;
     for (name, sql) in [
@@ -498,9 +496,8 @@ async fn print_sql_output_applies_cleanly_to_a_fresh_database() -> Result<()> {
     let c = db.client().await?;
     c.batch_execute(CUSTOMERS).await?;
     let mapping = Mapping::parse(MAPPING)?;
-    let columns =
-        store::schema::table_columns(&c, &mapping.table().map_err(anyhow::Error::msg)?).await?;
-    let sql = store::setup_sql(&mapping, &columns, TriggerShape::Statement)?;
+    let generated = store::Generated::for_mapping(&c, &mapping).await?;
+    let sql = store::setup_sql(&generated, TriggerShape::Statement);
     c.batch_execute(&sql).await?;
     c.batch_execute(INSERT_ANA).await?;
     assert_eq!(queue(&c).await?.len(), 1);

@@ -353,9 +353,8 @@ async fn setup(env: &Env, print_sql: bool, shape: TriggerShape) -> Result<()> {
     let mapping = env.mapping()?;
     let mut client = connect(env).await?;
     if print_sql {
-        let table = mapping.table().map_err(|e| anyhow!("source.table: {e}"))?;
-        let columns = store::schema::table_columns(&client, &table).await?;
-        print!("{}", store::setup_sql(&mapping, &columns, shape)?);
+        let generated = store::Generated::for_mapping(&client, &mapping).await?;
+        print!("{}", store::setup_sql(&generated, shape));
         return Ok(());
     }
     let report = store::setup(&mut client, &mapping, shape).await?;
@@ -488,15 +487,9 @@ async fn check(env: &Env) -> Result<ExitCode> {
         Ok(client) => {
             ok("database reachable");
             if let Some(mapping) = &mapping {
-                match mapping.table() {
-                    Ok(table) => match store::schema::table_columns(&client, &table).await {
-                        Ok(columns) => match store::schema::Generated::new(mapping, &columns) {
-                            Ok(_) => ok(&format!("table {table} has every mapped column")),
-                            Err(e) => problems.push(e.to_string()),
-                        },
-                        Err(e) => problems.push(e.to_string()),
-                    },
-                    Err(e) => problems.push(format!("source.table: {e}")),
+                match store::Generated::for_mapping(&client, mapping).await {
+                    Ok(g) => ok(&format!("table {} has every mapped column", g.table())),
+                    Err(e) => problems.push(e.to_string()),
                 }
                 let installed: bool = client
                     .query_one(store::sql::queries::SCHEMA_EXISTS, &[])

@@ -46,7 +46,7 @@ pub(crate) async fn merge_fields(env: &Env) -> Result<()> {
     let client = env.client(&Tuning::default().timeouts()?)?;
     let db = crate::connect(env).await?;
     let table = mapping.table().map_err(|e| anyhow!("source.table: {e}"))?;
-    let columns = store::schema::table_columns(&db, &table).await?;
+    let columns = store::generated::table_columns(&db, &table).await?;
     let existing = client
         .merge_fields(&audience)
         .await

@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio_postgres::types::Type;
 use tracing::{debug, instrument, warn};
 
+use crate::generated::Generated;
 use crate::mapping::{Inbound as Statements, Mapping};
-use crate::schema::{table_columns, Generated};
 use crate::sql::queries;
 use crate::{Error, Pool, Result};
 
@@ -186,11 +186,7 @@ impl Inbound {
     /// webhook).
     pub async fn new(pool: Pool, mapping: &Mapping) -> Result<Inbound> {
         let client = pool.get().await?;
-        let table = mapping
-            .table()
-            .map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
-        let columns = table_columns(&**client, &table).await?;
-        let generated = Generated::new(mapping, &columns)?;
+        let generated = Generated::for_mapping(&**client, mapping).await?;
         let statements = mapping.inbound.clone();
         for (kind, sql) in statement_list(&statements) {
             client

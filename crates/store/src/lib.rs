@@ -1,35 +1,38 @@
-//! chimpsync's Postgres side: the `chimpsync` schema and its migrations, the change triggers
-//! generated from the mapping file, and the queue operations the worker uses.
+//! chimpsync's Postgres side: the `chimpsync` schema and its migrations ([`setup`]), the SQL
+//! generated from the mapping file ([`generated`]), and the queue operations the worker uses.
 //!
 //! This is the only crate that talks to Postgres, and all the SQL it runs comes from `sql/`
 //! through [`sql`]. It knows nothing about Mailchimp.
 
 pub mod admin;
+pub mod backfill;
+pub mod generated;
 pub mod inbound;
 pub mod mapping;
+mod migrations;
 pub mod queue;
 pub mod reconcile;
-pub mod schema;
+mod setup;
 pub mod slots;
 pub mod sql;
-pub mod tls;
+mod tls;
 
 use std::time::Duration;
 
 pub use deadpool_postgres::Pool;
+pub use generated::{Generated, TriggerShape};
 pub use mapping::Mapping;
 pub use queue::{
     Ack, Claim, ClaimedRow, MaybeApplied, Operation, Payload, Queue, Retry, Summary, Synced,
 };
-pub use schema::{setup, setup_sql, SetupReport, TriggerShape};
+pub use setup::{setup, setup_sql, SetupReport};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A query failed or the connection broke. Shown with Postgres's own message and SQLSTATE
-    /// (tokio-postgres's `Display` alone says only "db error", which is all a log line showed).
-    /// The cause is folded into the text rather than kept as a `source`, so a one-line error
-    /// does not repeat it.
+    /// (tokio-postgres's `Display` alone says only "db error"). The cause is folded into the
+    /// text rather than kept as a `source`, so a one-line error does not repeat it.
     #[error("database: {}", describe(.0))]
     Database(tokio_postgres::Error),
     /// No connection could be had from the pool.
@@ -108,13 +111,9 @@ impl From<deadpool_postgres::PoolError> for Error {
 /// Result with the store's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Parses a `DATABASE_URL`, never echoing its password in errors. The TLS keys (`sslmode`,
-/// `sslrootcert`) are understood as libpq does; see [`tls`].
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
-    Ok(tls::ConnectOptions::parse(url)?.config)
-}
-
-/// Opens one connection (for setup and one-off commands), with TLS when `sslmode` asks for it.
+/// Opens one connection (for setup and one-off commands). `url` is a libpq connection string
+/// (URL or key-value form); TLS follows its `sslmode` and `sslrootcert` as libpq does. Errors
+/// never echo the password.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     let options = tls::ConnectOptions::parse(url)?;
     let client = match options.connector()? {
@@ -145,11 +144,11 @@ where
 }
 
 /// How long a pooled connection waits for a row lock before its statement fails (and is retried).
-pub const LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+const LOCK_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// The planner's `random_page_cost` on pooled connections (see [`pool`]): the usual value for
 /// data that is cached or on SSD.
-pub const RANDOM_PAGE_COST: f64 = 1.1;
+const RANDOM_PAGE_COST: f64 = 1.1;
 
 /// A connection pool of `size` connections; each statement is bounded by `statement_timeout`.
 /// TLS as for [`connect`].
@@ -163,10 +162,9 @@ pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool>
     // lock timeout far below deadlock_timeout (1 s), the worker's statement gives up first and
     // is retried.
     // random_page_cost: the queue and synced_contacts are small and hot, so an index probe costs
-    // about what a sequential page read does. At the default (4), every claim of an initial
-    // sync joined its 500 rows to synced_contacts by hashing a sequential scan of the whole table
-    // (seen with 57k rows in it); with index probes a 100k drain took about a quarter less time
-    // (benchmark scenario 1, BENCHMARKS.md).
+    // about what a sequential page read does. At the default (4), a claim during an initial sync
+    // joins its rows to synced_contacts by hashing a sequential scan of the whole table; with
+    // index probes a 100k drain takes about a quarter less time (scenario 1 in BENCHMARKS.md).
     config.options(format!(
         "-c statement_timeout={} -c lock_timeout={} -c random_page_cost={}",
         statement_timeout.as_millis(),
@@ -193,74 +191,4 @@ pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool>
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| Error::Pool(e.to_string()))
-}
-
-/// Backfill support: enqueue every row that should be in the audience, chunk by chunk.
-pub mod backfill {
-    use crate::schema::{table_columns, Generated};
-    use crate::{Error, Mapping, Result};
-
-    /// One chunk's result.
-    #[derive(Debug, Clone, Default, PartialEq, Eq)]
-    pub struct Chunk {
-        /// Source rows read.
-        pub scanned: u64,
-        /// Rows enqueued (customers already pending keep their queued change).
-        pub enqueued: u64,
-        /// The last key read, where the next chunk starts; `None` when the table is exhausted.
-        pub last_key: Option<String>,
-    }
-
-    /// A prepared backfill over the mapped table.
-    pub struct Backfill {
-        sql: String,
-        count_sql: String,
-    }
-
-    impl Backfill {
-        /// Builds the statements for `mapping`, checking it against the table.
-        pub async fn new(
-            client: &impl tokio_postgres::GenericClient,
-            mapping: &Mapping,
-        ) -> Result<Backfill> {
-            let table = mapping
-                .table()
-                .map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
-            let columns = table_columns(client, &table).await?;
-            let generated = Generated::new(mapping, &columns)?;
-            Ok(Backfill {
-                sql: generated.backfill_chunk(),
-                count_sql: generated.count_rows(),
-            })
-        }
-
-        /// How many rows the table has (for progress).
-        pub async fn total(&self, client: &impl tokio_postgres::GenericClient) -> Result<u64> {
-            Ok(client
-                .query_one(&self.count_sql, &[])
-                .await?
-                .get::<_, i64>(0) as u64)
-        }
-
-        /// Enqueues the next `size` rows after `after`. Each chunk is its own short transaction,
-        /// so the source table is never locked for long.
-        pub async fn chunk(
-            &self,
-            client: &impl tokio_postgres::GenericClient,
-            after: Option<&str>,
-            size: i64,
-        ) -> Result<Chunk> {
-            let row = client.query_one(&self.sql, &[&after, &size]).await?;
-            let scanned = row.get::<_, i64>("scanned") as u64;
-            Ok(Chunk {
-                scanned,
-                enqueued: row.get::<_, i64>("enqueued") as u64,
-                last_key: if scanned == 0 {
-                    None
-                } else {
-                    row.get("last_key")
-                },
-            })
-        }
-    }
 }

@@ -142,6 +142,23 @@ pub struct TableName {
 }
 
 impl TableName {
+    /// Reads `table` or `schema.table` (schema `public` when none is named); a part may be
+    /// double-quoted, as [`TableName::quoted`] writes it.
+    pub fn parse(text: &str) -> Result<TableName, String> {
+        let parts = split_qualified(text)?;
+        match parts.as_slice() {
+            [name] => Ok(TableName {
+                schema: "public".into(),
+                name: name.clone(),
+            }),
+            [schema, name] => Ok(TableName {
+                schema: schema.clone(),
+                name: name.clone(),
+            }),
+            _ => Err(format!("{text:?} is not `table` or `schema.table`")),
+        }
+    }
+
     /// The name as SQL, each part quoted.
     pub fn quoted(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
@@ -241,21 +258,7 @@ impl Mapping {
 
     /// The source table, split into schema and name.
     pub fn table(&self) -> Result<TableName, String> {
-        let parts = split_qualified(&self.source.table)?;
-        match parts.as_slice() {
-            [name] => Ok(TableName {
-                schema: "public".into(),
-                name: name.clone(),
-            }),
-            [schema, name] => Ok(TableName {
-                schema: schema.clone(),
-                name: name.clone(),
-            }),
-            _ => Err(format!(
-                "{:?} is not `table` or `schema.table`",
-                self.source.table
-            )),
-        }
+        TableName::parse(&self.source.table)
     }
 
     /// Every column the mapping reads, with the key that names it (for error messages).

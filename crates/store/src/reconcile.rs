@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tracing::instrument;
 
+use crate::generated::Generated;
 use crate::mapping::Mapping;
 use crate::queue::{Payload, Synced};
-use crate::schema::{table_columns, Generated};
 use crate::sql::queries;
-use crate::{Error, Pool, Result};
+use crate::{Pool, Result};
 
 /// A customer as reconcile compares it.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,11 +118,7 @@ impl Reconcile {
     /// Builds the statements for `mapping`, checking it against the table.
     pub async fn new(pool: Pool, mapping: &Mapping) -> Result<Reconcile> {
         let client = pool.get().await?;
-        let table = mapping
-            .table()
-            .map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
-        let columns = table_columns(&**client, &table).await?;
-        let generated = Generated::new(mapping, &columns)?;
+        let generated = Generated::for_mapping(&**client, mapping).await?;
         drop(client);
         Ok(Reconcile {
             pool,

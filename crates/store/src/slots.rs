@@ -11,7 +11,7 @@ use crate::sql::queries;
 use crate::{Pool, Result};
 
 /// The advisory-lock key (first half) under which the slots live: "chmp".
-pub const SLOT_LOCK_KEY: i32 = 0x6368_6d70;
+const SLOT_LOCK_KEY: i32 = 0x6368_6d70;
 
 struct Held {
     connection: Option<deadpool_postgres::Object>,

@@ -148,21 +148,19 @@ impl ConnectOptions {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Tls(e.to_string()))?;
-        let config = match mode {
-            SslMode::Require => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider }))
-                .with_no_client_auth(),
-            SslMode::VerifyCa => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly {
-                    roots: Arc::new(self.roots()?),
-                    provider,
-                }))
-                .with_no_client_auth(),
-            _ => builder
+        let config = if mode == SslMode::VerifyFull {
+            builder
                 .with_root_certificates(self.roots()?)
-                .with_no_client_auth(),
+                .with_no_client_auth()
+        } else {
+            let roots = match mode {
+                SslMode::VerifyCa => Some(Arc::new(self.roots()?)),
+                _ => None,
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(WithoutHostName { roots, provider }))
+                .with_no_client_auth()
         };
         Ok(Connector::Rustls(MakeRustlsConnect::new(config)))
     }
@@ -270,69 +268,18 @@ fn decode(s: &str) -> Result<String> {
         .map_err(|_| Error::Url("a parameter is not valid percent-encoded UTF-8".into()))
 }
 
-/// `sslmode=require`: encryption without authentication of the server, as libpq does it. The
-/// handshake signatures are still checked (the server must hold the key of the certificate it
-/// shows); who the certificate belongs to is not.
+/// The certificate checks of `sslmode=require` and `verify-ca`, which rustls's own verifier
+/// cannot do since it always checks the host name. The handshake signatures are checked in
+/// both (the server must hold the key of the certificate it shows).
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+struct WithoutHostName {
+    /// `verify-ca`: the chain must end at one of these roots. `None` for `require`: encryption
+    /// without authentication of the server, as libpq does it.
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `sslmode=verify-ca`: the chain must end at a trusted root; the host name is not checked.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutHostName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -341,14 +288,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

@@ -90,7 +90,7 @@ async fn install(bench: &Bench, db: &BenchDb, variant: Variant, bulk: bool) -> R
         None => {
             let mapping = store::Mapping::parse(MAPPING)?;
             let table = mapping.table().map_err(|e| anyhow!(e))?;
-            for statement in store::schema::Generated::drop_triggers(&table) {
+            for statement in store::Generated::drop_triggers(&table) {
                 client.batch_execute(&statement).await?;
             }
             match variant {

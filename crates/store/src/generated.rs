@@ -1,16 +1,13 @@
-//! `chimpsync setup`: the schema migrations and the change triggers generated from the mapping.
-//!
-//! Everything runs in one transaction under an advisory lock, so two replicas running setup at
-//! once serialise, and a setup that fails (bad mapping, missing column) changes nothing.
-
-use tracing::{info, instrument};
+//! The SQL generated from the mapping: the change triggers and their functions, and the
+//! statements of backfill, reconcile and the inbound side that read the mapped table. Every
+//! identifier from the mapping is quoted before it enters a template.
 
 use crate::mapping::{quote_ident, quote_literal, Mapping, TableName};
-use crate::sql::{queries, templates, MIGRATIONS};
+use crate::sql::{queries, templates};
 use crate::{Error, Result};
 
-/// How the change triggers are shaped. Both enqueue exactly the same rows; the benchmark in
-/// `BENCHMARKS.md` measured which is cheaper for the customer's writes.
+/// How the change triggers are shaped. Both enqueue exactly the same rows; `BENCHMARKS.md`
+/// compares their cost to the customer's writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TriggerShape {
     /// Three statement-level triggers with transition tables (one insert per statement).
@@ -92,13 +89,28 @@ fn payload_expression(mapping: &Mapping, col: &dyn Fn(&str) -> String) -> String
     )
 }
 
+/// The mapping's source table; the error names the mapping key.
+fn source_table(mapping: &Mapping) -> Result<TableName> {
+    mapping
+        .table()
+        .map_err(|e| Error::Mapping(format!("source.table: {e}")))
+}
+
 impl Generated {
-    /// Builds the SQL fragments for `mapping` against the table's `columns` (from the catalog),
-    /// refusing any column that does not exist, naming the mapping key.
-    pub fn new(mapping: &Mapping, columns: &[Column]) -> Result<Generated> {
-        let table = mapping
-            .table()
-            .map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
+    /// Reads the mapped table's columns from the catalog and builds the SQL for `mapping`,
+    /// refusing a missing table or column, or a consent column that is not boolean (the error
+    /// names the mapping key).
+    pub async fn for_mapping(
+        client: &impl tokio_postgres::GenericClient,
+        mapping: &Mapping,
+    ) -> Result<Generated> {
+        let table = source_table(mapping)?;
+        let columns = table_columns(client, &table).await?;
+        Generated::new(mapping, table, &columns)
+    }
+
+    /// Builds the SQL for `mapping` against the `columns` of its `table`.
+    fn new(mapping: &Mapping, table: TableName, columns: &[Column]) -> Result<Generated> {
         if columns.is_empty() {
             return Err(Error::Mapping(format!(
                 "source.table: table {table} does not exist (names are matched exactly, case included)"
@@ -377,14 +389,32 @@ impl Generated {
         templates::fill(template, &all)
     }
 
+    /// The chunk of the customers at the addresses `$1`.
+    fn customers_at(&self) -> String {
+        templates::fill(
+            templates::CUSTOMERS_AT,
+            &[
+                ("table", &self.table.quoted()),
+                ("key", &self.key),
+                ("email", &self.email),
+            ],
+        )
+    }
+
     /// After an inbound event: `$1` addresses (lower-cased), `$2` the consent Mailchimp holds.
     pub fn inbound_applied(&self) -> String {
-        self.fill_chunk(templates::INBOUND_APPLIED, &[])
+        self.fill_chunk(
+            templates::INBOUND_APPLIED,
+            &[("customers_at", &self.customers_at())],
+        )
     }
 
     /// The customers of a page of members: `$1` addresses (lower-cased).
     pub fn reconcile_customers(&self) -> String {
-        self.fill_chunk(templates::RECONCILE_CUSTOMERS, &[])
+        self.fill_chunk(
+            templates::RECONCILE_CUSTOMERS,
+            &[("customers_at", &self.customers_at())],
+        )
     }
 
     /// Every customer that should be in the audience and has nothing queued.
@@ -394,46 +424,9 @@ impl Generated {
 
     /// Records what Mailchimp holds for customers and queues them again (see the template).
     pub fn reconcile_requeue(&self) -> String {
-        let enqueue = self.enqueue(
-            "select p.k, case when p.f then 'upsert' else 'remove' end, p.e, null::text, p.p from projected p",
-        );
+        let enqueue = self.enqueue(templates::CHANGES_REQUEUE);
         self.fill_chunk(templates::RECONCILE_REQUEUE, &[("enqueue", &enqueue)])
     }
-}
-
-/// What `setup` did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SetupReport {
-    /// Migrations applied by this run (empty when the schema was current).
-    pub applied_migrations: Vec<i32>,
-    /// The table whose triggers were installed.
-    pub table: String,
-    /// A table whose old triggers were removed because the mapping moved to another table.
-    pub removed_from: Option<String>,
-}
-
-/// The SQL that `setup` would run for a fresh database, for `setup --print-sql`.
-pub fn setup_sql(mapping: &Mapping, columns: &[Column], shape: TriggerShape) -> Result<String> {
-    let generated = Generated::new(mapping, columns)?;
-    let mut out = String::new();
-    out.push_str("begin;\n");
-    out.push_str(&format!("{};\n", queries::MIGRATION_LOCK.trim_end()));
-    out.push_str(queries::BOOTSTRAP);
-    for (version, name, sql) in MIGRATIONS {
-        out.push_str(&format!("\n-- migration {version:04} {name}\n{sql}"));
-        let record = queries::RECORD_MIGRATION
-            .trim_end()
-            .replace("$1", &version.to_string())
-            .replace("$2", &quote_literal(name));
-        out.push_str(&format!("{record};\n"));
-    }
-    out.push_str("\n-- change triggers\n");
-    for statement in generated.install_triggers(shape) {
-        out.push_str(statement.trim_end());
-        out.push_str(";\n\n");
-    }
-    out.push_str("commit;\n");
-    Ok(out)
 }
 
 /// Reads a table's columns from the catalog (empty when the table does not exist).
@@ -451,87 +444,4 @@ pub async fn table_columns(
             sql_type: r.get(1),
         })
         .collect())
-}
-
-/// Creates or upgrades the schema and (re)installs the triggers, in one transaction under an
-/// advisory lock. Idempotent.
-#[instrument(skip_all, fields(table = %mapping.source.table, shape = shape.as_str()))]
-pub async fn setup(
-    client: &mut tokio_postgres::Client,
-    mapping: &Mapping,
-    shape: TriggerShape,
-) -> Result<SetupReport> {
-    let tx = client.transaction().await?;
-    tx.execute(queries::MIGRATION_LOCK, &[]).await?;
-    tx.batch_execute(queries::BOOTSTRAP).await?;
-    let applied: Vec<i32> = tx
-        .query(queries::APPLIED_MIGRATIONS, &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut report = SetupReport::default();
-    for (version, name, sql) in MIGRATIONS {
-        if applied.contains(version) {
-            continue;
-        }
-        tx.batch_execute(sql).await.map_err(|e| Error::Migration {
-            version: *version,
-            source: e,
-        })?;
-        tx.execute(queries::RECORD_MIGRATION, &[version, name])
-            .await?;
-        report.applied_migrations.push(*version);
-    }
-    let table = mapping
-        .table()
-        .map_err(|e| Error::Mapping(format!("source.table: {e}")))?;
-    let columns = table_columns(&tx, &table).await?;
-    let generated = Generated::new(mapping, &columns)?;
-    if let Some(row) = tx.query_opt(queries::INSTALLED_TABLE, &[]).await? {
-        let previous: String = row.get(0);
-        if previous != table.quoted() {
-            // The mapping moved to another table: the old table must stop enqueueing.
-            let old = parse_quoted(&previous);
-            if let Some(old) = old {
-                if !table_columns(&tx, &old).await?.is_empty() {
-                    for statement in Generated::drop_triggers(&old) {
-                        tx.batch_execute(&statement).await?;
-                    }
-                }
-                report.removed_from = Some(old.to_string());
-            }
-        }
-    }
-    for statement in generated.install_triggers(shape) {
-        tx.batch_execute(&statement).await?;
-    }
-    let mapping_json = serde_json::to_value(mapping).map_err(|e| Error::Mapping(e.to_string()))?;
-    tx.execute(
-        queries::RECORD_INSTALLATION,
-        &[&table.quoted(), &shape.as_str(), &mapping_json],
-    )
-    .await?;
-    tx.commit().await?;
-    report.table = table.to_string();
-    info!(migrations = ?report.applied_migrations, "setup complete");
-    Ok(report)
-}
-
-fn parse_quoted(quoted: &str) -> Option<TableName> {
-    // Written by TableName::quoted: "schema"."name" with doubled inner quotes.
-    let m = Mapping {
-        source: crate::mapping::Source {
-            table: quoted.to_string(),
-            key: "k".into(),
-            email: "e".into(),
-            consent: None,
-            filter: None,
-        },
-        audience: Default::default(),
-        merge_fields: Default::default(),
-        tags: Default::default(),
-        inbound: Default::default(),
-    };
-    m.table().ok()
 }
