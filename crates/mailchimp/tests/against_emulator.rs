@@ -1,5 +1,5 @@
 //! The client against the real emulator over HTTP: every row of the behaviour matrix
-//! (docs/mailchimp-api.md §2.5) as the client sees it, and the emulator's faults as errors.
+//! (docs/mailchimp.md, "Behaviour matrix") as the client sees it, and the emulator's faults as errors.
 //!
 //! The matrix tests talk to the emulator through a small recording proxy, and every exchange
 //! (request and response) is then checked against the OpenAPI subset, so the emulator's
