@@ -1,4 +1,4 @@
-//! Mailchimp → database (issue 8): webhooks from the emulator into the receiver and through the
+//! Mailchimp → database: webhooks from the emulator into the receiver and through the
 //! mapping's `[inbound]` statements, `webhook register`, `reconcile` and `setup --mailchimp`.
 
 use std::io::BufRead;

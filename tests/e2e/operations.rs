@@ -1,4 +1,4 @@
-//! Running chimpsync in production (issue 5), through the real binary where an operator would:
+//! Running chimpsync in production, through the real binary where an operator would:
 //! the HTTP endpoints of `chimpsync run` and the metrics they serve (parsed, not grepped), the
 //! JSON logs, the worker's least-privilege role, `setup --uninstall`, and TLS to Postgres against
 //! a private server with a self-signed certificate.
@@ -1088,7 +1088,7 @@ fn tls_url(pg: &PrivatePostgres, host: &str, query: &str) -> String {
     format!("postgres://postgres@{host}:{}/postgres?{query}", pg.port)
 }
 
-/// Whether this session's connection is encrypted (and the server says so).
+/// Whether this connection is encrypted (and the server says so).
 async fn encrypted(client: &tokio_postgres::Client) -> Result<bool> {
     Ok(client
         .query_one(

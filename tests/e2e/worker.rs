@@ -1,5 +1,5 @@
-//! The worker against the real emulator over HTTP and a real Postgres: the twelve points of
-//! queue-design.md, one or more tests each.
+//! The worker against the real emulator over HTTP and a real Postgres: the twelve invariants of
+//! docs/queue.md, one or more tests each.
 
 use std::time::Duration;
 

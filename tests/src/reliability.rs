@@ -1,4 +1,4 @@
-//! Records of the reliability suites (issue 6) and the renderer of `RELIABILITY.md`.
+//! Records of the reliability suites and the renderer of `RELIABILITY.md`.
 //!
 //! Every scenario of `tests/e2e/reliability` writes one JSON record, once its assertions have
 //! passed, to `<target dir>/reliability/<suite>--<scenario>.json` (or `CHIMPSYNC_RELIABILITY_DIR`).
@@ -321,11 +321,11 @@ fn render_load(out: &mut String, rows: &[&Value]) {
     ));
 }
 
-/// The tests outside `tests/e2e/reliability` that already prove parts of issue 6; the
-/// reliability suites do not repeat them. (They run in the same `cargo test`; they record no
+/// The tests outside `tests/e2e/reliability` that prove other parts of "nothing lost or
+/// doubled"; the reliability suites do not repeat them. (They run in the same `cargo test`; they record no
 /// figures.)
 const COVERED_ELSEWHERE: &str = "## Covered by other tests (not repeated here)\n\n\
-| issue 6 item | test |\n\
+| what is proven | test |\n\
 | --- | --- |\n\
 | 503 on every write: rows stay queued with the error, nothing deleted, sent once Mailchimp accepts | `worker::rows_stay_queued_while_mailchimp_refuses_and_go_once_it_accepts` |\n\
 | a row failing transiently `max_attempts` times is parked, not deleted | `worker::a_row_that_keeps_failing_is_parked_after_max_attempts_not_deleted` |\n\

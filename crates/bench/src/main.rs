@@ -1,6 +1,6 @@
-//! `chimpsync-bench`: measures chimpsync against the goals of issue 7 (initial sync, the
-//! Mailchimp ceiling, trigger cost, latency, queue machinery) and issue 2's trigger-shape
-//! comparison, and prints one table.
+//! `chimpsync-bench`: measures chimpsync against its performance goals (initial sync, the
+//! Mailchimp ceiling, trigger cost, latency, queue machinery) and compares the trigger shapes
+//! (statement-level against row-level), and prints one table.
 //!
 //! `cargo run --release -p chimpsync-bench -- all` runs every scenario at full size (and writes
 //! the table into `BENCHMARKS.md`); `-- all --small` runs them at CI size in about a minute.
@@ -34,7 +34,7 @@ struct Cli {
     /// What to run.
     #[arg(value_enum)]
     what: What,
-    /// CI size: every scenario in seconds instead of the issue's sizes.
+    /// CI size: every scenario in seconds instead of the full sizes.
     #[arg(long)]
     small: bool,
     /// Use the binaries next to this one as they are (no `cargo build` first).

@@ -1,5 +1,5 @@
 //! The client against the real emulator over HTTP: every row of the behaviour matrix
-//! (docs/mailchimp-api.md §2.5) as the client sees it, and the emulator's faults as errors.
+//! (docs/mailchimp.md, "Behaviour matrix") as the client sees it, and the emulator's faults as errors.
 //!
 //! The matrix tests talk to the emulator through a small recording proxy, and every exchange
 //! (request and response) is then checked against the OpenAPI subset, so the emulator's
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::contract::Contract;
-use common::{KEY, LIST};
+use common::{ltv_merge_field, new_audience, KEY, LIST};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
@@ -708,14 +708,7 @@ async fn merge_fields_are_listed_created_and_validated() {
     }
     let ltv = w
         .client
-        .create_merge_field(
-            LIST,
-            &NewMergeField {
-                tag: "LTV".into(),
-                name: "Lifetime value".into(),
-                r#type: "number".into(),
-            },
-        )
+        .create_merge_field(LIST, &ltv_merge_field())
         .await
         .unwrap();
     assert_eq!((ltv.tag.as_str(), ltv.r#type.as_str()), ("LTV", "number"));
@@ -786,14 +779,7 @@ async fn an_unknown_hash_is_not_found_for_reads_patch_and_tags() {
 async fn batch_upsert_creates_updates_and_reports_each_refused_member() {
     let w = World::start().await;
     w.client
-        .create_merge_field(
-            LIST,
-            &NewMergeField {
-                tag: "LTV".into(),
-                name: "Lifetime value".into(),
-                r#type: "number".into(),
-            },
-        )
+        .create_merge_field(LIST, &ltv_merge_field())
         .await
         .unwrap();
     w.subscribe(BOB).await; // will be updated
@@ -943,19 +929,7 @@ async fn the_matrix_tests_cover_every_operation_of_the_contract() {
     w.client.get_audience(LIST).await.unwrap();
     let created = w
         .client
-        .create_audience(&mailchimp::NewAudience {
-            name: "Second".into(),
-            company: "Acme".into(),
-            address1: "1 Main St".into(),
-            city: "Atlanta".into(),
-            state: "GA".into(),
-            zip: "30308".into(),
-            country: "US".into(),
-            permission_reminder: "You bought from us.".into(),
-            from_name: "Acme".into(),
-            from_email: "news@acme.io".into(),
-            language: "en".into(),
-        })
+        .create_audience(&new_audience("Second", "news@acme.io"))
         .await
         .unwrap();
     assert_eq!(created.name, "Second");

@@ -5,12 +5,12 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    client_for, client_with_timeout, list_json, member_json, merge_field_json, problem_json, KEY,
-    KEY_SECRET_PART, LIST,
+    client_for, client_with_timeout, list_json, ltv_merge_field, member_json, merge_field_json,
+    new_audience, problem_json, KEY, KEY_SECRET_PART, LIST,
 };
 use mailchimp::{
     subscriber_hash, ApiKey, BatchMember, ClientConfig, Error, ListMembers, MemberUpsert,
-    NewAudience, NewMergeField, ProblemKind, Status, TagChange,
+    ProblemKind, Status, TagChange,
 };
 use serde_json::{json, Map, Value};
 use wiremock::matchers::{
@@ -103,19 +103,7 @@ async fn create_audience_posts_contact_and_campaign_defaults() {
         .mount(&server)
         .await;
     let audience = client_for(&server.uri())
-        .create_audience(&NewAudience {
-            name: "Customers".into(),
-            company: "Acme".into(),
-            address1: "1 Main St".into(),
-            city: "Atlanta".into(),
-            state: "GA".into(),
-            zip: "30308".into(),
-            country: "US".into(),
-            permission_reminder: "You bought from us.".into(),
-            from_name: "Acme".into(),
-            from_email: "news@acme.example".into(),
-            language: "en".into(),
-        })
+        .create_audience(&new_audience("Customers", "news@acme.example"))
         .await
         .unwrap();
     assert_eq!(audience.id, "f00dfeed01");
@@ -489,14 +477,7 @@ async fn create_merge_field_posts_tag_name_and_type() {
         .mount(&server)
         .await;
     let field = client_for(&server.uri())
-        .create_merge_field(
-            LIST,
-            &NewMergeField {
-                tag: "LTV".into(),
-                name: "Lifetime value".into(),
-                r#type: "number".into(),
-            },
-        )
+        .create_merge_field(LIST, &ltv_merge_field())
         .await
         .unwrap();
     assert_eq!(field.merge_id, 7);

@@ -5,10 +5,11 @@
 mod common;
 
 use common::contract::Contract;
-use common::{client_for, list_json, member_json, merge_field_json, problem_json, LIST};
-use mailchimp::{
-    BatchMember, ListMembers, MemberUpsert, NewAudience, NewMergeField, Status, TagChange,
+use common::{
+    client_for, list_json, ltv_merge_field, member_json, merge_field_json, new_audience,
+    problem_json, LIST,
 };
+use mailchimp::{BatchMember, ListMembers, MemberUpsert, Status, TagChange};
 use serde_json::{json, Map, Value};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -114,19 +115,7 @@ async fn exercise_every_call(server: &MockServer) {
     client.ping().await.unwrap();
     client.get_audience(LIST).await.unwrap();
     client
-        .create_audience(&NewAudience {
-            name: "Customers".into(),
-            company: "Acme".into(),
-            address1: "1 Main St".into(),
-            city: "Atlanta".into(),
-            state: "GA".into(),
-            zip: "30308".into(),
-            country: "US".into(),
-            permission_reminder: "You bought from us.".into(),
-            from_name: "Acme".into(),
-            from_email: "news@acme.example".into(),
-            language: "en".into(),
-        })
+        .create_audience(&new_audience("Customers", "news@acme.example"))
         .await
         .unwrap();
 
@@ -244,14 +233,7 @@ async fn exercise_every_call(server: &MockServer) {
     }
     client.merge_fields(LIST).await.unwrap();
     client
-        .create_merge_field(
-            LIST,
-            &NewMergeField {
-                tag: "LTV".into(),
-                name: "Lifetime value".into(),
-                r#type: "number".into(),
-            },
-        )
+        .create_merge_field(LIST, &ltv_merge_field())
         .await
         .unwrap();
 }

@@ -582,10 +582,9 @@ async fn slots_held_in_another_database_do_not_count_against_this_one() -> Resul
          2 slots",
     )
     .asserted(
-        "the second sees 0 slots in use and takes one (advisory locks belong to a database; the \
-         count used to read every database's locks, so the gauge over-reported and \
-         worker::a_replica_that_dies_gives_its_slots_back failed while any other database held \
-         slots)",
+        "the second sees 0 slots in use and takes one (advisory locks belong to a database, so the \
+         count reads only this database's locks; counting every database's would over-report \
+         the gauge and hold a replica back while another database holds slots)",
     );
     let a = Fixture::new().await?;
     let b = Fixture::new().await?;

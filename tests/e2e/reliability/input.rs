@@ -1,6 +1,6 @@
 //! Bad input: odd addresses, odd values, odd keys, odd transactions, and bad settings. Each case
 //! gets the documented behaviour and a clear message, and no good row is blocked or lost. (The
-//! cases already proven elsewhere are listed at the end of RELIABILITY.md.)
+//! cases proven elsewhere are listed at the end of RELIABILITY.md.)
 
 use std::time::Duration;
 
@@ -55,9 +55,10 @@ async fn addresses_with_capitals_and_spaces_make_one_member_under_the_right_hash
     .asserted(
         "one member, stored trimmed ('Ana.Lima@PETS.test'), under md5('ana.lima@pets.test') = \
          0f216dcc18c4c2c32c63fdda1479dddb; the rewrite is an update of that member, not a new one; \
-         the second customer is parked 'address already belongs to customer 1' (it used to \
-         overwrite customer 1's member: the owner check did not trim), and is un-parked by itself \
-         and takes the member when customer 1 moves; audience = table at each step",
+         the second customer is parked 'address already belongs to customer 1' (the owner check \
+         compares trimmed addresses, so it cannot overwrite customer 1's member), and is \
+         un-parked by itself and takes the member when customer 1 moves; audience = table at each \
+         step",
     );
     let f = Fixture::new().await?;
     let w = f.worker(|_| {})?;

@@ -1,6 +1,6 @@
 //! Load: changes from 16 concurrent writers while 3 worker processes (the real binary) drain
 //! with Mailchimp faults on. The CI size runs in seconds; `CHIMPSYNC_SOAK=1` runs the full
-//! 200,000 changes of issue 6.
+//! 200,000 changes.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

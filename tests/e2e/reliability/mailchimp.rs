@@ -626,10 +626,8 @@ async fn removing_an_archived_member_leaves_it_archived_even_if_a_later_call_fai
     )
     .asserted(
         "the worker reads the member, sees it archived and is done: the removal is acknowledged \
-         and the member stays archived. (It used to set the status to unsubscribed, which brings \
-         an archived member back, and then archive it again; with that second archive refused the \
-         member was left live, and an attempt that no longer looked at that address left it \
-         behind.)",
+         and the member stays archived. (Setting the status to unsubscribed first would bring the \
+         archived member back, and with the archive that follows refused it would be left live.)",
     );
     let f = Fixture::new().await?;
     let w = f.worker(|_| {})?;

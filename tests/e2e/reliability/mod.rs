@@ -1,9 +1,9 @@
-//! Issue 6: proof that nothing is lost or doubled. Crashes of the real binary, Mailchimp faults
+//! Proof that nothing is lost or doubled. Crashes of the real binary, Mailchimp faults
 //! on every kind of call, database faults (a private Postgres restarted, statement timeouts,
 //! locks), bad input, and a load run. Each scenario asserts its outcome and then records what it
 //! measured (`chimpsync_tests::reliability`); `reliability-report` renders `RELIABILITY.md`.
 //!
-//! What the older suites already prove is not repeated (see the list at the end of
+//! What the other end-to-end tests prove is not repeated (see the list at the end of
 //! `RELIABILITY.md`).
 
 mod crash;

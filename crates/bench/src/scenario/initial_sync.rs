@@ -15,7 +15,7 @@ use super::{mib, per_second, Sizes};
 use crate::env::{sql, terminate, Bench, BenchDb, Chimpsync, CpuMark, AUDIENCE};
 use crate::report::{thousands, Report, Row};
 
-/// The seconds the issue allows for 1,000,000 customers (16.7k contacts/s).
+/// The seconds the goal allows for 1,000,000 customers (16.7k contacts/s).
 const GOAL_SECONDS_PER_MILLION: f64 = 60.0;
 /// The worker's memory goal.
 const GOAL_RSS_MIB: f64 = 64.0;

@@ -1,5 +1,5 @@
-//! The scenarios of issue 7 (and the trigger-shape comparison of issue 2), each adding rows to
-//! the report.
+//! The scenarios of the performance goals (and the trigger-shape comparison), each adding rows
+//! to the report.
 
 pub mod initial_sync;
 pub mod latency;
@@ -7,7 +7,7 @@ pub mod mailchimp_bound;
 pub mod queue;
 pub mod triggers;
 
-/// How big each scenario is: the issue's full size, or a CI size that runs in seconds.
+/// How big each scenario is: the full size the goals name, or a CI size that runs in seconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes {
     /// Scenario 1: customers of the initial sync.
@@ -31,7 +31,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The issue's sizes.
+    /// The sizes the goals are stated for.
     pub const FULL: Sizes = Sizes {
         initial_customers: 1_000_000,
         bound_changes: 200_000,

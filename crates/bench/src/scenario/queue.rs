@@ -5,7 +5,7 @@
 //!   with `once`: claim 500 under a lease, one batch upsert, fenced ack). The naive loop takes
 //!   one row `for update skip locked`, sends it with a single-member PUT (without tags, so it
 //!   does less than ours), deletes it and commits, the transaction open across the call.
-//!   Goal: ours >= 20 x the naive loop (one loop, as the issue defines it). Also shown: ten
+//!   Goal: ours >= 20 x the naive loop (one loop, as the goal is stated). Also shown: ten
 //!   naive loops in parallel, the worker's own concurrency.
 //! - Database only (no HTTP): [`store::Queue::claim_batch`] + [`store::Queue::ack`] against the
 //!   naive claim + delete, to show what the SQL alone does.

@@ -1,4 +1,4 @@
-//! Scenarios 3 and 4, and issue 2's trigger-shape comparison: the cost of chimpsync's change
+//! Scenarios 3 and 4, and the trigger-shape comparison: the cost of chimpsync's change
 //! triggers on the customer's own writes. Three variants of the same table, measured side by
 //! side and interleaved (the order rotates each round so drift on a shared machine spreads
 //! evenly): no trigger, statement-level triggers with transition tables (the default), the
@@ -239,7 +239,7 @@ async fn bulk(bench: &Bench, db: &BenchDb, sizes: &Sizes, report: &mut Report) -
     ));
     report.rows.push(Row::info(
         "T",
-        format!("one UPDATE of {k} customers, row-level trigger vs none (issue 2)"),
+        format!("one UPDATE of {k} customers, row-level trigger vs none (trigger shape)"),
         format!("{row:.2} s vs {none:.2} s = {:.2} x", row / none),
         "statement-level above",
         Some(row / none),
@@ -345,7 +345,7 @@ async fn clients(
     ));
     report.rows.push(Row::info(
         "T",
-        "8 clients, single-row updates, row-level trigger vs none (issue 2)",
+        "8 clients, single-row updates, row-level trigger vs none (trigger shape)",
         format!("{row:.0} vs {none:.0} tps = {:.1} %", 100.0 * row / none),
         "statement-level above",
         Some(row / none),

@@ -8,7 +8,7 @@ pub mod contract;
 
 use std::time::Duration;
 
-use mailchimp::{subscriber_hash, ApiKey, Client, ClientConfig};
+use mailchimp::{subscriber_hash, ApiKey, Client, ClientConfig, NewAudience, NewMergeField};
 use serde_json::{json, Value};
 
 /// A key of the documented shape; tests check it never leaks.
@@ -30,6 +30,32 @@ pub fn client_with_timeout(base: &str, request_timeout: Duration) -> Client {
     config.connect_timeout = Duration::from_secs(2);
     config.request_timeout = request_timeout;
     Client::new(config).unwrap()
+}
+
+/// The audience the tests create: Acme's, named `name`, campaigns sent from `from_email`.
+pub fn new_audience(name: &str, from_email: &str) -> NewAudience {
+    NewAudience {
+        name: name.into(),
+        company: "Acme".into(),
+        address1: "1 Main St".into(),
+        city: "Atlanta".into(),
+        state: "GA".into(),
+        zip: "30308".into(),
+        country: "US".into(),
+        permission_reminder: "You bought from us.".into(),
+        from_name: "Acme".into(),
+        from_email: from_email.into(),
+        language: "en".into(),
+    }
+}
+
+/// The number merge field the tests create: `LTV`, "Lifetime value".
+pub fn ltv_merge_field() -> NewMergeField {
+    NewMergeField {
+        tag: "LTV".into(),
+        name: "Lifetime value".into(),
+        r#type: "number".into(),
+    }
 }
 
 /// A full member object as Mailchimp returns it (shape of a recorded response).
