@@ -175,17 +175,7 @@ impl Bench {
     pub async fn database(&self, suffix: &str) -> Result<BenchDb> {
         let name = format!("chimpsync_bench_{suffix}");
         let admin = connect(&self.server).await?;
-        // Two statements: a multi-statement string runs as one transaction, which DROP
-        // DATABASE refuses.
-        for statement in [
-            format!("drop database if exists {name} with (force)"),
-            format!("create database {name}"),
-        ] {
-            admin
-                .batch_execute(&statement)
-                .await
-                .with_context(|| format!("creating database {name}"))?;
-        }
+        chimpsync_demo::server::recreate(&admin, &name).await?;
         let url = chimpsync_demo::server::with_database(&self.server, &name)?;
         let mapping_path = self.work.join(format!("{name}.toml"));
         std::fs::write(&mapping_path, MAPPING)?;

@@ -1,5 +1,5 @@
-//! The `chimpsync` command line: reads the settings once ([`config`]), parses the command line
-//! ([`cli`]) and hands both to the command's module ([`commands`]). Business rules live in the
+//! The `chimpsync` command line: reads the settings once (`config`), parses the command line
+//! (`cli`) and hands both to the command's module (`commands`). Business rules live in the
 //! `worker` and `store` crates; the modules here wire them together and serve the operator-facing
 //! pieces (the HTTP endpoints and the webhook receiver of `run`).
 //!

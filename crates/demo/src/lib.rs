@@ -64,17 +64,9 @@ pub async fn run(server: Option<&str>, customers: i64) -> Result<()> {
     say(format!(
         "1. A fresh database {DEMO_DB} with {customers} customers of a pet business"
     ));
-    // Two statements: a multi-statement string runs as one transaction, which DROP DATABASE
-    // refuses.
-    for statement in [
-        format!("drop database if exists {DEMO_DB} with (force)"),
-        format!("create database {DEMO_DB}"),
-    ] {
-        admin
-            .batch_execute(&statement)
-            .await
-            .context("creating the demo database")?;
-    }
+    server::recreate(&admin, DEMO_DB)
+        .await
+        .context("creating the demo database")?;
     let url = server::with_database(server, DEMO_DB)?;
     let mut db = store::connect(&url).await?;
     db.batch_execute(fixture::CUSTOMERS).await?;

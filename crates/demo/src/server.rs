@@ -1,6 +1,6 @@
 //! The Postgres server a demonstration or a test runs on, and the URLs of its databases.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 
 /// The server used when `DATABASE_URL` is not set: a local Postgres that trusts `postgres`.
 pub const LOCAL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -10,6 +10,23 @@ pub fn with_database(url: &str, database: &str) -> Result<String> {
     let mut url = url::Url::parse(url).map_err(|e| anyhow!("DATABASE_URL is not a URL: {e}"))?;
     url.set_path(&format!("/{database}"));
     Ok(url.to_string())
+}
+
+/// Creates the database `name` on the server `admin` is connected to, dropping an old one of
+/// that name first.
+pub async fn recreate(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
+    // Two statements: a multi-statement string runs as one transaction, which DROP DATABASE
+    // refuses.
+    for statement in [
+        format!("drop database if exists {name} with (force)"),
+        format!("create database {name}"),
+    ] {
+        admin
+            .batch_execute(&statement)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+    }
+    Ok(())
 }
 
 /// `url` fit to be shown: its password replaced by `***` (all of it, when it is not a URL).
