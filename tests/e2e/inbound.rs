@@ -6,8 +6,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use chimpsync::webhook::registration as webhook;
 use chimpsync_tests::{wait_until, Fixture, AUDIENCE, MAPPING};
-use mailchimp::{MemberUpsert, NewWebhook, Status, TagChange, WebhookEvents, WebhookSources};
+use mailchimp::{MemberUpsert, Status, TagChange};
 use mailchimp_emulator::Config;
 use serde_json::Value;
 use store::inbound::{Inbound, Outcome};
@@ -74,25 +75,6 @@ impl Hook {
 impl Drop for Hook {
     fn drop(&mut self) {
         self.stop.cancel();
-    }
-}
-
-fn webhook(url: String, api: bool) -> NewWebhook {
-    NewWebhook {
-        url,
-        events: WebhookEvents {
-            subscribe: true,
-            unsubscribe: true,
-            profile: true,
-            cleaned: true,
-            upemail: true,
-            campaign: false,
-        },
-        sources: WebhookSources {
-            user: true,
-            admin: true,
-            api,
-        },
     }
 }
 

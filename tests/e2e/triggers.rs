@@ -1,43 +1,10 @@
 //! The change triggers and `setup`: what each kind of change enqueues.
 
 use anyhow::Result;
-use chimpsync_tests::TestDb;
+use chimpsync_tests::{TestDb, CUSTOMERS, MAPPING};
 use serde_json::json;
 use store::{Mapping, TriggerShape};
 use tokio_postgres::Client;
-
-pub const CUSTOMERS: &str = "
-create table public.customers (
-    id              bigint primary key,
-    email           text,
-    first_name      text,
-    last_name       text,
-    store           text,
-    customer_type   text,
-    consent_contact boolean,
-    notes           text,
-    deleted_at      timestamptz
-)";
-
-pub const MAPPING: &str = r#"
-[source]
-table   = "public.customers"
-key     = "id"
-email   = "email"
-consent = "consent_contact"
-filter  = "deleted_at is null"
-
-[audience]
-id = "a1b2c3d4e5"
-
-[merge_fields]
-FNAME = "first_name"
-LNAME = "last_name"
-STORE = "store"
-
-[tags]
-columns = ["customer_type"]
-"#;
 
 #[derive(Debug)]
 struct QueueRow {

@@ -11,8 +11,7 @@ pub mod reliability;
 
 /// The server the tests use: `DATABASE_URL`, else the local default.
 pub fn server_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| chimpsync_demo::server::LOCAL.to_string())
 }
 
 /// A database made for one test. Call [`TestDb::finish`] at the end of a passing test to drop it;
@@ -37,9 +36,7 @@ async fn connect(url: &str) -> Result<Client> {
 
 /// Replaces the database name in a URL.
 pub fn url_with_db(url: &str, db: &str) -> String {
-    let mut parsed = url::Url::parse(url).expect("DATABASE_URL is a URL");
-    parsed.set_path(&format!("/{db}"));
-    parsed.to_string()
+    chimpsync_demo::server::with_database(url, db).expect("DATABASE_URL is a URL")
 }
 
 impl TestDb {
@@ -96,45 +93,7 @@ where
     }
 }
 
-/// The customer table the worker tests use.
-pub const CUSTOMERS: &str = "
-create table public.customers (
-    id              bigint primary key,
-    email           text,
-    first_name      text,
-    last_name       text,
-    store           text,
-    customer_type   text,
-    consent_contact boolean,
-    notes           text,
-    deleted_at      timestamptz
-)";
-
-/// The mapping the worker tests use (audience `a1b2c3d4e5`).
-pub const MAPPING: &str = r#"
-[source]
-table   = "public.customers"
-key     = "id"
-email   = "email"
-consent = "consent_contact"
-filter  = "deleted_at is null"
-
-[audience]
-id = "a1b2c3d4e5"
-
-[merge_fields]
-FNAME = "first_name"
-LNAME = "last_name"
-STORE = "store"
-
-[tags]
-columns = ["customer_type"]
-"#;
-
-/// The audience id of [`MAPPING`].
-pub const AUDIENCE: &str = "a1b2c3d4e5";
-/// The API key the emulator accepts in tests.
-pub const API_KEY: &str = "0123456789abcdef0123456789abcdef-us6";
+pub use chimpsync_demo::fixture::{API_KEY, AUDIENCE, CUSTOMERS, MAPPING};
 
 /// A database with the customer table and chimpsync set up, an emulator, a client and a queue.
 pub struct Fixture {
@@ -201,16 +160,8 @@ impl Fixture {
         config.drop_rate = 0.0;
         let emulator = mailchimp_emulator::Emulator::start("127.0.0.1:0".parse()?, config).await?;
         let mailchimp = Self::client_for(&emulator)?;
-        // The STORE merge field is ours; FNAME and LNAME exist in every new audience.
         mailchimp
-            .create_merge_field(
-                AUDIENCE,
-                &mailchimp::NewMergeField {
-                    tag: "STORE".into(),
-                    name: "Store".into(),
-                    r#type: "text".into(),
-                },
-            )
+            .create_merge_field(AUDIENCE, &chimpsync_demo::fixture::store_merge_field())
             .await?;
         emulator.set_fail_rate(fail_rate);
         emulator.set_drop_rate(drop_rate);

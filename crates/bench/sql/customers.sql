@@ -1,17 +1,6 @@
--- The benchmark's customer table (benchmark code, not chimpsync runtime SQL): a pet business's
--- customers, like `chimpsync demo`, {{count}} rows. Every row has an address and passes the
+-- The benchmark's customers (benchmark code, not chimpsync runtime SQL): {{count}} rows of a pet
+-- business, in the table of `sql/demo/customers.sql`. Every row has an address and passes the
 -- mapping's filter; one in five has no consent (becomes an unsubscribed contact).
-create table public.customers (
-    id              bigint primary key,
-    email           text not null,
-    first_name      text not null,
-    last_name       text not null,
-    store           text,
-    customer_type   text,
-    consent_contact boolean not null default false,
-    notes           text,
-    deleted_at      timestamptz
-);
 insert into public.customers (id, email, first_name, last_name, store, customer_type, consent_contact, notes)
 select g,
        'customer.' || g || '@' || (array['petmail.test','furmail.test','pawpost.test'])[1 + g % 3],

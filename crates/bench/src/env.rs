@@ -13,40 +13,15 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::sys;
 
-/// The audience every scenario syncs into.
-pub const AUDIENCE: &str = "be7c4a11b2";
+pub use chimpsync_demo::fixture::{API_KEY, AUDIENCE, MAPPING};
+
 /// The second audience (scenario 6's naive loop writes there, so both sides create members).
 pub const AUDIENCE_NAIVE: &str = "be7c4a11b3";
-/// The API key the emulator accepts.
-pub const API_KEY: &str = "0123456789abcdef0123456789abcdef-us6";
-
-/// The mapping file of every scenario (the shape of the contract's example).
-pub const MAPPING: &str = r#"[source]
-table   = "public.customers"
-key     = "id"
-email   = "email"
-consent = "consent_contact"
-filter  = "deleted_at is null"
-
-[audience]
-id          = "be7c4a11b2"
-on_remove   = "archive"
-new_status  = "subscribed"
-resubscribe = "pending"
-
-[merge_fields]
-FNAME = "first_name"
-LNAME = "last_name"
-STORE = "store"
-
-[tags]
-columns = ["customer_type"]
-"#;
 
 /// Benchmark SQL (not chimpsync's runtime SQL: the style rule "SQL lives in `sql/` and enters
 /// through the store crate" applies to the runtime crates; this crate keeps its own in `sql/`).
 pub mod sql {
-    /// The customer table, `{{count}}` rows.
+    /// The rows of the fixture's customer table, `{{count}}` of them.
     pub const CUSTOMERS: &str = include_str!("../sql/customers.sql");
     /// The naive outbox's claim of one row.
     pub const NAIVE_CLAIM: &str = include_str!("../sql/naive_claim.sql");
@@ -117,24 +92,7 @@ pub async fn connect(url: &str) -> Result<Client> {
     Ok(client)
 }
 
-/// The URL without its password.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "DATABASE_URL".into(),
-    }
-}
-
-fn with_db(server: &str, db: &str) -> Result<String> {
-    let mut url = url::Url::parse(server).map_err(|e| anyhow!("DATABASE_URL: {e}"))?;
-    url.set_path(&format!("/{db}"));
-    Ok(url.to_string())
-}
+use chimpsync_demo::server::redact;
 
 /// Finds pgbench: on `PATH`, else in the newest `/usr/lib/postgresql/*/bin`.
 fn find_pgbench() -> Option<PathBuf> {
@@ -217,18 +175,8 @@ impl Bench {
     pub async fn database(&self, suffix: &str) -> Result<BenchDb> {
         let name = format!("chimpsync_bench_{suffix}");
         let admin = connect(&self.server).await?;
-        // Two statements: a multi-statement string runs as one transaction, which DROP
-        // DATABASE refuses.
-        for statement in [
-            format!("drop database if exists {name} with (force)"),
-            format!("create database {name}"),
-        ] {
-            admin
-                .batch_execute(&statement)
-                .await
-                .with_context(|| format!("creating database {name}"))?;
-        }
-        let url = with_db(&self.server, &name)?;
+        chimpsync_demo::server::recreate(&admin, &name).await?;
+        let url = chimpsync_demo::server::with_database(&self.server, &name)?;
         let mapping_path = self.work.join(format!("{name}.toml"));
         std::fs::write(&mapping_path, MAPPING)?;
         Ok(BenchDb {
@@ -289,14 +237,7 @@ impl Bench {
         }
         for list in [AUDIENCE, AUDIENCE_NAIVE] {
             client
-                .create_merge_field(
-                    list,
-                    &mailchimp::NewMergeField {
-                        tag: "STORE".into(),
-                        name: "Store".into(),
-                        r#type: "text".into(),
-                    },
-                )
+                .create_merge_field(list, &chimpsync_demo::fixture::store_merge_field())
                 .await
                 .context("creating the STORE merge field")?;
         }
@@ -366,9 +307,13 @@ impl BenchDb {
     pub async fn customers(&self, count: u64) -> Result<()> {
         let client = self.client().await?;
         client
-            .batch_execute(&sql::CUSTOMERS.replace("{{count}}", &count.to_string()))
+            .batch_execute(chimpsync_demo::fixture::CUSTOMERS)
             .await
             .context("creating the customer table")?;
+        client
+            .batch_execute(&sql::CUSTOMERS.replace("{{count}}", &count.to_string()))
+            .await
+            .context("filling the customer table")?;
         // A customer table in use is not freshly bulk-loaded: vacuumed (visibility map, hint
         // bits) and checkpointed, so that neither autovacuum nor the first reader's hint-bit
         // writes nor a forced checkpoint land inside a measurement (they made the Postgres CPU

@@ -1,54 +1,94 @@
-//! Settings from the environment and the mapping file, checked before anything touches data.
+//! The process environment, read once at start ([`Config::from_env`]) and handed to every
+//! command, plus the mapping file it names. Secrets are kept in [`SecretString`]s, so that
+//! neither `Debug` nor an error message can show them.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mailchimp::{ApiKey, Client, ClientConfig};
+use secrecy::{ExposeSecret, SecretString};
 use store::Mapping;
+
+use crate::defaults;
 
 /// The environment of the contract (`docs/interface.md`).
 #[derive(Debug, Clone)]
-pub struct Env {
-    /// `DATABASE_URL`.
-    pub database_url: Option<String>,
-    /// `MAILCHIMP_API_KEY` (never printed).
-    pub api_key: Option<String>,
+pub struct Config {
+    /// `DATABASE_URL` (a secret: it may hold the password).
+    pub database_url: Option<SecretString>,
+    /// `MAILCHIMP_API_KEY`.
+    pub api_key: Option<SecretString>,
     /// `MAILCHIMP_AUDIENCE_ID`.
     pub audience_id: Option<String>,
     /// `MAILCHIMP_BASE_URL`.
     pub base_url: Option<String>,
-    /// `CHIMPSYNC_CONFIG`.
-    pub config_path: PathBuf,
+    /// `CHIMPSYNC_CONFIG`: the mapping file.
+    pub mapping_path: PathBuf,
+    /// `CHIMPSYNC_HTTP_ADDR`: where `run` serves its endpoints.
+    pub http_addr: String,
+    /// `CHIMPSYNC_WEBHOOK_SECRET`, trimmed: the last path segment of the webhook route, which
+    /// is served only when it is set.
+    pub webhook_secret: Option<SecretString>,
+    /// `HOSTNAME`: who claims queue rows, with the process id.
+    pub hostname: String,
+    /// `LOG_FORMAT` and `RUST_LOG`.
+    pub log: LogConfig,
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// How logs are written.
+#[derive(Debug, Clone, Default)]
+pub struct LogConfig {
+    /// `LOG_FORMAT`: `json`, `pretty`, or unset (JSON off a terminal).
+    pub format: Option<String>,
+    /// `RUST_LOG`: the filter (`info` when unset or invalid).
+    pub filter: Option<String>,
 }
 
-impl Env {
-    /// Reads the environment.
-    pub fn read() -> Env {
-        Env {
-            database_url: var("DATABASE_URL"),
-            api_key: var("MAILCHIMP_API_KEY"),
-            audience_id: var("MAILCHIMP_AUDIENCE_ID"),
-            base_url: var("MAILCHIMP_BASE_URL"),
-            config_path: var("CHIMPSYNC_CONFIG")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("chimpsync.toml")),
+/// A setting's value, or `None` when it is unset or blank.
+fn set(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Config {
+        Config::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `var` (the environment, or a test's table).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Config {
+        Config {
+            database_url: set(var("DATABASE_URL")).map(SecretString::from),
+            api_key: set(var("MAILCHIMP_API_KEY")).map(SecretString::from),
+            audience_id: set(var("MAILCHIMP_AUDIENCE_ID")),
+            base_url: set(var("MAILCHIMP_BASE_URL")),
+            mapping_path: PathBuf::from(
+                set(var("CHIMPSYNC_CONFIG")).unwrap_or_else(|| defaults::MAPPING_FILE.into()),
+            ),
+            http_addr: set(var("CHIMPSYNC_HTTP_ADDR"))
+                .unwrap_or_else(|| defaults::HTTP_ADDR.into()),
+            webhook_secret: set(var("CHIMPSYNC_WEBHOOK_SECRET"))
+                .map(|s| SecretString::from(s.trim())),
+            hostname: var("HOSTNAME").unwrap_or_else(|| defaults::HOSTNAME.into()),
+            log: LogConfig {
+                format: var("LOG_FORMAT"),
+                filter: var("RUST_LOG"),
+            },
         }
     }
 
     /// `DATABASE_URL`, or an error saying how to set it.
     pub fn database_url(&self) -> Result<&str> {
         self.database_url
-            .as_deref()
+            .as_ref()
+            .map(|url| url.expose_secret())
             .ok_or_else(|| anyhow!("DATABASE_URL is not set (e.g. postgres://user@host:5432/db)"))
     }
 
     /// The mapping file, parsed and validated.
     pub fn mapping(&self) -> Result<Mapping> {
-        let path = &self.config_path;
+        let path = &self.mapping_path;
         let text = std::fs::read_to_string(path).with_context(|| {
             format!(
                 "cannot read the mapping file {} (set CHIMPSYNC_CONFIG)",
@@ -75,20 +115,92 @@ impl Env {
         let Some(key) = &self.api_key else {
             bail!("MAILCHIMP_API_KEY is not set (the key looks like <32 hex>-<dc>, e.g. ...-us6)");
         };
-        let key = ApiKey::parse(key).map_err(|e| anyhow!("MAILCHIMP_API_KEY: {e}"))?;
+        let key =
+            ApiKey::parse(key.expose_secret()).map_err(|e| anyhow!("MAILCHIMP_API_KEY: {e}"))?;
         let mut config = ClientConfig::new(key);
         config.base_url = self.base_url.clone();
         config.connect_timeout = timeouts.connect;
         config.request_timeout = timeouts.request;
         Client::new(config).map_err(|e| anyhow!("Mailchimp client: {e}"))
     }
+
+    /// Who claims queue rows: `<HOSTNAME>/<pid>` (`sync_queue.lease_owner`).
+    pub fn worker_owner(&self) -> String {
+        format!("{}/{}", self.hostname, std::process::id())
+    }
 }
 
-/// HTTP timeouts.
+/// `seconds` as a duration, or an error naming the setting.
+pub fn seconds(name: &str, seconds: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| anyhow!("{name}: {seconds} is not a valid number of seconds"))
+}
+
+/// HTTP timeouts of the Mailchimp client.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// TCP/TLS connect.
-    pub connect: std::time::Duration,
+    pub connect: Duration,
     /// Whole request.
-    pub request: std::time::Duration,
+    pub request: Duration,
+}
+
+impl Timeouts {
+    /// From seconds, checked.
+    pub fn from_seconds(connect: f64, request: f64) -> Result<Timeouts> {
+        Ok(Timeouts {
+            connect: seconds("connect timeout", connect)?,
+            request: seconds("request timeout", request)?,
+        })
+    }
+}
+
+impl Default for Timeouts {
+    /// The defaults, for the commands that take no timeout options.
+    fn default() -> Timeouts {
+        Timeouts::from_seconds(
+            defaults::CONNECT_TIMEOUT_SECONDS,
+            defaults::REQUEST_TIMEOUT_SECONDS,
+        )
+        .expect("the default timeouts are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planted(name: &str) -> Option<String> {
+        match name {
+            "DATABASE_URL" => Some("postgres://app:pw-PLANTED-1@db.internal:5432/shop".into()),
+            "MAILCHIMP_API_KEY" => Some("0123456789abcdefPLANTED23456789ab-us6".into()),
+            "CHIMPSYNC_WEBHOOK_SECRET" => Some("  hook-PLANTED-0123456789  ".into()),
+            "MAILCHIMP_AUDIENCE_ID" => Some("a1b2c3d4e5".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let config = Config::from_vars(planted);
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains("PLANTED"), "{shown}");
+        assert!(shown.contains("a1b2c3d4e5"), "{shown}");
+        assert_eq!(
+            config.database_url().unwrap(),
+            "postgres://app:pw-PLANTED-1@db.internal:5432/shop"
+        );
+        let secret = config.webhook_secret.as_ref().unwrap().expose_secret();
+        assert_eq!(secret, "hook-PLANTED-0123456789");
+    }
+
+    #[test]
+    fn blank_settings_are_unset_and_defaults_apply() {
+        let config = Config::from_vars(|name| (name != "HOSTNAME").then(|| " ".to_string()));
+        assert!(config.database_url().is_err());
+        assert!(config.api_key.is_none() && config.webhook_secret.is_none());
+        assert_eq!(config.mapping_path, PathBuf::from(defaults::MAPPING_FILE));
+        assert_eq!(config.http_addr, defaults::HTTP_ADDR);
+        assert!(config.worker_owner().starts_with("chimpsync/"));
+    }
 }

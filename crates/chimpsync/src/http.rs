@@ -15,7 +15,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Env;
+use crate::config::{Config, Timeouts};
+use crate::webhook::Receiver;
 
 /// How long a positive answer of Mailchimp's `/ping` is reused before the key is checked again.
 const READY_CACHE: Duration = Duration::from_secs(30);
@@ -32,7 +33,7 @@ pub struct HttpState {
     ready_until: Arc<Mutex<Option<Instant>>>,
     addr: SocketAddr,
     /// The Mailchimp webhook route, when `CHIMPSYNC_WEBHOOK_SECRET` is set.
-    webhooks: Option<crate::webhook::Receiver>,
+    webhooks: Option<Receiver>,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -135,15 +136,13 @@ fn describe_metrics() {
 }
 
 impl HttpState {
-    /// State for the endpoints; the listen address comes from `CHIMPSYNC_HTTP_ADDR`.
-    pub fn new(worker: worker::Worker, env: &Env) -> Result<HttpState> {
-        let addr: SocketAddr = std::env::var("CHIMPSYNC_HTTP_ADDR")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "0.0.0.0:9187".into())
+    /// State for the endpoints, served at `CHIMPSYNC_HTTP_ADDR`.
+    pub fn new(worker: worker::Worker, config: &Config) -> Result<HttpState> {
+        let addr: SocketAddr = config
+            .http_addr
             .parse()
             .context("CHIMPSYNC_HTTP_ADDR is not an address like 0.0.0.0:9187")?;
-        let client = env.client(&crate::Tuning::default().timeouts()?)?;
+        let client = config.client(&Timeouts::default())?;
         Ok(HttpState {
             worker,
             client,
@@ -155,7 +154,7 @@ impl HttpState {
     }
 
     /// Also serves the Mailchimp webhook route (`GET, POST /webhooks/mailchimp/<secret>`).
-    pub fn with_webhooks(mut self, receiver: Option<crate::webhook::Receiver>) -> HttpState {
+    pub fn with_webhooks(mut self, receiver: Option<Receiver>) -> HttpState {
         self.webhooks = receiver;
         self
     }
@@ -235,10 +234,7 @@ pub async fn refresh_queue_gauges(worker: &worker::Worker) {
 
 /// The router (also used by tests).
 pub fn router(state: HttpState) -> Router {
-    let webhooks = state
-        .webhooks
-        .as_ref()
-        .map(crate::webhook::Receiver::router);
+    let webhooks = state.webhooks.as_ref().map(Receiver::router);
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

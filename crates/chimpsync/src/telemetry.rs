@@ -5,10 +5,16 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+use crate::config::LogConfig;
+
 /// Installs the subscriber once; later calls do nothing.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match std::env::var("LOG_FORMAT").ok().as_deref() {
+pub fn init(log: &LogConfig) {
+    let filter = log
+        .filter
+        .as_deref()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let json = match log.format.as_deref() {
         Some("json") => true,
         Some("pretty") => false,
         _ => !std::io::stderr().is_terminal(),

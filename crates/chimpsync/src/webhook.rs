@@ -18,6 +18,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use mailchimp::{NewWebhook, WebhookEvents, WebhookSources};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use store::inbound::{EventSource, Inbound, NewEvent, Outcome, Recorded};
 use subtle::ConstantTimeEq;
@@ -44,6 +46,27 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 /// more wait their turn.
 const APPLYING: usize = 4;
 
+/// The webhook chimpsync registers at `url`: every member event (no campaign events) from
+/// contacts and admins, and from the API when `api` is set.
+pub fn registration(url: String, api: bool) -> NewWebhook {
+    NewWebhook {
+        url,
+        events: WebhookEvents {
+            subscribe: true,
+            unsubscribe: true,
+            profile: true,
+            cleaned: true,
+            upemail: true,
+            campaign: false,
+        },
+        sources: WebhookSources {
+            user: true,
+            admin: true,
+            api,
+        },
+    }
+}
+
 /// The receiver: what the handlers need. Cheap to clone.
 #[derive(Clone)]
 pub struct Receiver {
@@ -51,7 +74,7 @@ pub struct Receiver {
 }
 
 struct Inner {
-    secret: String,
+    secret: SecretString,
     inbound: Inbound,
     audience_id: String,
     applying: tokio::sync::Semaphore,
@@ -68,9 +91,10 @@ impl std::fmt::Debug for Receiver {
 
 impl Receiver {
     /// A receiver for `audience_id` with `secret` as the last path segment.
-    pub fn new(inbound: Inbound, audience_id: String, secret: String) -> Result<Receiver> {
-        if secret.len() < MIN_SECRET_LEN
-            || !secret
+    pub fn new(inbound: Inbound, audience_id: String, secret: SecretString) -> Result<Receiver> {
+        let text = secret.expose_secret();
+        if text.len() < MIN_SECRET_LEN
+            || !text
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
         {
@@ -89,34 +113,16 @@ impl Receiver {
         })
     }
 
-    /// The receiver `chimpsync run` serves: `None` when `CHIMPSYNC_WEBHOOK_SECRET` is not set
-    /// (the route is off).
-    pub async fn from_env(
-        pool: store::Pool,
-        mapping: &store::Mapping,
-        audience_id: String,
-    ) -> Result<Option<Receiver>> {
-        let Some(secret) = std::env::var("CHIMPSYNC_WEBHOOK_SECRET")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-        else {
-            return Ok(None);
-        };
-        let inbound = Inbound::new(pool, mapping).await?;
-        Ok(Some(Receiver::new(
-            inbound,
-            audience_id,
-            secret.trim().to_owned(),
-        )?))
-    }
-
     /// The inbound side (stores and applies events).
     pub fn inbound(&self) -> &Inbound {
         &self.inner.inbound
     }
 
     fn secret_matches(&self, given: &str) -> bool {
-        given.as_bytes().ct_eq(self.inner.secret.as_bytes()).into()
+        given
+            .as_bytes()
+            .ct_eq(self.inner.secret.expose_secret().as_bytes())
+            .into()
     }
 
     /// `GET, POST /webhooks/mailchimp/{secret}`.

@@ -1,47 +1,19 @@
 //! `chimpsync reconcile`: the command line around [`worker::reconcile`] (arguments, progress,
 //! the table or JSON it prints).
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use clap::Args;
 use tracing::info;
 use worker::reconcile::{Options, Progress, Reconciler, Report};
 
-use crate::config::Env;
-use crate::Tuning;
-
-/// `chimpsync reconcile`.
-#[derive(Debug, Args)]
-pub(crate) struct ReconcileArgs {
-    /// Compare the members changed in Mailchimp since this time (RFC 3339, `YYYY-MM-DD
-    /// HH:MM:SS` in UTC, or a date). Default: since the last `reconcile --apply` (everything on
-    /// the first run).
-    #[arg(long, conflicts_with = "full")]
-    since: Option<String>,
-    /// Compare every member, and report customers missing from the audience.
-    #[arg(long)]
-    full: bool,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Fix what differs: queue the customers whose member differs, run the mapping's [inbound]
-    /// statements for what changed on Mailchimp's side.
-    #[arg(long)]
-    apply: bool,
-    /// With --apply, also remove (archive, or unsubscribe per [audience].on_remove) members that
-    /// belong to no customer.
-    #[arg(long, requires = "apply")]
-    remove_extra: bool,
-    /// Mailchimp requests in flight at once, shared with the workers (must match theirs).
-    #[arg(long, default_value_t = 10, env = "CHIMPSYNC_CONCURRENCY")]
-    concurrency: usize,
-}
+use crate::cli::ReconcileArgs;
+use crate::config::{Config, Timeouts};
+use crate::{db, progress};
 
 /// Parses `--since`.
-pub fn parse_since(text: &str) -> Result<DateTime<Utc>> {
+fn parse_since(text: &str) -> Result<DateTime<Utc>> {
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
@@ -62,12 +34,13 @@ pub fn parse_since(text: &str) -> Result<DateTime<Utc>> {
     ))
 }
 
-pub(crate) async fn run(env: &Env, args: ReconcileArgs) -> Result<()> {
+/// Compares, prints the report, and with `--apply` fixes the differences.
+pub async fn run(config: &Config, args: ReconcileArgs) -> Result<()> {
     let since = args.since.as_deref().map(parse_since).transpose()?;
-    let mapping = env.mapping()?;
-    let audience = env.audience_id(&mapping)?;
-    let client = env.client(&Tuning::default().timeouts()?)?;
-    let queue = crate::queue(env, 4).await?;
+    let mapping = config.mapping()?;
+    let audience = config.audience_id(&mapping)?;
+    let client = config.client(&Timeouts::default())?;
+    let queue = db::queue(config, 4).await?;
     let pool = queue.pool().clone();
     let store = store::reconcile::Reconcile::new(pool.clone(), &mapping).await?;
     let inbound = store::inbound::Inbound::new(pool.clone(), &mapping).await?;
@@ -82,18 +55,10 @@ pub(crate) async fn run(env: &Env, args: ReconcileArgs) -> Result<()> {
         apply: args.apply,
         remove_extra: args.remove_extra,
     };
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} members ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress::bar(
+        0,
+        "{elapsed_precise} [{bar:40}] {pos}/{len} members ({per_sec}, eta {eta})",
+    );
     let mut pages = 0u64;
     let mut next_log = 10u64;
     let report = reconciler

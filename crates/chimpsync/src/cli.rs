@@ -1,0 +1,243 @@
+//! The command line: clap's types and nothing else. Defaults come from [`crate::defaults`].
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::defaults;
+
+/// Keeps a Mailchimp audience in step with a customer table in Postgres.
+#[derive(Debug, Parser)]
+#[command(name = "chimpsync", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade the chimpsync schema and install the change triggers.
+    Setup(SetupArgs),
+    /// Check the config, the database, the Mailchimp key, the audience and the merge fields.
+    Check,
+    /// Enqueue every row that should be in the audience (the initial sync).
+    Backfill {
+        /// Rows per chunk (each chunk is one short transaction).
+        #[arg(long, default_value_t = defaults::BACKFILL_CHUNK, env = "CHIMPSYNC_BACKFILL_CHUNK")]
+        chunk_size: i64,
+    },
+    /// Run the worker.
+    Run {
+        /// Drain everything that is due, then exit 0.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// The queue at a glance.
+    Status {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put parked rows back in line.
+    Retry {
+        /// Every parked row.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Queue row ids (`sync_queue.id`).
+        ids: Vec<i64>,
+    },
+    /// Manage audiences.
+    Audience {
+        #[command(subcommand)]
+        command: AudienceCommand,
+    },
+    /// Manage the Mailchimp webhook that feeds `chimpsync run` (CHIMPSYNC_WEBHOOK_SECRET).
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+    /// Compare the audience with the table (members changed since the last run, or --full) and
+    /// report the differences; --apply fixes them.
+    Reconcile(ReconcileArgs),
+    /// A self-contained demonstration against a local Postgres and an in-process emulator.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Number of sample customers.
+        #[arg(long, default_value_t = 3000)]
+        customers: i64,
+    },
+}
+
+/// `chimpsync setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Print the SQL and change nothing.
+    #[arg(long)]
+    pub print_sql: bool,
+    /// Trigger shape (statement-level is the measured default).
+    #[arg(long, default_value = "statement", value_parser = ["statement", "row"])]
+    pub trigger_shape: String,
+    /// Also create this login role (if missing, without a password: the DBA sets one) and
+    /// grant it only what `chimpsync run` needs; with --uninstall, drop it.
+    #[arg(long, value_name = "NAME")]
+    pub worker_role: Option<String>,
+    /// Remove chimpsync from the database: the change triggers and the chimpsync schema
+    /// (the customer table is untouched).
+    #[arg(long, conflicts_with = "trigger_shape")]
+    pub uninstall: bool,
+    /// Also create the merge fields of [merge_fields] that the audience lacks (typed from the
+    /// columns: number, date or text) and report each.
+    #[arg(long, conflicts_with_all = ["print_sql", "uninstall"])]
+    pub mailchimp: bool,
+}
+
+/// `chimpsync webhook ...`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Register the webhook on the audience (idempotent: an existing one for the URL is reported).
+    Register(RegisterArgs),
+}
+
+/// `chimpsync webhook register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The public URL of `chimpsync run`'s receiver:
+    /// https://<host>/webhooks/mailchimp/<CHIMPSYNC_WEBHOOK_SECRET>.
+    #[arg(long)]
+    pub url: String,
+    /// Also hear about changes made through the API, chimpsync's own included (off by default:
+    /// chimpsync knows what it wrote).
+    #[arg(long)]
+    pub include_api_changes: bool,
+}
+
+/// `chimpsync audience ...`.
+#[derive(Debug, Subcommand)]
+pub enum AudienceCommand {
+    /// Create an audience and print its id.
+    Create(AudienceArgs),
+}
+
+/// `chimpsync audience create`.
+#[derive(Debug, Args)]
+pub struct AudienceArgs {
+    /// The audience name (default: "<company> Customers").
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Company name (required by Mailchimp's anti-spam rules).
+    #[arg(long)]
+    pub company: String,
+    /// Postal address line.
+    #[arg(long)]
+    pub address1: String,
+    /// City.
+    #[arg(long)]
+    pub city: String,
+    /// State or region.
+    #[arg(long, default_value = "")]
+    pub state: String,
+    /// Postal code.
+    #[arg(long, default_value = "")]
+    pub zip: String,
+    /// ISO 3166 two-letter country code.
+    #[arg(long, default_value = "US")]
+    pub country: String,
+    /// Sender name of campaigns (default: the company).
+    #[arg(long)]
+    pub from_name: Option<String>,
+    /// Sender address of campaigns.
+    #[arg(long)]
+    pub from_email: String,
+    /// Why contacts receive mail.
+    #[arg(long)]
+    pub permission_reminder: Option<String>,
+    /// Campaign language.
+    #[arg(long, default_value = "en")]
+    pub language: String,
+}
+
+/// `chimpsync reconcile`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Compare the members changed in Mailchimp since this time (RFC 3339, `YYYY-MM-DD
+    /// HH:MM:SS` in UTC, or a date). Default: since the last `reconcile --apply` (everything on
+    /// the first run).
+    #[arg(long, conflicts_with = "full")]
+    pub since: Option<String>,
+    /// Compare every member, and report customers missing from the audience.
+    #[arg(long)]
+    pub full: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Fix what differs: queue the customers whose member differs, run the mapping's [inbound]
+    /// statements for what changed on Mailchimp's side.
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply, also remove (archive, or unsubscribe per [audience].on_remove) members that
+    /// belong to no customer.
+    #[arg(long, requires = "apply")]
+    pub remove_extra: bool,
+    /// Mailchimp requests in flight at once, shared with the workers (must match theirs).
+    #[arg(long, default_value_t = defaults::CONCURRENCY, env = "CHIMPSYNC_CONCURRENCY")]
+    pub concurrency: usize,
+}
+
+/// Worker limits, each with its documented default.
+#[derive(Debug, Clone, Args)]
+pub struct Tuning {
+    /// Rows per claim and per batch call (1..=500).
+    #[arg(long, default_value_t = defaults::BATCH_SIZE, env = "CHIMPSYNC_BATCH_SIZE")]
+    pub batch_size: usize,
+    /// Mailchimp requests in flight at once, for all replicas together.
+    #[arg(long, default_value_t = defaults::CONCURRENCY, env = "CHIMPSYNC_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Seconds a claim holds its rows (must exceed the request timeout).
+    #[arg(long, default_value_t = defaults::LEASE_SECONDS, env = "CHIMPSYNC_LEASE_SECONDS")]
+    pub lease_seconds: f64,
+    /// Seconds before a Mailchimp request is abandoned.
+    #[arg(
+        long,
+        default_value_t = defaults::REQUEST_TIMEOUT_SECONDS,
+        env = "CHIMPSYNC_REQUEST_TIMEOUT_SECONDS"
+    )]
+    pub request_timeout_seconds: f64,
+    /// Seconds to connect to Mailchimp.
+    #[arg(
+        long,
+        default_value_t = defaults::CONNECT_TIMEOUT_SECONDS,
+        env = "CHIMPSYNC_CONNECT_TIMEOUT_SECONDS"
+    )]
+    pub connect_timeout_seconds: f64,
+    /// Attempts before a row that keeps failing transiently is parked.
+    #[arg(long, default_value_t = defaults::MAX_ATTEMPTS, env = "CHIMPSYNC_MAX_ATTEMPTS")]
+    pub max_attempts: i32,
+    /// First retry backoff in seconds (doubles per attempt, full jitter).
+    #[arg(
+        long,
+        default_value_t = defaults::BACKOFF_BASE_SECONDS,
+        env = "CHIMPSYNC_BACKOFF_BASE_SECONDS"
+    )]
+    pub backoff_base_seconds: f64,
+    /// Longest retry backoff in seconds.
+    #[arg(
+        long,
+        default_value_t = defaults::BACKOFF_MAX_SECONDS,
+        env = "CHIMPSYNC_BACKOFF_MAX_SECONDS"
+    )]
+    pub backoff_max_seconds: f64,
+    /// Idle poll interval in milliseconds (jittered).
+    #[arg(long, default_value_t = defaults::POLL_INTERVAL_MS, env = "CHIMPSYNC_POLL_INTERVAL_MS")]
+    pub poll_interval_ms: u64,
+    /// Seconds in-flight calls may finish after SIGTERM.
+    #[arg(
+        long,
+        default_value_t = defaults::SHUTDOWN_DEADLINE_SECONDS,
+        env = "CHIMPSYNC_SHUTDOWN_DEADLINE_SECONDS"
+    )]
+    pub shutdown_deadline_seconds: f64,
+    /// Database connections of this replica.
+    #[arg(long, default_value_t = defaults::DB_POOL_SIZE, env = "CHIMPSYNC_DB_POOL_SIZE")]
+    pub db_pool_size: usize,
+}

@@ -1,0 +1,129 @@
+//! `chimpsync check`: the mapping file, the database, the Mailchimp key, the audience and its
+//! merge fields, each reported as it passes; the problems are listed at the end and make the exit
+//! status 1.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use store::Mapping;
+
+use crate::config::{Config, Timeouts};
+use crate::db;
+
+/// The checks' findings.
+#[derive(Default)]
+struct Findings {
+    problems: Vec<String>,
+}
+
+impl Findings {
+    fn ok(&self, line: &str) {
+        println!("ok      {line}");
+    }
+
+    fn problem(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+
+    /// Reports a check's outcome: its line when it passed, its problem when not.
+    fn report(&mut self, outcome: Result<String, String>) {
+        match outcome {
+            Ok(line) => self.ok(&line),
+            Err(problem) => self.problem(problem),
+        }
+    }
+}
+
+/// Runs every check that the earlier ones allow.
+pub async fn run(config: &Config) -> Result<ExitCode> {
+    let mut findings = Findings::default();
+    let mapping = match config.mapping() {
+        Ok(m) => {
+            findings.ok(&format!("mapping file {}", config.mapping_path.display()));
+            Some(m)
+        }
+        Err(e) => {
+            findings.problem(format!("{e:#}"));
+            None
+        }
+    };
+    database(config, mapping.as_ref(), &mut findings).await;
+    mailchimp(config, mapping.as_ref(), &mut findings).await;
+    for p in &findings.problems {
+        println!("PROBLEM {p}");
+    }
+    Ok(if findings.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn database(config: &Config, mapping: Option<&Mapping>, findings: &mut Findings) {
+    let client = match db::connect(config).await {
+        Ok(client) => client,
+        Err(e) => return findings.problem(format!("{e:#}")),
+    };
+    findings.ok("database reachable");
+    let Some(mapping) = mapping else { return };
+    findings.report(mapped_columns(&client, mapping).await);
+    let installed: bool = client
+        .query_one(store::sql::queries::SCHEMA_EXISTS, &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(false);
+    if installed {
+        findings.ok("schema chimpsync installed");
+    } else {
+        findings.problem("schema chimpsync is not installed: run `chimpsync setup`".into());
+    }
+}
+
+/// Whether the table has every column the mapping names.
+async fn mapped_columns(
+    client: &tokio_postgres::Client,
+    mapping: &Mapping,
+) -> Result<String, String> {
+    let generated = store::Generated::for_mapping(client, mapping)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "table {} has every mapped column",
+        generated.table()
+    ))
+}
+
+async fn mailchimp(config: &Config, mapping: Option<&Mapping>, findings: &mut Findings) {
+    let client = match config.client(&Timeouts::default()) {
+        Ok(client) => client,
+        Err(e) => return findings.problem(e.to_string()),
+    };
+    if let Err(e) = client.ping().await {
+        return findings.problem(format!("Mailchimp: {e}"));
+    }
+    findings.ok("Mailchimp key works (GET /ping)");
+    let Some(mapping) = mapping else { return };
+    let id = match config.audience_id(mapping) {
+        Ok(id) => id,
+        Err(e) => return findings.problem(e.to_string()),
+    };
+    let audience = match client.get_audience(&id).await {
+        Ok(audience) => audience,
+        Err(e) => return findings.problem(format!("audience {id}: {e}")),
+    };
+    findings.ok(&format!(
+        "audience {id} ({:?}, {} members)",
+        audience.name, audience.member_count
+    ));
+    let fields = match client.merge_fields(&id).await {
+        Ok(fields) => fields,
+        Err(e) => return findings.problem(format!("reading merge fields: {e}")),
+    };
+    for tag in mapping.merge_fields.keys() {
+        if fields.iter().any(|f| &f.tag == tag) {
+            findings.ok(&format!("merge field {tag} exists"));
+        } else {
+            findings.problem(format!("merge_fields.{tag}: the audience has no merge field {tag}; `chimpsync setup --mailchimp` creates it"));
+        }
+    }
+}

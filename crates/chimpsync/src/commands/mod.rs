@@ -1,0 +1,42 @@
+//! One module per command; [`execute`] dispatches the parsed command line to them.
+
+mod audience;
+mod backfill;
+mod check;
+mod reconcile;
+mod retry;
+mod run;
+mod setup;
+mod status;
+mod webhook;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::{AudienceCommand, Command, WebhookCommand};
+use crate::config::Config;
+
+/// Runs `command` with the settings of `config`.
+pub async fn execute(command: Command, config: &Config) -> Result<ExitCode> {
+    match command {
+        Command::Setup(args) => setup::run(config, args).await?,
+        Command::Check => return check::run(config).await,
+        Command::Backfill { chunk_size } => backfill::run(config, chunk_size).await?,
+        Command::Run { once, tuning } => run::run(config, once, tuning).await?,
+        Command::Status { json } => status::run(config, json).await?,
+        Command::Retry { all, ids } => retry::run(config, all, &ids).await?,
+        Command::Audience {
+            command: AudienceCommand::Create(args),
+        } => audience::create(config, args).await?,
+        Command::Webhook {
+            command: WebhookCommand::Register(args),
+        } => webhook::register(config, args).await?,
+        Command::Reconcile(args) => reconcile::run(config, args).await?,
+        #[cfg(feature = "demo")]
+        Command::Demo { customers } => {
+            chimpsync_demo::run(config.database_url().ok(), customers).await?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

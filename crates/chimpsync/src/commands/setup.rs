@@ -1,0 +1,194 @@
+//! `chimpsync setup`: the schema and the change triggers, the worker's role, the uninstall, and
+//! with `--mailchimp` the merge fields the mapping needs.
+
+use anyhow::{anyhow, bail, Context, Result};
+use mailchimp::NewMergeField;
+use store::TriggerShape;
+
+use crate::cli::SetupArgs;
+use crate::config::{Config, Timeouts};
+use crate::db;
+
+/// Runs `setup` as its arguments say.
+pub async fn run(config: &Config, args: SetupArgs) -> Result<()> {
+    if args.uninstall {
+        return uninstall(config, args.print_sql, args.worker_role.as_deref()).await;
+    }
+    let shape = if args.trigger_shape == "row" {
+        TriggerShape::Row
+    } else {
+        TriggerShape::Statement
+    };
+    install(config, args.print_sql, shape).await?;
+    if let Some(role) = args.worker_role.as_deref() {
+        worker_role(config, args.print_sql, role).await?;
+    }
+    if args.mailchimp {
+        merge_fields(config).await?;
+    }
+    Ok(())
+}
+
+async fn install(config: &Config, print_sql: bool, shape: TriggerShape) -> Result<()> {
+    let mapping = config.mapping()?;
+    let mut client = db::connect(config).await?;
+    if print_sql {
+        let generated = store::Generated::for_mapping(&client, &mapping).await?;
+        print!("{}", store::setup_sql(&generated, shape));
+        return Ok(());
+    }
+    let report = store::setup(&mut client, &mapping, shape).await?;
+    if let Some(old) = &report.removed_from {
+        println!("removed the change triggers from {old}");
+    }
+    if report.applied_migrations.is_empty() {
+        println!("schema chimpsync is up to date");
+    } else {
+        println!("applied migrations {:?}", report.applied_migrations);
+    }
+    println!(
+        "change triggers installed on {} ({} level)",
+        report.table,
+        shape.as_str()
+    );
+    Ok(())
+}
+
+async fn worker_role(config: &Config, print_sql: bool, role: &str) -> Result<()> {
+    if print_sql {
+        print!("{}", store::admin::worker_role_sql(role)?);
+        return Ok(());
+    }
+    let mut client = db::connect(config).await?;
+    store::admin::grant_worker_role(&mut client, role).await?;
+    println!("role {role} may run the worker (set its password: alter role ... password '...')");
+    Ok(())
+}
+
+async fn uninstall(config: &Config, print_sql: bool, role: Option<&str>) -> Result<()> {
+    if print_sql {
+        print!("{}", store::admin::uninstall_sql(role)?);
+        return Ok(());
+    }
+    let mut client = db::connect(config).await?;
+    let report = store::admin::uninstall(&mut client, role).await?;
+    if let Some(table) = &report.triggers_removed_from {
+        println!("removed the change triggers from {table}");
+    }
+    if report.schema_dropped {
+        println!("dropped schema chimpsync");
+    } else {
+        println!("schema chimpsync was not installed");
+    }
+    if let Some(role) = &report.role_dropped {
+        println!("dropped role {role} (if it existed)");
+    }
+    Ok(())
+}
+
+/// The Mailchimp merge-field type that fits a column's SQL type: numbers for numeric columns,
+/// dates for `date` columns, text for everything else (booleans and timestamps are sent as text).
+fn merge_field_type(sql_type: &str) -> &'static str {
+    let lower = sql_type.to_ascii_lowercase();
+    let base = lower.split('(').next().unwrap_or_default().trim();
+    match base {
+        "smallint" | "integer" | "bigint" | "numeric" | "decimal" | "real" | "double precision" => {
+            "number"
+        }
+        "date" => "date",
+        _ => "text",
+    }
+}
+
+/// A display name for a column: `first_name` → `First Name`.
+fn display_name(column: &str) -> String {
+    column
+        .split(['_', ' ', '-'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut chars = w.chars();
+            match chars.next() {
+                Some(c) => c.to_uppercase().chain(chars).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `setup --mailchimp`: creates the merge fields of `[merge_fields]` the audience lacks, typed
+/// from the columns, and reports each.
+async fn merge_fields(config: &Config) -> Result<()> {
+    let mapping = config.mapping()?;
+    let audience = config.audience_id(&mapping)?;
+    let client = config.client(&Timeouts::default())?;
+    let db = db::connect(config).await?;
+    let table = mapping.table().map_err(|e| anyhow!("source.table: {e}"))?;
+    let columns = store::generated::table_columns(&db, &table).await?;
+    let existing = client
+        .merge_fields(&audience)
+        .await
+        .with_context(|| format!("reading the merge fields of audience {audience}"))?;
+    let (mut created, mut present) = (0, 0);
+    for (tag, column) in &mapping.merge_fields {
+        let Some(sql_type) = columns
+            .iter()
+            .find(|c| &c.name == column)
+            .map(|c| c.sql_type.as_str())
+        else {
+            bail!("merge_fields.{tag}: column {column:?} does not exist in table {table}");
+        };
+        let wanted = merge_field_type(sql_type);
+        if let Some(field) = existing.iter().find(|f| &f.tag == tag) {
+            present += 1;
+            println!("merge field {tag} exists ({})", field.r#type);
+            if field.r#type != wanted && wanted != "text" {
+                println!(
+                    "  note: column {column} is {sql_type}; Mailchimp keeps it as {}, a {wanted} field would fit",
+                    field.r#type
+                );
+            }
+            continue;
+        }
+        let field = client
+            .create_merge_field(
+                &audience,
+                &NewMergeField {
+                    tag: tag.clone(),
+                    name: display_name(column),
+                    r#type: wanted.into(),
+                },
+            )
+            .await
+            .with_context(|| format!("creating merge field {tag}"))?;
+        created += 1;
+        println!(
+            "created merge field {} ({}) for column {column} ({sql_type})",
+            field.tag, field.r#type
+        );
+    }
+    println!("merge fields of audience {audience}: {created} created, {present} already there");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_types_pick_the_merge_field_type() {
+        for (sql, want) in [
+            ("integer", "number"),
+            ("numeric(10,2)", "number"),
+            ("double precision", "number"),
+            ("date", "date"),
+            ("timestamp with time zone", "text"),
+            ("boolean", "text"),
+            ("character varying(200)", "text"),
+        ] {
+            assert_eq!(merge_field_type(sql), want, "{sql}");
+        }
+        assert_eq!(display_name("first_name"), "First Name");
+        assert_eq!(display_name("ltv"), "Ltv");
+    }
+}

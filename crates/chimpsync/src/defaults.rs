@@ -1,0 +1,33 @@
+//! Every default of the binary's settings, written once: the command line's attributes and the
+//! commands that take no worker options both read them here.
+
+/// Rows per claim and per batch call.
+pub const BATCH_SIZE: usize = 500;
+/// Mailchimp requests in flight at once, for all replicas together.
+pub const CONCURRENCY: usize = 10;
+/// Seconds a claim holds its rows.
+pub const LEASE_SECONDS: f64 = 120.0;
+/// Seconds before a Mailchimp request is abandoned.
+pub const REQUEST_TIMEOUT_SECONDS: f64 = 30.0;
+/// Seconds to connect to Mailchimp.
+pub const CONNECT_TIMEOUT_SECONDS: f64 = 10.0;
+/// Attempts before a row that keeps failing transiently is parked.
+pub const MAX_ATTEMPTS: i32 = 12;
+/// First retry backoff in seconds.
+pub const BACKOFF_BASE_SECONDS: f64 = 1.0;
+/// Longest retry backoff in seconds.
+pub const BACKOFF_MAX_SECONDS: f64 = 600.0;
+/// Idle poll interval in milliseconds.
+pub const POLL_INTERVAL_MS: u64 = 200;
+/// Seconds in-flight calls may finish after SIGTERM.
+pub const SHUTDOWN_DEADLINE_SECONDS: f64 = 20.0;
+/// Database connections of a worker replica.
+pub const DB_POOL_SIZE: usize = 16;
+/// Rows per backfill chunk.
+pub const BACKFILL_CHUNK: i64 = 5000;
+/// Where `chimpsync run` serves its HTTP endpoints.
+pub const HTTP_ADDR: &str = "0.0.0.0:9187";
+/// The mapping file, relative to the working directory.
+pub const MAPPING_FILE: &str = "chimpsync.toml";
+/// The name a worker claims under when `HOSTNAME` is not set.
+pub const HOSTNAME: &str = "chimpsync";
