@@ -15,38 +15,68 @@
 //!
 //! The modules are listed in dependency order: each uses only the modules below it.
 
-// The command line and the in-process handle.
+// The command line.
 mod cli;
+
+// The in-process handle: `Emulator`, `Config`, `MemberView`.
 mod emulator;
 
-// HTTP: connections, routing, answers.
-mod auth;
-mod responses;
-mod router;
-mod routes;
+// Connections, admission, latency, authentication and faults around each request.
 mod server;
 
-// What the handle and the connections share; the HTTP the emulator sends.
-mod outbound;
+// Which operation answers a request.
+mod router;
+
+// The API key of a request.
+mod auth;
+
+// The HTTP answers and their headers.
+mod responses;
+
+// The paths served.
+mod routes;
+
+// What the handle and the connections share, and the counters.
 mod shared;
 
-// The operations, one module per resource, on the state.
+// The HTTP the emulator sends: the validator's GET and webhook deliveries.
+mod outbound;
+
+// The operations, one module per resource, as methods of `State`.
 mod endpoints;
+
+// The audiences, the id generator, the write counters, the events not yet delivered.
 mod state;
 
-// Pure parts: webhook events, the wire shapes, the checks of input.
+// Which webhook events a change produces, and their form bodies.
 mod events;
-mod input;
-mod merge_values;
-mod query;
+
+// The JSON answers.
 mod wire;
 
-// The records, and the leaves.
-mod email;
-mod faults;
-mod lock;
+// The checks of request bodies.
+mod input;
+
+// How each merge field type takes a value.
+mod merge_values;
+
+// The query string.
+mod query;
+
+// The records.
 mod model;
+
+// Fault injection.
+mod faults;
+
+// Mailchimp's error documents.
 mod problem;
+
+// Addresses and the subscriber hash.
+mod email;
+
+// The mutex helper.
+mod lock;
 
 pub use cli::{main_cli, Args};
 pub use email::subscriber_hash;

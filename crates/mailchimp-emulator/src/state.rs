@@ -127,6 +127,14 @@ impl State {
             .ok_or_else(ApiError::not_found)
     }
 
+    /// The audience's member at `key` (a subscriber hash), or `404 Resource Not Found`.
+    pub(crate) fn member(&self, list_id: &str, key: &str) -> Result<&Member, ApiError> {
+        self.audience(list_id)?
+            .members
+            .get(key)
+            .ok_or_else(ApiError::not_found)
+    }
+
     /// The member as it is before a change, if anyone listens: `None` when the audience has no
     /// webhooks (nothing is recorded then), `Some(None)` when the member does not exist.
     pub(crate) fn before(&self, list_id: &str, hash: &str) -> Option<Option<Before>> {

@@ -75,7 +75,7 @@ impl State {
         ctx: &Ctx<'_>,
     ) -> Result<Reply, ApiError> {
         let aud = self.audience(list_id)?;
-        let member = aud.members.get(hash).ok_or_else(ApiError::not_found)?;
+        let member = self.member(list_id, hash)?;
         Ok(json_reply(&MemberJson::full(aud, member, ctx.base)))
     }
 
@@ -137,10 +137,7 @@ impl State {
         body: &Value,
         ctx: &Ctx<'_>,
     ) -> Result<Reply, ApiError> {
-        let aud = self.audience(list_id)?;
-        if !aud.members.contains_key(key) {
-            return Err(ApiError::not_found());
-        }
+        self.member(list_id, key)?;
         let input = MemberInput::parse(body, Status::PATCHABLE)?;
         let hash = self.update_member(list_id, key, &input, ctx)?;
         self.get_member(list_id, &hash, ctx)

@@ -17,8 +17,7 @@ impl State {
         key: &str,
         ctx: &Ctx<'_>,
     ) -> Result<Reply, ApiError> {
-        let aud = self.audience(list_id)?;
-        let m = aud.members.get(key).ok_or_else(ApiError::not_found)?;
+        let m = self.member(list_id, key)?;
         let (count, offset) = ctx.query.page()?;
         let tags: Vec<Value> = m
             .tags
@@ -42,12 +41,9 @@ impl State {
         body: &Value,
         ctx: &Ctx<'_>,
     ) -> Result<Reply, ApiError> {
-        let aud = self.audience_mut(list_id)?;
-        if !aud.members.contains_key(key) {
-            return Err(ApiError::not_found());
-        }
+        self.member(list_id, key)?;
         let changes = tag_changes(body)?;
-        let Audience { members, tags, .. } = aud;
+        let Audience { members, tags, .. } = self.audience_mut(list_id)?;
         let m = members.get_mut(key).ok_or_else(ApiError::not_found)?;
         let was = Content::of(m);
         for (name, active) in changes {
