@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::{Config, Emulator};
+use crate::emulator::{Config, Emulator};
 
 /// `mailchimp-emulator --listen 127.0.0.1:4100 [--api-key KEY] [--audience ID]... …`
 #[derive(Debug, Parser)]

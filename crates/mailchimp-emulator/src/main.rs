@@ -12,13 +12,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// with the ones not already set). Each batch answer is a fresh buffer of about half a MiB, and
 /// the emulator's memory only grows (it keeps every member), so:
 /// - `MIMALLOC_ALLOW_THP=0`: on a machine with transparent huge pages `always`, every fresh
-///   region was faulted in as 2 MiB pages the kernel zeroes first;
+///   region would be faulted in as 2 MiB pages the kernel zeroes first;
 /// - `MIMALLOC_PURGE_DELAY=-1`: freed memory is kept for reuse instead of being handed back to
 ///   the OS and faulted in again for the next answer.
 ///
 /// Measured in benchmark scenario 2 (200k members in batches of 500, 250 ms latency): the time
-/// each request spends in the emulator after its latency went from 9–12 ms to 4–6 ms, about
-/// 40 % of the emulator's CPU having been the kernel zeroing pages.
+/// each request spends in the emulator after its latency is 4–6 ms with these settings and
+/// 9–12 ms without, about 40 % of the emulator's CPU then being the kernel zeroing pages.
 const ALLOCATOR_ENV: [(&str, &str); 2] =
     [("MIMALLOC_ALLOW_THP", "0"), ("MIMALLOC_PURGE_DELAY", "-1")];
 

@@ -1,11 +1,10 @@
-//! The emulator's records (audiences, merge fields, members, tags) and their wire shapes.
+//! The emulator's records: audiences, merge fields, members, tags and webhook registrations.
 //!
-//! These are the emulator's own types; nothing here is shared with the client crate.
+//! Plain data with the few rules that belong to a single record; how records look on the wire is
+//! `wire`, how they change is the endpoints'. Nothing here is shared with the client crate.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
-use serde::Serialize;
 use serde_json::{json, Value};
 
 /// A contact's status as Mailchimp names it.
@@ -28,7 +27,7 @@ impl Status {
         Status::Pending,
         Status::Transactional,
     ];
-    /// PATCH's enum has no `transactional` (spec 3.0.55).
+    /// PATCH's enum has no `transactional` (Mailchimp's API spec).
     pub(crate) const PATCHABLE: &'static [Status] = &[
         Status::Subscribed,
         Status::Unsubscribed,
@@ -105,23 +104,6 @@ pub(crate) struct MergeField {
 }
 
 impl MergeField {
-    pub(crate) fn to_json(&self, list_id: &str) -> Value {
-        json!({
-            "merge_id": self.merge_id,
-            "tag": self.tag,
-            "name": self.name,
-            "type": self.kind,
-            "required": self.required,
-            "default_value": self.default_value,
-            "public": self.public,
-            "display_order": self.display_order,
-            "options": self.options,
-            "help_text": self.help_text,
-            "list_id": list_id,
-            "_links": [],
-        })
-    }
-
     /// The choices of a radio or dropdown field, if any.
     pub(crate) fn choices(&self) -> Option<&Vec<Value>> {
         match self.kind.as_str() {
@@ -189,11 +171,53 @@ pub(crate) struct MemberTag {
     pub date_added: String,
 }
 
-/// A tag known to an audience (tags are audience-wide; names compare case-insensitively).
+/// A tag known to an audience.
 #[derive(Debug, Clone)]
-pub(crate) struct TagDef {
-    pub id: u64,
-    pub name: String,
+struct TagDef {
+    id: u64,
+    name: String,
+}
+
+/// The tags an audience knows: tags are audience-wide, names compare case-insensitively and the
+/// first spelling wins.
+#[derive(Debug, Clone)]
+pub(crate) struct Tags {
+    /// Lower-cased tag name → tag.
+    by_name: HashMap<String, TagDef>,
+    next_id: u64,
+}
+
+impl Tags {
+    fn new() -> Self {
+        Self {
+            by_name: HashMap::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Attaches the tag `name` to the member (creating it in the audience if needed); false if
+    /// the name is blank or the member has it.
+    pub(crate) fn attach(&mut self, m: &mut Member, name: &str, now: &Now) -> bool {
+        let name = name.trim();
+        if name.is_empty() || m.has_tag(name) {
+            return false;
+        }
+        let next_id = &mut self.next_id;
+        let def = self.by_name.entry(name.to_lowercase()).or_insert_with(|| {
+            let id = *next_id;
+            *next_id += 1;
+            TagDef {
+                id,
+                name: name.to_owned(),
+            }
+        });
+        m.tags.push(MemberTag {
+            id: def.id,
+            name: def.name.clone(),
+            date_added: now.text.clone(),
+        });
+        true
+    }
 }
 
 /// A contact in an audience.
@@ -241,6 +265,14 @@ impl Member {
     pub(crate) fn has_tag(&self, name: &str) -> bool {
         self.tags.iter().any(|t| t.name.eq_ignore_ascii_case(name))
     }
+
+    /// Removes the tag `name` from the member; false if it did not have it.
+    pub(crate) fn detach_tag(&mut self, name: &str) -> bool {
+        let before = self.tags.len();
+        let name = name.trim();
+        self.tags.retain(|t| !t.name.eq_ignore_ascii_case(name));
+        self.tags.len() != before
+    }
 }
 
 /// An audience (Mailchimp "list").
@@ -268,11 +300,9 @@ pub(crate) struct Audience {
     pub next_seq: u64,
     /// Subscriber hashes of permanently deleted contacts.
     pub forgotten: HashSet<String>,
-    /// Lower-cased tag name → tag.
-    pub tags: HashMap<String, TagDef>,
-    pub next_tag_id: u64,
+    pub tags: Tags,
     /// Registered webhooks, in creation order.
-    pub webhooks: Vec<crate::webhooks::Webhook>,
+    pub webhooks: Vec<Webhook>,
 }
 
 impl Audience {
@@ -305,259 +335,36 @@ impl Audience {
             order: BTreeMap::new(),
             next_seq: 1,
             forgotten: HashSet::new(),
-            tags: HashMap::new(),
-            next_tag_id: 1,
+            tags: Tags::new(),
             webhooks: Vec::new(),
         }
     }
-
-    /// The list object (`GET /lists/{id}`).
-    pub(crate) fn to_json(&self, base: &str) -> Value {
-        let mut subscribed = 0u64;
-        let mut unsubscribed = 0u64;
-        let mut cleaned = 0u64;
-        for m in self.members.values() {
-            match m.status {
-                Status::Subscribed => subscribed += 1,
-                Status::Unsubscribed => unsubscribed += 1,
-                Status::Cleaned => cleaned += 1,
-                _ => {}
-            }
-        }
-        json!({
-            "id": self.id,
-            "web_id": self.web_id,
-            "name": self.name,
-            "contact": self.contact,
-            "permission_reminder": self.permission_reminder,
-            "use_archive_bar": self.use_archive_bar,
-            "campaign_defaults": self.campaign_defaults,
-            "notify_on_subscribe": self.notify_on_subscribe,
-            "notify_on_unsubscribe": self.notify_on_unsubscribe,
-            "date_created": self.date_created,
-            "list_rating": 0,
-            "email_type_option": self.email_type_option,
-            "subscribe_url_short": format!("http://eepurl.com/{}", self.id),
-            "subscribe_url_long": format!("https://emulator.list-manage.com/subscribe?u=0&id={}", self.id),
-            "beamer_address": format!("us1-{}@inbound.mailchimp.com", self.id),
-            "visibility": self.visibility,
-            "double_optin": self.double_optin,
-            "has_welcome": false,
-            "marketing_permissions": self.marketing_permissions,
-            "modules": [],
-            "stats": {
-                "member_count": subscribed,
-                "unsubscribe_count": unsubscribed,
-                "cleaned_count": cleaned,
-                "member_count_since_send": subscribed,
-                "unsubscribe_count_since_send": unsubscribed,
-                "cleaned_count_since_send": cleaned,
-                "campaign_count": 0,
-                "campaign_last_sent": "",
-                "merge_field_count": self.merge_fields.len(),
-                "avg_sub_rate": 0,
-                "avg_unsub_rate": 0,
-                "target_sub_rate": 0,
-                "open_rate": 0,
-                "click_rate": 0,
-                "last_sub_date": "",
-                "last_unsub_date": ""
-            },
-            "_links": [
-                {"rel": "self", "href": format!("{base}/lists/{}", self.id), "method": "GET"},
-                {"rel": "members", "href": format!("{base}/lists/{}/members", self.id), "method": "GET"},
-            ],
-        })
-    }
 }
 
-/// A member in Mailchimp's JSON shape (§2.3), serialized straight from the record.
-pub(crate) struct MemberJson<'a> {
-    pub member: &'a Member,
-    /// The audience's id and merge fields (all the answer shows of the audience).
-    pub list_id: &'a str,
-    pub merge_fields: &'a [MergeField],
-    pub base: &'a str,
-    /// The batch-subscribe shape: the spec's `new_members`/`updated_members` items lack
-    /// `contact_id`, `full_name`, `web_id`, `unsubscribe_reason`, `source` and
-    /// `consents_to_one_to_one_messaging`.
-    pub compact: bool,
+/// Which events a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Events {
+    pub subscribe: bool,
+    pub unsubscribe: bool,
+    pub profile: bool,
+    pub cleaned: bool,
+    pub upemail: bool,
+    pub campaign: bool,
 }
 
-#[derive(Serialize)]
-struct MemberStats {
-    avg_open_rate: u8,
-    avg_click_rate: u8,
+/// Whose changes a webhook hears about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sources {
+    pub user: bool,
+    pub admin: bool,
+    pub api: bool,
 }
 
-#[derive(Serialize)]
-struct Location {
-    latitude: f64,
-    longitude: f64,
-    gmtoff: i32,
-    dstoff: i32,
-    country_code: &'static str,
-    timezone: &'static str,
-    region: &'static str,
-}
-
-#[derive(Serialize)]
-struct Link<'a> {
-    rel: &'a str,
-    href: &'a str,
-    method: &'a str,
-}
-
-struct MergeJson<'a> {
-    fields: &'a [MergeField],
-    values: &'a BTreeMap<String, Value>,
-}
-
-impl Serialize for MergeJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.fields.len()))?;
-        for f in self.fields {
-            match self.values.get(&f.tag) {
-                Some(v) => map.serialize_entry(&f.tag, v)?,
-                None => map.serialize_entry(&f.tag, "")?,
-            }
-        }
-        map.end()
-    }
-}
-
-#[derive(Serialize)]
-struct TagRef<'a> {
-    id: u64,
-    name: &'a str,
-}
-
-struct TagsJson<'a>(&'a [MemberTag]);
-
-impl Serialize for TagsJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // The member object carries at most 50 tags (spec).
-        let shown = &self.0[..self.0.len().min(50)];
-        let mut seq = s.serialize_seq(Some(shown.len()))?;
-        for t in shown {
-            seq.serialize_element(&TagRef {
-                id: t.id,
-                name: &t.name,
-            })?;
-        }
-        seq.end()
-    }
-}
-
-fn text_of(v: Option<&Value>) -> &str {
-    v.and_then(Value::as_str).unwrap_or("")
-}
-
-impl Serialize for MemberJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let m = self.member;
-        let full = !self.compact;
-        let first = text_of(m.merge.get("FNAME"));
-        let last = text_of(m.merge.get("LNAME"));
-        let full_name = match (first.is_empty() || !full, last.is_empty() || !full) {
-            (false, false) => format!("{first} {last}"),
-            (false, true) => first.to_owned(),
-            (true, false) => last.to_owned(),
-            (true, true) => String::new(),
-        };
-        let self_href = format!("{}/lists/{}/members/{}", self.base, self.list_id, m.id);
-        let parent_href = if full {
-            format!("{}/lists/{}/members", self.base, self.list_id)
-        } else {
-            String::new()
-        };
-
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("id", &m.id)?;
-        map.serialize_entry("email_address", &m.email)?;
-        map.serialize_entry("unique_email_id", &m.unique_email_id)?;
-        if full {
-            map.serialize_entry("contact_id", &m.contact_id)?;
-            map.serialize_entry("full_name", &full_name)?;
-            map.serialize_entry("web_id", &m.web_id)?;
-        }
-        map.serialize_entry("email_type", &m.email_type)?;
-        map.serialize_entry("status", m.status.as_str())?;
-        if full && m.status == Status::Unsubscribed {
-            map.serialize_entry(
-                "unsubscribe_reason",
-                if m.unsubscribed_by_contact {
-                    "I no longer want to receive these emails"
-                } else {
-                    "N/A (Unsubscribed by admin)"
-                },
-            )?;
-        }
-        if full {
-            map.serialize_entry("consents_to_one_to_one_messaging", &true)?;
-        }
-        map.serialize_entry(
-            "merge_fields",
-            &MergeJson {
-                fields: self.merge_fields,
-                values: &m.merge,
-            },
-        )?;
-        if !m.interests.is_empty() {
-            map.serialize_entry("interests", &m.interests)?;
-        }
-        map.serialize_entry(
-            "stats",
-            &MemberStats {
-                avg_open_rate: 0,
-                avg_click_rate: 0,
-            },
-        )?;
-        map.serialize_entry("ip_signup", &m.ip_signup)?;
-        map.serialize_entry("timestamp_signup", &m.timestamp_signup)?;
-        map.serialize_entry("ip_opt", &m.ip_opt)?;
-        map.serialize_entry("timestamp_opt", &m.timestamp_opt)?;
-        map.serialize_entry("member_rating", &2)?;
-        map.serialize_entry("last_changed", &m.last_changed)?;
-        map.serialize_entry("language", &m.language)?;
-        map.serialize_entry("vip", &m.vip)?;
-        map.serialize_entry("email_client", "")?;
-        map.serialize_entry(
-            "location",
-            &Location {
-                latitude: m.latitude,
-                longitude: m.longitude,
-                gmtoff: 0,
-                dstoff: 0,
-                country_code: "",
-                timezone: "",
-                region: "",
-            },
-        )?;
-        if full {
-            map.serialize_entry("source", "API - Generic")?;
-        }
-        map.serialize_entry("tags_count", &m.tags.len())?;
-        map.serialize_entry("tags", &TagsJson(&m.tags))?;
-        map.serialize_entry("list_id", self.list_id)?;
-        let links = [
-            Link {
-                rel: "self",
-                href: &self_href,
-                method: "GET",
-            },
-            Link {
-                rel: "parent",
-                href: &parent_href,
-                method: "GET",
-            },
-            Link {
-                rel: "upsert",
-                href: &self_href,
-                method: "PUT",
-            },
-        ];
-        map.serialize_entry("_links", if full { &links[..] } else { &links[..1] })?;
-        map.end()
-    }
+/// A registered webhook.
+#[derive(Debug, Clone)]
+pub(crate) struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub events: Events,
+    pub sources: Sources,
 }

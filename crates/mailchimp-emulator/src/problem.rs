@@ -1,7 +1,7 @@
 //! Mailchimp's error document (`application/problem+json`) and the exact texts the emulator sends.
 //!
 //! Every refusal the emulator can produce is built here, so the wording lives in one place and
-//! matches docs/mailchimp-api.md §2.5 and §6.
+//! matches docs/mailchimp.md.
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -123,6 +123,24 @@ impl ApiError {
         )
     }
 
+    /// A rename of a member that is not `subscribed`.
+    pub(crate) fn rename_not_subscribed(status: &str) -> Self {
+        Self::invalid_field(
+            "email address",
+            format!(
+                "This member's status is \"{status}.\" You can only update email addresses for members with a status of \"subscribed.\""
+            ),
+        )
+    }
+
+    /// A rename onto an address the list holds (`label`: the status as the web app shows it).
+    pub(crate) fn address_taken(email: &str, label: &str) -> Self {
+        Self::invalid_field(
+            "email address",
+            format!("\"{email}\" is already in this list with a status of \"{label}\"."),
+        )
+    }
+
     pub(crate) fn merge_fields_invalid(errors: Vec<FieldError>) -> Self {
         let mut e = Self::invalid_detail("Your merge fields were invalid.");
         e.errors = errors;
@@ -186,6 +204,22 @@ impl ApiError {
             503,
             "Service Unavailable",
             "The server is temporarily unable to handle the request. Please try again later.",
+        )
+    }
+
+    /// "A url may only exist on a list once" (wording ours).
+    pub(crate) fn webhook_url_taken() -> Self {
+        Self::invalid_field(
+            "url",
+            "This URL is already registered as a webhook on this list.",
+        )
+    }
+
+    /// The validator's GET did not get a 200 (wording ours).
+    pub(crate) fn webhook_validation_failed(what: &str) -> Self {
+        Self::invalid_field(
+            "url",
+            format!("The webhook URL could not be validated: the validator's GET {what}; it must answer 200."),
         )
     }
 

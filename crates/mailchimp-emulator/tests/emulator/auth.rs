@@ -1,4 +1,4 @@
-//! Authentication (mailchimp-api.md §1).
+//! Authentication.
 
 use mailchimp_emulator::Config;
 

@@ -1,4 +1,4 @@
-//! Batch subscribe: `POST /lists/{id}` (mailchimp-api.md §4).
+//! Batch subscribe: `POST /lists/{id}`.
 
 use serde_json::{json, Value};
 

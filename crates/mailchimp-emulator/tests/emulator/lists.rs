@@ -1,4 +1,4 @@
-//! Audiences and merge fields (mailchimp-api.md §8).
+//! Audiences and merge fields.
 
 use serde_json::json;
 

@@ -1,4 +1,4 @@
-//! Single-member endpoints and every row of the behaviour matrix (mailchimp-api.md §2.5).
+//! Single-member endpoints and every row of the behaviour matrix in docs/mailchimp.md.
 
 use serde_json::json;
 

@@ -1,4 +1,4 @@
-//! Member tags: `GET|POST /lists/{id}/members/{hash}/tags` (mailchimp-api.md §3).
+//! Member tags: `GET|POST /lists/{id}/members/{hash}/tags`.
 
 use serde_json::json;
 

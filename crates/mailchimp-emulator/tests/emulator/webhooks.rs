@@ -1,5 +1,5 @@
 //! Webhooks: registration (`/lists/{id}/webhooks`, the validator's GET) and the delivery of
-//! member changes as form-encoded POSTs (mailchimp-api.md §9).
+//! member changes as form-encoded POSTs (docs/mailchimp.md).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;

@@ -1,0 +1,113 @@
+//! The account (`GET /`) and audiences: `/lists` and `/lists/{id}`.
+
+use serde_json::{json, Value};
+
+use crate::input::NewList;
+use crate::model::Status;
+use crate::problem::ApiError;
+use crate::state::{random_hex, Ctx, State};
+use crate::wire::{json_reply, Reply};
+
+impl State {
+    /// `GET /`: the account.
+    pub(crate) fn account(&self, ctx: &Ctx<'_>) -> Reply {
+        let subscribers: usize = self
+            .audiences
+            .values()
+            .map(|a| {
+                a.members
+                    .values()
+                    .filter(|m| m.status == Status::Subscribed)
+                    .count()
+            })
+            .sum();
+        json_reply(&json!({
+            "account_id": "0123456789abcdef01234567",
+            "login_id": "10000001",
+            "account_name": "Mailchimp Emulator",
+            "email": "emulator@chimpsync.invalid",
+            "first_name": "Mailchimp",
+            "last_name": "Emulator",
+            "username": "emulator",
+            "avatar_url": "",
+            "role": "owner",
+            "member_since": "2020-01-01T00:00:00+00:00",
+            "pricing_plan_type": "monthly",
+            "first_payment": "",
+            "account_timezone": "UTC",
+            "account_industry": "",
+            "contact": {"company": "Emulated Company", "addr1": "675 Ponce De Leon Ave NE",
+                        "addr2": "", "city": "Atlanta", "state": "GA", "zip": "30308", "country": "US"},
+            "pro_enabled": false,
+            "last_login": ctx.now.text,
+            "total_subscribers": subscribers,
+            "industry_stats": {"open_rate": 0, "bounce_rate": 0, "click_rate": 0},
+            "_links": [{"rel": "self", "href": format!("{}/", ctx.base), "method": "GET"}],
+        }))
+    }
+
+    pub(crate) fn get_lists(&self, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+        let (count, offset) = ctx.query.page()?;
+        let lists: Vec<Value> = self
+            .audience_order
+            .iter()
+            .skip(offset)
+            .take(count)
+            .filter_map(|id| self.audiences.get(id))
+            .map(|a| a.to_json(ctx.base))
+            .collect();
+        Ok(json_reply(&json!({
+            "lists": lists,
+            "total_items": self.audience_order.len(),
+            "constraints": {
+                "may_create": true,
+                "max_instances": -1,
+                "current_total_instances": self.audience_order.len(),
+            },
+            "_links": [],
+        })))
+    }
+
+    pub(crate) fn get_list(&self, list_id: &str, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+        Ok(json_reply(&self.audience(list_id)?.to_json(ctx.base)))
+    }
+
+    pub(crate) fn delete_list(&mut self, list_id: &str) -> Result<Reply, ApiError> {
+        self.audiences
+            .remove(list_id)
+            .ok_or_else(ApiError::not_found)?;
+        self.audience_order.retain(|id| id != list_id);
+        Ok(Reply::NoContent)
+    }
+
+    /// `POST /lists`: a new audience with the default merge fields.
+    pub(crate) fn create_list(&mut self, body: &Value, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+        let new = NewList::parse(body)?;
+        let id = loop {
+            let id = random_hex(&mut self.rng, 5);
+            if !self.audiences.contains_key(&id) {
+                break id;
+            }
+        };
+        self.ensure_audience(&id, ctx.now);
+        let aud = self.audience_mut(&id)?;
+        new.name.clone_into(&mut aud.name);
+        new.permission_reminder
+            .clone_into(&mut aud.permission_reminder);
+        if let (Some(dst), Some(src)) = (aud.contact.as_object_mut(), new.contact) {
+            for (k, v) in src {
+                dst.insert(k.clone(), v.clone());
+            }
+        }
+        aud.campaign_defaults = new.campaign_defaults;
+        aud.email_type_option = new.email_type_option;
+        aud.use_archive_bar = new.use_archive_bar;
+        aud.double_optin = new.double_optin;
+        aud.marketing_permissions = new.marketing_permissions;
+        new.notify_on_subscribe
+            .clone_into(&mut aud.notify_on_subscribe);
+        new.notify_on_unsubscribe
+            .clone_into(&mut aud.notify_on_unsubscribe);
+        Ok(json_reply(&aud.to_json(ctx.base)))
+    }
+}

@@ -1,0 +1,186 @@
+//! Which operation answers a request: the Marketing API routes, and the test-only routes under
+//! `/_emulator`.
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::input::NewWebhook;
+use crate::lock::lock;
+use crate::model::Now;
+use crate::outbound::validate_url;
+use crate::problem::ApiError;
+use crate::query::Query;
+use crate::responses::{response, Resp, JSON};
+use crate::routes::{segments, Route};
+use crate::shared::Shared;
+use crate::state::Ctx;
+use crate::wire::Reply;
+
+/// Answers a Marketing API request (`route` is `None` for a path the emulator does not serve).
+pub(crate) async fn api(
+    shared: &Shared,
+    route: Option<Route>,
+    method: &Method,
+    body: &Bytes,
+    ctx: &Ctx<'_>,
+) -> Result<Reply, ApiError> {
+    match route {
+        // Creating a webhook waits for the validator's GET, outside the state lock.
+        Some(Route::Webhooks(id)) if method == Method::POST => {
+            create_webhook(shared, &id, body, ctx).await
+        }
+        route => dispatch(
+            shared,
+            route.ok_or_else(ApiError::not_found)?,
+            method,
+            body,
+            ctx,
+        ),
+    }
+}
+
+fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|_| ApiError::json_parse())
+}
+
+/// The synchronous routes: each takes the state lock for the operation only.
+fn dispatch(
+    shared: &Shared,
+    route: Route,
+    method: &Method,
+    body: &Bytes,
+    ctx: &Ctx<'_>,
+) -> Result<Reply, ApiError> {
+    let json = || parse_json(body);
+    let m = method.clone();
+    let not_allowed = || Err(ApiError::method_not_allowed(route.allow()));
+    // Parse before locking: the lock only covers the state change and the answer.
+    match (&route, m) {
+        (Route::Root, Method::GET) => Ok(lock(&shared.state).account(ctx)),
+        (Route::Ping, Method::GET) => Ok(Reply::Json(
+            br#"{"health_status":"Everything's Chimpy!"}"#.to_vec(),
+        )),
+        (Route::Lists, Method::GET) => lock(&shared.state).get_lists(ctx),
+        (Route::Lists, Method::POST) => {
+            let body = json()?;
+            lock(&shared.state).create_list(&body, ctx)
+        }
+        (Route::List(id), Method::GET) => lock(&shared.state).get_list(id, ctx),
+        (Route::List(id), Method::POST) => {
+            let body = json()?;
+            // The guard is a temporary: the lock is released before the answer is written.
+            let applied = lock(&shared.state).batch_subscribe(id, &body, ctx)?;
+            Ok(applied.reply(ctx.base))
+        }
+        (Route::List(id), Method::DELETE) => lock(&shared.state).delete_list(id),
+        (Route::Members(id), Method::GET) => lock(&shared.state).get_members(id, ctx),
+        (Route::Members(id), Method::POST) => {
+            let body = json()?;
+            lock(&shared.state).post_member(id, &body, ctx)
+        }
+        (Route::Member(id, key), Method::GET) => lock(&shared.state).get_member(id, key, ctx),
+        (Route::Member(id, key), Method::PUT) => {
+            let body = json()?;
+            lock(&shared.state).put_member(id, key, &body, ctx)
+        }
+        (Route::Member(id, key), Method::PATCH) => {
+            let body = json()?;
+            lock(&shared.state).patch_member(id, key, &body, ctx)
+        }
+        (Route::Member(id, key), Method::DELETE) => {
+            lock(&shared.state).archive_member(id, key, ctx)
+        }
+        (Route::MemberTags(id, key), Method::GET) => lock(&shared.state).get_tags(id, key, ctx),
+        (Route::MemberTags(id, key), Method::POST) => {
+            let body = json()?;
+            lock(&shared.state).post_tags(id, key, &body, ctx)
+        }
+        (Route::DeletePermanent(id, key), Method::POST) => {
+            lock(&shared.state).delete_permanent(id, key, ctx)
+        }
+        (Route::MergeFields(id), Method::GET) => lock(&shared.state).get_merge_fields(id, ctx),
+        (Route::MergeFields(id), Method::POST) => {
+            let body = json()?;
+            lock(&shared.state).create_merge_field(id, &body)
+        }
+        (Route::MergeField(id, merge_id), Method::GET) => {
+            lock(&shared.state).get_merge_field(id, merge_id)
+        }
+        (Route::MergeField(id, merge_id), Method::DELETE) => {
+            lock(&shared.state).delete_merge_field(id, merge_id)
+        }
+        (Route::Webhooks(id), Method::GET) => lock(&shared.state).get_webhooks(id, ctx),
+        (Route::Webhook(id, hook), Method::GET) => lock(&shared.state).get_webhook(id, hook, ctx),
+        (Route::Webhook(id, hook), Method::DELETE) => lock(&shared.state).delete_webhook(id, hook),
+        _ => not_allowed(),
+    }
+}
+
+/// `POST /lists/{id}/webhooks`: checks the body, sends the validator's GET to the URL (which must
+/// answer 200), then registers the webhook. "A url may only exist on a list once."
+async fn create_webhook(
+    shared: &Shared,
+    list_id: &str,
+    body: &Bytes,
+    ctx: &Ctx<'_>,
+) -> Result<Reply, ApiError> {
+    let new = NewWebhook::parse(&parse_json(body)?)?;
+    lock(&shared.state).check_webhook_url(list_id, &new.url)?;
+    validate_url(&new.url).await?;
+    lock(&shared.state).add_webhook(list_id, new, ctx)
+}
+
+/// Test-only routes under `/_emulator` (no authentication, no faults, not counted).
+pub(crate) fn simulation(shared: &Shared, method: &Method, path: &str, query: &Query) -> Resp {
+    let segs = segments(path);
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let now = Now::current();
+    let answer = |status: StatusCode, body: Value| {
+        response(
+            status,
+            Some(JSON),
+            "emulator",
+            Bytes::from(body.to_string()),
+        )
+    };
+    let done = |ok: bool| {
+        if ok {
+            answer(StatusCode::OK, json!({"ok": true}))
+        } else {
+            answer(StatusCode::NOT_FOUND, json!({"ok": false}))
+        }
+    };
+    match (method, segs.as_slice()) {
+        (&Method::GET, ["stats"]) => answer(
+            StatusCode::OK,
+            serde_json::to_value(shared.stats()).unwrap_or_default(),
+        ),
+        (&Method::PUT | &Method::POST, ["lists", id]) => {
+            lock(&shared.state).ensure_audience(id, &now);
+            done(true)
+        }
+        (&Method::POST, ["lists", id, "members", who, action]) => {
+            let mut state = lock(&shared.state);
+            match *action {
+                "unsubscribe" => done(state.simulate_unsubscribe(id, who, &now)),
+                "bounce" => done(state.simulate_bounce(id, who, &now)),
+                "confirm" => done(state.simulate_confirm(id, who, &now)),
+                "email-change" => match query.get("new_email") {
+                    Some(new_email) => done(state.simulate_email_change(id, who, new_email, &now)),
+                    None => done(false),
+                },
+                "profile" => {
+                    let merges: serde_json::Map<String, Value> = query
+                        .0
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect();
+                    done(state.simulate_profile_update(id, who, &merges, &now))
+                }
+                _ => done(false),
+            }
+        }
+        _ => done(false),
+    }
+}
