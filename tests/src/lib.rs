@@ -240,7 +240,7 @@ impl Fixture {
         s.audience = self.mapping.audience.clone();
         s.lease = Duration::from_secs(30);
         s.request_timeout = Duration::from_secs(10);
-        s.retry = worker::policy::RetryPolicy {
+        s.retry = worker::retry::RetryPolicy {
             base: Duration::from_millis(10),
             max: Duration::from_millis(100),
             max_attempts: 50,

@@ -237,12 +237,13 @@ impl Tuning {
     /// Worker settings for an audience.
     pub fn settings(&self, audience_id: String, mapping: &Mapping) -> Result<worker::Settings> {
         let mut s = worker::Settings::new(audience_id);
+        s.owner = worker::settings::owner(std::env::var("HOSTNAME").ok().as_deref());
         s.audience = mapping.audience.clone();
         s.batch_size = self.batch_size;
         s.concurrency = self.concurrency;
         s.lease = secs("lease", self.lease_seconds)?;
         s.request_timeout = secs("request timeout", self.request_timeout_seconds)?;
-        s.retry = worker::policy::RetryPolicy {
+        s.retry = worker::retry::RetryPolicy {
             base: secs("backoff base", self.backoff_base_seconds)?,
             max: secs("backoff max", self.backoff_max_seconds)?,
             max_attempts: self.max_attempts,
