@@ -30,15 +30,6 @@ pub struct Gate {
     throttle: Mutex<ThrottleState>,
 }
 
-/// Why a request could not pass the gate.
-#[derive(Debug)]
-pub(crate) enum GateError {
-    /// Shutdown or deadline.
-    Cancelled,
-    /// The slot table's connection failed.
-    Store(store::Error),
-}
-
 /// Why a call through the gate brought no answer of Mailchimp's.
 #[derive(Debug)]
 pub enum CallError {
@@ -122,16 +113,16 @@ impl Gate {
         let entered = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, self.enter(cancel))
                 .await
-                .unwrap_or(Err(GateError::Cancelled)),
+                .unwrap_or(Err(CallError::Cancelled)),
             None => self.enter(cancel).await,
         };
         let slot = match entered {
             Ok(slot) => slot,
-            Err(GateError::Cancelled) => return Err(CallError::Cancelled),
-            Err(GateError::Store(e)) => {
+            Err(CallError::NoSlot(e)) => {
                 warn!(error = %e, "slot table unavailable");
                 return Err(CallError::NoSlot(e));
             }
+            Err(e) => return Err(e),
         };
         if past(deadline) {
             self.leave(slot).await;
@@ -171,7 +162,7 @@ impl Gate {
     }
 
     /// Waits out any throttle pause, then takes a slot. Cancellable.
-    async fn enter(&self, cancel: &CancellationToken) -> Result<i32, GateError> {
+    async fn enter(&self, cancel: &CancellationToken) -> Result<i32, CallError> {
         loop {
             self.wait_throttle(cancel).await?;
             let t = std::time::Instant::now();
@@ -189,7 +180,7 @@ impl Gate {
                     // or poll again shortly for a remote one.
                     let wait = Duration::from_millis(rand::thread_rng().gen_range(5..25));
                     tokio::select! {
-                        _ = cancel.cancelled() => return Err(GateError::Cancelled),
+                        _ = cancel.cancelled() => return Err(CallError::Cancelled),
                         _ = self.released.notified() => {}
                         _ = tokio::time::sleep(wait) => {}
                     }
@@ -197,13 +188,13 @@ impl Gate {
                 Err(e) => {
                     warn!(error = %e, "cannot take a connection slot");
                     tokio::select! {
-                        _ = cancel.cancelled() => return Err(GateError::Cancelled),
+                        _ = cancel.cancelled() => return Err(CallError::Cancelled),
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                     if e.is_transient() {
                         continue;
                     }
-                    return Err(GateError::Store(e));
+                    return Err(CallError::NoSlot(e));
                 }
             }
         }
@@ -216,14 +207,14 @@ impl Gate {
         self.released.notify_one();
     }
 
-    /// Waits until no throttle pause is in force.
-    pub(crate) async fn wait_throttle(&self, cancel: &CancellationToken) -> Result<(), GateError> {
+    /// Waits until no throttle pause is in force (`Err(CallError::Cancelled)`: cancelled first).
+    pub async fn wait_throttle(&self, cancel: &CancellationToken) -> Result<(), CallError> {
         loop {
             let until = self.throttle.lock().expect("throttle lock").until;
             match until {
                 Some(until) if until > Instant::now() => {
                     tokio::select! {
-                        _ = cancel.cancelled() => return Err(GateError::Cancelled),
+                        _ = cancel.cancelled() => return Err(CallError::Cancelled),
                         _ = tokio::time::sleep_until(until) => {}
                     }
                 }
