@@ -38,7 +38,8 @@ pub struct DrainOutcome {
 }
 
 impl DrainOutcome {
-    pub(crate) fn add(&mut self, other: &DrainOutcome) {
+    /// Adds another unit's counts to these.
+    pub fn add(&mut self, other: &DrainOutcome) {
         self.claimed += other.claimed;
         self.acked += other.acked;
         self.changed_in_flight += other.changed_in_flight;

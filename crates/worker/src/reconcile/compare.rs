@@ -131,14 +131,19 @@ fn same_merge_value(want: &Value, got: Option<&Value>) -> bool {
     matches!((w.parse::<f64>(), g.parse::<f64>()), (Ok(a), Ok(b)) if (a - b).abs() < 1e-9)
 }
 
-/// The tags chimpsync manages for `customer` that the member has: wanted ones and ones it set.
-fn managed_tags(customer: &Customer, member: &Member) -> Vec<String> {
-    let wanted = customer.payload.tags();
-    let synced: &[String] = customer
+/// The tags chimpsync last set on the customer's member.
+fn synced_tags(customer: &Customer) -> &[String] {
+    customer
         .synced
         .as_ref()
         .map(|s| s.tags.as_slice())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The tags chimpsync manages for `customer` that the member has: wanted ones and ones it set.
+fn managed_tags(customer: &Customer, member: &Member) -> Vec<String> {
+    let wanted = customer.payload.tags();
+    let synced = synced_tags(customer);
     member
         .tags
         .iter()
@@ -245,11 +250,7 @@ pub(super) fn compare(
         }
     }
     let wanted = customer.payload.tags();
-    let synced: &[String] = customer
-        .synced
-        .as_ref()
-        .map(|s| s.tags.as_slice())
-        .unwrap_or_default();
+    let synced = synced_tags(customer);
     let missing: Vec<String> = wanted
         .iter()
         .filter(|t| !has(&m.tags, t))
