@@ -5,8 +5,8 @@
 -- reschedule, park, release) clears the lease token, so a row claimed here with its token still
 -- set was left by a claim that ended without recording anything: the worker was killed, or
 -- stalled past its lease. What that claim was sending may have been applied, exactly like a lost
--- answer, so its in_flight state is merged into maybe_applied's emails, tags and consents (the
--- only path that aggregates; a normal claim just notes in_flight).
+-- answer, so its in_flight state is merged into maybe_applied's emails, tags and consents
+-- (chimpsync.merge_maybe_applied; a normal claim just notes in_flight).
 -- $1 owner, $2 lease token, $3 limit, $4 lease seconds, $5 now (null = the database clock)
 with due as (
     select id
@@ -25,42 +25,27 @@ claimed as (
         next_attempt_at  = coalesce($5::timestamptz, now()) + make_interval(secs => $4),
         attempts         = q.attempts + 1,
         maybe_applied    = case
-            -- The common case: the last claim of this row ended normally (or there was none), so
-            -- only what this claim is about to send is noted, as it stands in the row (cheap: no
-            -- aggregation on the path every row of an initial sync takes).
-            when q.lease_token is null then
-                (coalesce(q.maybe_applied, '{}'::jsonb) - 'in_flight')
-                || jsonb_build_object('in_flight',
-                    -- what this claim is about to send: an upsert's address and payload
-                    case when q.operation = 'upsert' and nullif(btrim(q.email), '') is not null
-                        then jsonb_build_object('email', btrim(q.email), 'payload', q.payload) end)
-            else (
-            select jsonb_build_object(
-                'emails', (select coalesce(jsonb_agg(distinct x), '[]'::jsonb)
-                           from jsonb_array_elements_text(coalesce(q.maybe_applied -> 'emails', '[]'::jsonb)
-                                                          || coalesce(lost -> 'emails', '[]'::jsonb)) as x),
-                'tags', (select coalesce(jsonb_agg(distinct x), '[]'::jsonb)
-                         from jsonb_array_elements_text(coalesce(q.maybe_applied -> 'tags', '[]'::jsonb)
-                                                        || coalesce(lost -> 'tags', '[]'::jsonb)) as x),
-                'consents', (select coalesce(jsonb_agg(distinct x), '[]'::jsonb)
-                             from jsonb_array_elements(coalesce(q.maybe_applied -> 'consents', '[]'::jsonb)
-                                                       || coalesce(lost -> 'consents', '[]'::jsonb)) as x),
-                'in_flight', case when q.operation = 'upsert' and nullif(btrim(q.email), '') is not null
-                                  then jsonb_build_object('email', btrim(q.email), 'payload', q.payload) end)
-            -- What the lost claim was sending, as emails, tags and consents. (A claim by an
-            -- earlier version of chimpsync noted them in that form already.)
-            from (select case when sent ? 'payload' then jsonb_build_object(
-                             'emails', jsonb_build_array(sent ->> 'email'),
-                             'tags', (select coalesce(jsonb_agg(distinct t), '[]'::jsonb)
-                                      from (select case jsonb_typeof(v) when 'string' then btrim(v #>> '{}') else v::text end as t
-                                            from jsonb_each(coalesce(sent -> 'payload' -> 'tags', '{}'::jsonb)) as e(k, v)
-                                            where jsonb_typeof(v) <> 'null') as tags
-                                      where t <> ''),
-                             'consents', jsonb_build_array(coalesce((sent -> 'payload' ->> 'consent')::boolean, false)))
-                         else sent end as lost
-                  from (select q.maybe_applied -> 'in_flight' as sent) as s) as l
-            )
+            -- The common case: the last claim of this row ended normally (or there was none):
+            -- nothing to merge (no aggregation on the path every row of an initial sync takes).
+            when q.lease_token is null then coalesce(q.maybe_applied, '{}'::jsonb) - 'in_flight'
+            -- What the lost claim was sending, as emails, tags and consents (an in_flight
+            -- already in that form is taken as it is).
+            else chimpsync.merge_maybe_applied(q.maybe_applied, (
+                select case when sent ? 'payload' then jsonb_build_object(
+                           'emails', jsonb_build_array(sent ->> 'email'),
+                           'tags', (select coalesce(jsonb_agg(distinct t), '[]'::jsonb)
+                                    from (select case jsonb_typeof(v) when 'string' then btrim(v #>> '{}') else v::text end as t
+                                          from jsonb_each(coalesce(sent -> 'payload' -> 'tags', '{}'::jsonb)) as e(k, v)
+                                          where jsonb_typeof(v) <> 'null') as tags
+                                    where t <> ''),
+                           'consents', jsonb_build_array(coalesce((sent -> 'payload' ->> 'consent')::boolean, false)))
+                       else sent end
+                from (select q.maybe_applied -> 'in_flight' as sent) as s))
         end
+        -- what this claim is about to send: an upsert's address and payload
+        || jsonb_build_object('in_flight',
+            case when q.operation = 'upsert' and nullif(btrim(q.email), '') is not null
+                then jsonb_build_object('email', btrim(q.email), 'payload', q.payload) end)
     from due
     where q.id = due.id
     returning q.id, q.customer_key, q.operation, q.email, q.previous_email, q.payload, q.version, q.attempts,

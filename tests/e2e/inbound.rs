@@ -357,9 +357,16 @@ async fn a_failed_apply_is_kept_and_retried() -> Result<()> {
     assert!(error.contains("lock"), "{error}");
     tx.rollback().await?;
     // Not due yet; due once its backoff passed (the clock is injected).
-    assert!(hook.inbound.apply_due(10, None).await?.is_empty());
+    assert!(hook
+        .inbound
+        .apply_due(10, None, worker::retry::inbound_event)
+        .await?
+        .is_empty());
     let later = chrono::Utc::now() + chrono::Duration::minutes(5);
-    let done = hook.inbound.apply_due(10, Some(later)).await?;
+    let done = hook
+        .inbound
+        .apply_due(10, Some(later), worker::retry::inbound_event)
+        .await?;
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].1, Outcome::Applied { rows: Some(1) });
     assert_eq!(

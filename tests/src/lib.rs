@@ -191,7 +191,7 @@ impl Fixture {
         s.audience = self.mapping.audience.clone();
         s.lease = Duration::from_secs(30);
         s.request_timeout = Duration::from_secs(10);
-        s.retry = worker::policy::RetryPolicy {
+        s.retry = worker::retry::RetryPolicy {
             base: Duration::from_millis(10),
             max: Duration::from_millis(100),
             max_attempts: 50,
@@ -218,12 +218,7 @@ impl Fixture {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
             let o = worker.drain_once().await?;
-            total.claimed += o.claimed;
-            total.acked += o.acked;
-            total.retried += o.retried;
-            total.parked += o.parked;
-            total.released += o.released;
-            total.changed_in_flight += o.changed_in_flight;
+            total.add(&o);
             if o.claimed == 0 {
                 let s = self.queue.summary().await?;
                 if s.pending + s.in_flight + s.retrying == 0 {

@@ -126,7 +126,7 @@ impl Config {
 
     /// Who claims queue rows: `<HOSTNAME>/<pid>` (`sync_queue.lease_owner`).
     pub fn worker_owner(&self) -> String {
-        format!("{}/{}", self.hostname, std::process::id())
+        worker::settings::owner(Some(&self.hostname))
     }
 }
 

@@ -136,7 +136,12 @@ impl Receiver {
     /// every `interval`, until `shutdown`.
     pub async fn retry_loop(self, interval: Duration, shutdown: CancellationToken) {
         loop {
-            match self.inner.inbound.apply_due(RETRY_BATCH, None).await {
+            match self
+                .inner
+                .inbound
+                .apply_due(RETRY_BATCH, None, worker::retry::inbound_event)
+                .await
+            {
                 Ok(done) => {
                     for (id, outcome) in &done {
                         log_outcome(*id, outcome);
@@ -208,7 +213,12 @@ async fn receive(
                 let Ok(_permit) = r.inner.applying.acquire().await else {
                     return;
                 };
-                match r.inner.inbound.apply(id).await {
+                match r
+                    .inner
+                    .inbound
+                    .apply(id, worker::retry::inbound_event)
+                    .await
+                {
                     Ok(outcome) => log_outcome(id, &outcome),
                     // Stays stored: the retry loop applies it.
                     Err(e) => warn!(event.id = id, error = %e, "applying an inbound event failed"),

@@ -1,4 +1,4 @@
-//! The HTTP client: configuration, request building and response classification.
+//! The HTTP client: configuration, the endpoints and request building.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,16 +6,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
-use reqwest::{Method, StatusCode};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use reqwest::Method;
 use url::Url;
 
-use crate::error::WireProblem;
 use crate::types::{
     WireAudience, WireBatch, WireMergeFields, WireNewAudience, WirePing, WireStatus, WireTagChange,
     WireTagChanges, WireTags, WireWebhooks,
 };
+use crate::wire::{check, decode, json_body, transport};
 use crate::{
     subscriber_hash, ApiKey, Audience, BatchMember, BatchResult, Error, ListMembers, Member,
     MemberUpsert, MembersPage, MergeField, NewAudience, NewMergeField, NewWebhook, Result, Status,
@@ -31,8 +29,6 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 /// Basic-auth user name; Mailchimp ignores it, the key is the password.
 const BASIC_USER: &str = "chimpsync";
 const USER_AGENT: &str = concat!("chimpsync/", env!("CARGO_PKG_VERSION"));
-/// How much of a non-JSON error body is kept in [`Error::Server`].
-const MAX_DETAIL_CHARS: usize = 200;
 
 /// How to reach Mailchimp.
 ///
@@ -515,16 +511,6 @@ impl Client {
         decode(status, &body)
     }
 
-    /// `DELETE /lists/{list_id}/webhooks/{webhook_id}` (204).
-    #[tracing::instrument(
-        skip_all,
-        fields(endpoint = "DELETE /lists/{list_id}/webhooks/{webhook_id}", list.id = %list_id)
-    )]
-    pub async fn delete_webhook(&self, list_id: &str, webhook_id: &str) -> Result<()> {
-        let url = self.url(&["lists", list_segment(list_id)?, "webhooks", webhook_id]);
-        self.call(Method::DELETE, url, None).await.map(|_| ())
-    }
-
     /// The base URL with `segments` appended, each percent-encoded as one path segment.
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.inner.base.clone();
@@ -603,76 +589,6 @@ impl BatchAnswer {
             "batch subscribe done"
         );
         Ok(result)
-    }
-}
-
-/// Turns a non-2xx answer into the matching [`Error`].
-fn check(status: StatusCode, body: &[u8]) -> Result<()> {
-    let code = status.as_u16();
-    if status.is_success() {
-        return Ok(());
-    }
-    if code == 429 {
-        return Err(Error::Throttled { status: code });
-    }
-    let problem = serde_json::from_slice::<WireProblem>(body).ok();
-    if status.is_server_error() {
-        let detail = match problem.as_ref().and_then(WireProblem::detail) {
-            Some(detail) => detail.to_owned(),
-            None => String::from_utf8_lossy(body)
-                .trim()
-                .chars()
-                .take(MAX_DETAIL_CHARS)
-                .collect(),
-        };
-        return Err(Error::Server {
-            status: code,
-            detail,
-        });
-    }
-    match problem {
-        Some(p) if p.is_problem() => Err(Error::Api(p.into_problem(code))),
-        // "At exceptionally high volumes, you may receive an HTTP 429 or 403 without a JSON body."
-        _ if code == 403 => Err(Error::Throttled { status: code }),
-        Some(_) => Err(Error::Decode {
-            status: code,
-            message: "the error body is JSON but not a problem document".to_owned(),
-        }),
-        None => Err(Error::Decode {
-            status: code,
-            message: if body.is_empty() {
-                "empty error body, expected a problem document".to_owned()
-            } else {
-                "the error body is not a JSON problem document".to_owned()
-            },
-        }),
-    }
-}
-
-fn decode<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| Error::Decode {
-        status,
-        message: e.to_string(),
-    })
-}
-
-fn json_body<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value)
-        .map_err(|e| Error::InvalidInput(format!("cannot encode the request body: {e}")))
-}
-
-fn transport(e: reqwest::Error) -> Error {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    Error::Transport {
-        message,
-        timeout: e.is_timeout(),
-        connect: e.is_connect(),
     }
 }
 

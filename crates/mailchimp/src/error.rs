@@ -137,6 +137,24 @@ pub enum ProblemKind {
     Other,
 }
 
+impl ProblemKind {
+    /// Whether the refusal is about the data itself, so sending the same request again cannot
+    /// succeed until the data changes or a human decides: the address is invalid, fake,
+    /// forgotten or in a compliance state, a merge value is refused, or the address is taken.
+    /// Key, audience and method trouble is not permanent: it is not any one member's fault.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            ProblemKind::MemberExists
+                | ProblemKind::ComplianceState
+                | ProblemKind::ForgottenEmail
+                | ProblemKind::InvalidEmail
+                | ProblemKind::MergeFieldsInvalid
+                | ProblemKind::InvalidResource
+        )
+    }
+}
+
 /// One entry of a problem document's `errors[]`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct FieldError {
@@ -354,6 +372,30 @@ mod tests {
         );
         assert_eq!(rename.kind, ProblemKind::InvalidResource);
         assert_eq!(rename.errors[0].field, "email address");
+    }
+
+    #[test]
+    fn refusals_about_the_data_are_permanent_and_the_rest_not() {
+        let permanent = [
+            ProblemKind::MemberExists,
+            ProblemKind::ComplianceState,
+            ProblemKind::ForgottenEmail,
+            ProblemKind::InvalidEmail,
+            ProblemKind::MergeFieldsInvalid,
+            ProblemKind::InvalidResource,
+        ];
+        for kind in permanent {
+            assert!(kind.is_permanent(), "{kind:?}");
+        }
+        for kind in [
+            ProblemKind::NotFound,
+            ProblemKind::ApiKeyInvalid,
+            ProblemKind::ApiKeyMissing,
+            ProblemKind::MethodNotAllowed,
+            ProblemKind::Other,
+        ] {
+            assert!(!kind.is_permanent(), "{kind:?}");
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod client;
 mod error;
 mod key;
 mod types;
+mod wire;
 
 pub use client::{
     BatchAnswer, Client, ClientConfig, PreparedBatch, MAX_BATCH_MEMBERS, MAX_PAGE_SIZE,

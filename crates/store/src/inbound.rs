@@ -127,53 +127,17 @@ pub enum Outcome {
     NotDue,
 }
 
-/// How failed events are retried. Defaults: 10 attempts, 5 s doubling up to 1 h.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts before an event is given up (left as `failed` without a next attempt).
-    pub max_attempts: i32,
-    /// Pause after the first failure; doubled after each further one.
-    pub base: Duration,
-    /// Longest pause.
-    pub max: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 10,
-            base: Duration::from_secs(5),
-            max: Duration::from_secs(3600),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// When attempt number `attempts` (1-based, just failed) is followed by another.
-    pub fn next_attempt(&self, attempts: i32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        if attempts >= self.max_attempts {
-            return None;
-        }
-        let factor = 2u32.saturating_pow(attempts.clamp(1, 31) as u32 - 1);
-        let pause = self.base.saturating_mul(factor).min(self.max);
-        Some(now + chrono::Duration::from_std(pause).unwrap_or_default())
-    }
-}
-
 /// The inbound side over a pool: stores and applies events.
 #[derive(Clone)]
 pub struct Inbound {
     pool: Pool,
     statements: Statements,
     applied_sql: String,
-    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for Inbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbound")
-            .field("retry", &self.retry)
-            .finish_non_exhaustive()
+        f.debug_struct("Inbound").finish_non_exhaustive()
     }
 }
 
@@ -198,14 +162,7 @@ impl Inbound {
             pool,
             statements,
             applied_sql: generated.inbound_applied(),
-            retry: RetryPolicy::default(),
         })
-    }
-
-    /// Replaces the retry policy.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Inbound {
-        self.retry = retry;
-        self
     }
 
     /// The `[inbound]` statement for an event type, if the mapping has one.
@@ -249,9 +206,15 @@ impl Inbound {
     }
 
     /// Applies one stored event in its own transaction (see the module docs). A failing
-    /// statement marks the event failed with the error and the time of its next attempt.
+    /// statement marks the event failed with the error and its next attempt: `retry_in` gets the
+    /// attempts made so far (this one included) and says how long until the next one, on the
+    /// database's clock (`None`: give up).
     #[instrument(skip_all, fields(event.id = id))]
-    pub async fn apply(&self, id: i64) -> Result<Outcome> {
+    pub async fn apply(
+        &self,
+        id: i64,
+        retry_in: impl Fn(i32) -> Option<Duration>,
+    ) -> Result<Outcome> {
         let mut client = self.pool.get().await?;
         let claim = client.prepare_cached(queries::CLAIM_INBOUND_EVENT).await?;
         let finish = client.prepare_cached(queries::FINISH_INBOUND_EVENT).await?;
@@ -307,15 +270,9 @@ impl Inbound {
             Ok(rows) => {
                 sp.commit().await?;
                 let rows_i64 = rows.map(|r| r as i64);
-                tx.execute(
+                tx.query_one(
                     &finish,
-                    &[
-                        &id,
-                        &"applied",
-                        &None::<DateTime<Utc>>,
-                        &rows_i64,
-                        &None::<String>,
-                    ],
+                    &[&id, &"applied", &None::<f64>, &rows_i64, &None::<String>],
                 )
                 .await?;
                 Outcome::Applied { rows }
@@ -325,26 +282,28 @@ impl Inbound {
                 // the retry loop picks it up again.
                 sp.rollback().await?;
                 let error = db_message(&e);
-                let retry_at = self.retry.next_attempt(attempts + 1, Utc::now());
+                let retry_in = retry_in(attempts + 1).map(|d| d.as_secs_f64());
                 // The detail may quote customer data (an address in a key conflict): the log
                 // gets the SQLSTATE only, the event row the whole message.
                 warn!(
                     event.type = %event_type,
                     sqlstate = e.code().map(|c| c.code()).unwrap_or(""),
-                    retry = retry_at.is_some(),
+                    retry = retry_in.is_some(),
                     "inbound statement failed"
                 );
-                tx.execute(
-                    &finish,
-                    &[
-                        &id,
-                        &"failed",
-                        &retry_at,
-                        &None::<i64>,
-                        &Some(error.clone()),
-                    ],
-                )
-                .await?;
+                let retry_at: Option<DateTime<Utc>> = tx
+                    .query_one(
+                        &finish,
+                        &[
+                            &id,
+                            &"failed",
+                            &retry_in,
+                            &None::<i64>,
+                            &Some(error.clone()),
+                        ],
+                    )
+                    .await?
+                    .get(0);
                 Outcome::Failed { error, retry_at }
             }
         };
@@ -352,13 +311,14 @@ impl Inbound {
         Ok(outcome)
     }
 
-    /// Applies up to `limit` events whose (next) attempt is due; `now` overrides the database
-    /// clock (tests). Returns each event's outcome.
+    /// Applies up to `limit` events whose (next) attempt is due, each as [`Inbound::apply`] with
+    /// `retry_in`; `now` overrides the database clock (tests). Returns each event's outcome.
     #[instrument(skip_all, fields(batch.limit = limit))]
     pub async fn apply_due(
         &self,
         limit: i64,
         now: Option<DateTime<Utc>>,
+        retry_in: impl Fn(i32) -> Option<Duration>,
     ) -> Result<Vec<(i64, Outcome)>> {
         let ids: Vec<i64> = {
             let client = self.pool.get().await?;
@@ -371,7 +331,7 @@ impl Inbound {
         };
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            out.push((id, self.apply(id).await?));
+            out.push((id, self.apply(id, &retry_in).await?));
         }
         Ok(out)
     }
@@ -435,24 +395,5 @@ mod tests {
                 .is_some(),
             "upemail needs the new address"
         );
-    }
-
-    #[test]
-    fn failed_events_back_off_and_are_given_up() {
-        let p = RetryPolicy::default();
-        let now = Utc::now();
-        assert_eq!(
-            p.next_attempt(1, now),
-            Some(now + chrono::Duration::seconds(5))
-        );
-        assert_eq!(
-            p.next_attempt(3, now),
-            Some(now + chrono::Duration::seconds(20))
-        );
-        assert_eq!(
-            p.next_attempt(9, now),
-            Some(now + chrono::Duration::seconds(1280))
-        );
-        assert_eq!(p.next_attempt(10, now), None);
     }
 }

@@ -155,8 +155,8 @@ pub struct MaybeApplied {
 pub struct Retry {
     /// Queue row id.
     pub id: i64,
-    /// Not before this time.
-    pub at: DateTime<Utc>,
+    /// Not before this long from now, on the database's clock (the one leases use).
+    pub after: Duration,
     /// Why the attempt failed.
     pub error: String,
     /// If the answer was lost: what the attempt may have applied.
@@ -174,6 +174,17 @@ fn strings(value: &Option<Value>, key: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A row of a claim that failed permanently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Park {
+    /// Queue row id.
+    pub id: i64,
+    /// The version claimed: a row changed since is released for its new state instead.
+    pub version: i64,
+    /// Why, for `status` and `chimpsync retry`.
+    pub reason: String,
 }
 
 /// The outcome of an acknowledgement.
@@ -307,9 +318,9 @@ impl Queue {
         // never changes) and re-checks that on the latest version too. So every row still
         // leased to this claim is either deleted or released. The release must not compare
         // versions: in the statement's snapshot the version is still the one sent, and the
-        // changed row would match neither step and stay leased until the lease ran out. (The
-        // rows used to be locked first in a statement of their own: a row lock and a round
-        // trip per batch more. Test: an_acknowledgement_racing_committed_changes_...)
+        // changed row would match neither step and stay leased until the lease ran out. Locking
+        // the rows first in a statement of their own would cost a row lock and a round trip per
+        // batch. (Test: an_acknowledgement_racing_committed_changes_...)
         let row = client
             .query_one(
                 &statement,
@@ -332,7 +343,7 @@ impl Queue {
             return Ok(0);
         }
         let ids: Vec<i64> = retries.iter().map(|r| r.id).collect();
-        let at: Vec<DateTime<Utc>> = retries.iter().map(|r| r.at).collect();
+        let delays: Vec<f64> = retries.iter().map(|r| r.after.as_secs_f64()).collect();
         let errors: Vec<&str> = retries.iter().map(|r| r.error.as_str()).collect();
         let attempted: Vec<Option<Value>> = retries
             .iter()
@@ -349,19 +360,19 @@ impl Queue {
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(queries::RESCHEDULE_BATCH).await?;
         Ok(client
-            .execute(&statement, &[&token, &ids, &at, &errors, &attempted])
+            .execute(&statement, &[&token, &ids, &delays, &errors, &attempted])
             .await?)
     }
 
     /// Parks rows of a claim that failed permanently (or releases them if they changed meanwhile).
     #[instrument(skip_all, fields(batch.size = parks.len()))]
-    pub async fn park(&self, token: Uuid, parks: &[(i64, i64, String)]) -> Result<u64> {
+    pub async fn park(&self, token: Uuid, parks: &[Park]) -> Result<u64> {
         if parks.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<i64> = parks.iter().map(|r| r.0).collect();
-        let versions: Vec<i64> = parks.iter().map(|r| r.1).collect();
-        let reasons: Vec<&str> = parks.iter().map(|r| r.2.as_str()).collect();
+        let ids: Vec<i64> = parks.iter().map(|p| p.id).collect();
+        let versions: Vec<i64> = parks.iter().map(|p| p.version).collect();
+        let reasons: Vec<&str> = parks.iter().map(|p| p.reason.as_str()).collect();
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(queries::PARK_BATCH).await?;
         Ok(client

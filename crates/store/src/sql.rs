@@ -129,4 +129,9 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "inbound",
         include_str!("../../../sql/migrations/0002_inbound.sql"),
     ),
+    (
+        3,
+        "maybe_applied",
+        include_str!("../../../sql/migrations/0003_maybe_applied.sql"),
+    ),
 ];

@@ -1,7 +1,9 @@
 //! The gate every Mailchimp request passes: the shared connection cap (slots held as Postgres
 //! advisory locks, so the cap holds for all replicas together) and the worker-wide throttle
-//! pause that a 429 triggers.
+//! pause that a 429 triggers. [`Gate::call`] is the one way to call Mailchimp under the cap, for
+//! the worker and for reconcile alike.
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,13 +30,48 @@ pub struct Gate {
     throttle: Mutex<ThrottleState>,
 }
 
-/// Why a request could not pass the gate.
+/// Why a call through the gate brought no answer of Mailchimp's.
 #[derive(Debug)]
-pub enum GateError {
-    /// Shutdown or deadline.
+pub enum CallError {
+    /// Mailchimp refused, or could not be reached.
+    Api(mailchimp::Error),
+    /// Not sent: cancelled, or the deadline passed.
     Cancelled,
-    /// The slot table's connection failed.
-    Store(store::Error),
+    /// Not sent: the slot table's connection failed.
+    NoSlot(store::Error),
+    /// Cut off by cancellation while in flight: it may have been applied.
+    Abandoned,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Api(e) => e.fmt(f),
+            CallError::Cancelled => f.write_str("not sent: cancelled"),
+            CallError::NoSlot(e) => write!(f, "not sent: no connection slot: {e}"),
+            CallError::Abandoned => f.write_str("cut off while in flight"),
+        }
+    }
+}
+
+impl CallError {
+    /// Whether sending the same request again may succeed (see
+    /// [`mailchimp::Error::is_retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CallError::Api(e) if e.is_retryable())
+    }
+}
+
+/// The `status_class` label of a call's duration.
+fn status_class<T>(result: &Result<T, mailchimp::Error>) -> &'static str {
+    match result {
+        Ok(_) => "2xx",
+        Err(mailchimp::Error::Throttled { .. }) => "throttled",
+        Err(mailchimp::Error::Server { .. }) => "5xx",
+        Err(mailchimp::Error::Api(_)) => "4xx",
+        Err(mailchimp::Error::Transport { .. }) => "transport",
+        Err(_) => "other",
+    }
 }
 
 impl Gate {
@@ -55,8 +92,77 @@ impl Gate {
         &self.slots
     }
 
+    /// One Mailchimp request (`f`) under the cap: waits out any throttle pause, takes a slot,
+    /// sends, gives the slot back, and notes throttling; timed per `endpoint`. No request starts
+    /// after `deadline` (waiting for a slot may eat into it).
+    pub async fn call<T, F, Fut>(
+        &self,
+        endpoint: &'static str,
+        cancel: &CancellationToken,
+        deadline: Option<Instant>,
+        f: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, mailchimp::Error>>,
+    {
+        let past = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
+        if cancel.is_cancelled() || past(deadline) {
+            return Err(CallError::Cancelled);
+        }
+        let entered = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.enter(cancel))
+                .await
+                .unwrap_or(Err(CallError::Cancelled)),
+            None => self.enter(cancel).await,
+        };
+        let slot = match entered {
+            Ok(slot) => slot,
+            Err(CallError::NoSlot(e)) => {
+                warn!(error = %e, "slot table unavailable");
+                return Err(CallError::NoSlot(e));
+            }
+            Err(e) => return Err(e),
+        };
+        if past(deadline) {
+            self.leave(slot).await;
+            return Err(CallError::Cancelled);
+        }
+        let started = std::time::Instant::now();
+        let result = tokio::select! {
+            r = f() => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        if started.elapsed() > Duration::from_secs(1) {
+            warn!(
+                endpoint,
+                seconds = started.elapsed().as_secs_f64(),
+                "slow Mailchimp call"
+            );
+        }
+        self.leave(slot).await;
+        let Some(result) = result else {
+            return Err(CallError::Abandoned);
+        };
+        metrics::histogram!("chimpsync_mailchimp_request_duration_seconds", "endpoint" => endpoint, "status_class" => status_class(&result))
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(v) => {
+                self.succeeded();
+                Ok(v)
+            }
+            Err(e) => {
+                if e.is_throttled() {
+                    self.throttled();
+                }
+                debug!(endpoint, error = %e, "Mailchimp call failed");
+                Err(CallError::Api(e))
+            }
+        }
+    }
+
     /// Waits out any throttle pause, then takes a slot. Cancellable.
-    pub async fn enter(&self, cancel: &CancellationToken) -> Result<i32, GateError> {
+    async fn enter(&self, cancel: &CancellationToken) -> Result<i32, CallError> {
         loop {
             self.wait_throttle(cancel).await?;
             let t = std::time::Instant::now();
@@ -74,7 +180,7 @@ impl Gate {
                     // or poll again shortly for a remote one.
                     let wait = Duration::from_millis(rand::thread_rng().gen_range(5..25));
                     tokio::select! {
-                        _ = cancel.cancelled() => return Err(GateError::Cancelled),
+                        _ = cancel.cancelled() => return Err(CallError::Cancelled),
                         _ = self.released.notified() => {}
                         _ = tokio::time::sleep(wait) => {}
                     }
@@ -82,33 +188,33 @@ impl Gate {
                 Err(e) => {
                     warn!(error = %e, "cannot take a connection slot");
                     tokio::select! {
-                        _ = cancel.cancelled() => return Err(GateError::Cancelled),
+                        _ = cancel.cancelled() => return Err(CallError::Cancelled),
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                     if e.is_transient() {
                         continue;
                     }
-                    return Err(GateError::Store(e));
+                    return Err(CallError::NoSlot(e));
                 }
             }
         }
     }
 
     /// Gives a slot back.
-    pub async fn leave(&self, slot: i32) {
+    async fn leave(&self, slot: i32) {
         self.slots.release(slot).await;
         metrics::gauge!("chimpsync_slots_held").decrement(1.0);
         self.released.notify_one();
     }
 
-    /// Waits until no throttle pause is in force.
-    pub async fn wait_throttle(&self, cancel: &CancellationToken) -> Result<(), GateError> {
+    /// Waits until no throttle pause is in force (`Err(CallError::Cancelled)`: cancelled first).
+    pub async fn wait_throttle(&self, cancel: &CancellationToken) -> Result<(), CallError> {
         loop {
             let until = self.throttle.lock().expect("throttle lock").until;
             match until {
                 Some(until) if until > Instant::now() => {
                     tokio::select! {
-                        _ = cancel.cancelled() => return Err(GateError::Cancelled),
+                        _ = cancel.cancelled() => return Err(CallError::Cancelled),
                         _ = tokio::time::sleep_until(until) => {}
                     }
                 }
@@ -121,9 +227,9 @@ impl Gate {
     ///
     /// Requests refused together (a burst of concurrent requests over Mailchimp's limit) are one
     /// throttling, not one each: a refusal that arrives while the pause it caused is in force
-    /// lengthens nothing. Counted per refusal, a burst of eight refusals set the streak to eight
-    /// and paused the worker 15 to 30 s, and the next burst did it again.
-    pub fn throttled(&self) {
+    /// lengthens nothing. Counted per refusal, one burst of eight refusals would pause the worker
+    /// 15 to 30 s.
+    fn throttled(&self) {
         let mut state = self.throttle.lock().expect("throttle lock");
         if state.until.is_some_and(|until| until > Instant::now()) {
             metrics::counter!("chimpsync_throttled_total").increment(1);
@@ -150,7 +256,7 @@ impl Gate {
     }
 
     /// A request went through: the throttle streak ends.
-    pub fn succeeded(&self) {
+    fn succeeded(&self) {
         let mut state = self.throttle.lock().expect("throttle lock");
         state.streak = 0;
     }

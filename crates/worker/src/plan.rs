@@ -1,4 +1,6 @@
-//! Turning queue rows into Mailchimp operations (queue-design points 9 to 12). Pure: no I/O.
+//! Turning a queue row into what Mailchimp must be asked: an upsert, a rename, a removal, or
+//! nothing (park). Consent decides the status, tags are diffed against what was synced, and what
+//! attempts with lost answers may have applied is taken into account. Pure: no I/O.
 
 use mailchimp::{BatchMember, MemberUpsert, Status, TagChange};
 use serde_json::{Map, Value};
@@ -32,6 +34,17 @@ pub enum Action {
     Park(String),
 }
 
+impl Action {
+    /// The `operation` label of the row's metrics: what the row asks of Mailchimp.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Action::Rename { .. } => "rename",
+            Action::Remove { .. } => "remove",
+            Action::Upsert(_) | Action::Park(_) => "upsert",
+        }
+    }
+}
+
 /// An upsert of one member, and the tag changes that must follow it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upsert {
@@ -43,12 +56,6 @@ pub struct Upsert {
     pub tags: Vec<String>,
     /// Tags chimpsync set (or may have set) that are no longer wanted.
     pub stale_tags: Vec<String>,
-    /// Wanted tags not known to be set yet.
-    pub added_tags: Vec<String>,
-    /// True when chimpsync never synced this customer: the batch item carries the tags, which
-    /// Mailchimp applies only if it creates the member; if it turns out to exist, the tags must
-    /// follow in a separate call.
-    pub first_sync: bool,
 }
 
 impl Upsert {
@@ -70,23 +77,6 @@ impl Upsert {
             status: self.member.status,
             merge_fields: self.member.merge_fields.clone(),
         }
-    }
-
-    /// Tag changes for a member that already existed: stale tags off, added tags on.
-    pub fn tags_for_existing_member(&self) -> Vec<TagChange> {
-        let mut changes: Vec<TagChange> = self
-            .stale_tags
-            .iter()
-            .map(|t| TagChange {
-                name: t.clone(),
-                active: false,
-            })
-            .collect();
-        changes.extend(self.added_tags.iter().map(|t| TagChange {
-            name: t.clone(),
-            active: true,
-        }));
-        changes
     }
 
     /// Tag changes that bring a member whose tags are `present` to this upsert's tags: the
@@ -217,12 +207,9 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
             stale_tags.push(t.clone());
         }
     }
+    // Mailchimp applies a batch item's tags only to a member it creates; the tags of a member
+    // that exists follow from its answer (`Upsert::tags_missing_from`).
     let first_sync = row.synced.is_none();
-    let added_tags: Vec<String> = tags
-        .iter()
-        .filter(|t| !synced_tags.iter().any(|s| s.eq_ignore_ascii_case(t)))
-        .cloned()
-        .collect();
     let member = BatchMember {
         email_address: email.to_string(),
         status_if_new,
@@ -235,8 +222,6 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
         consent,
         tags,
         stale_tags,
-        added_tags,
-        first_sync,
     };
     // Where the member may live: the address chimpsync synced (or, never synced, the one the
     // trigger saw before the change), then addresses of attempts whose answers were lost.
@@ -430,8 +415,9 @@ mod tests {
             u.member.tags.is_empty(),
             "tags of existing members go through the tags endpoint"
         );
+        // The member holds what was synced.
         assert_eq!(
-            u.tags_for_existing_member(),
+            u.tags_missing_from(&["groomer".to_string()]),
             vec![
                 TagChange {
                     name: "groomer".into(),
@@ -454,7 +440,7 @@ mod tests {
             &Default::default(),
         ));
         assert!(
-            unchanged.tags_for_existing_member().is_empty(),
+            unchanged.tags_missing_from(&["vet".to_string()]).is_empty(),
             "tag names compare case-insensitively"
         );
     }

@@ -3,45 +3,10 @@
 
 use std::time::Duration;
 
-use mailchimp::{Error as ApiError, ProblemKind};
+use mailchimp::Error as ApiError;
 use rand::Rng;
 
-/// The retry schedule. Defaults: first retry within 1 s, doubling, capped at 10 minutes,
-/// parked after 12 attempts (about an hour of trying in all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// The backoff before the first retry (the exponent's base).
-    pub base: Duration,
-    /// The longest backoff.
-    pub max: Duration,
-    /// After this many attempts a transient failure parks the row instead.
-    pub max_attempts: i32,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(600),
-            max_attempts: 12,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Full-jitter exponential backoff: uniform in `[0, min(max, base * 2^(attempt-1))]`.
-    pub fn backoff(&self, attempt: i32, rng: &mut impl Rng) -> Duration {
-        let ceiling = self.ceiling(attempt);
-        let millis = ceiling.as_millis().max(1) as u64;
-        Duration::from_millis(rng.gen_range(0..=millis))
-    }
-
-    /// The upper bound of the backoff after `attempt` attempts.
-    pub fn ceiling(&self, attempt: i32) -> Duration {
-        let exponent = attempt.saturating_sub(1).clamp(0, 30) as u32;
-        self.base.saturating_mul(1u32 << exponent).min(self.max)
-    }
-}
+use crate::retry::RetryPolicy;
 
 /// How a failure is classed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,17 +23,10 @@ impl Failure {
         if error.is_retryable() {
             return Failure::Transient(error.to_string());
         }
+        // Key, audience or method trouble is not the row's fault: retried with backoff (the
+        // row parks after max_attempts with the reason, for `retry` later).
         match error.problem_kind() {
-            Some(
-                ProblemKind::ComplianceState
-                | ProblemKind::ForgottenEmail
-                | ProblemKind::InvalidEmail
-                | ProblemKind::MergeFieldsInvalid
-                | ProblemKind::InvalidResource
-                | ProblemKind::MemberExists,
-            ) => Failure::Permanent(error.to_string()),
-            // Key, audience or method trouble is not the row's fault: keep retrying with
-            // backoff (the row parks after max_attempts with the reason, for `retry` later).
+            Some(kind) if kind.is_permanent() => Failure::Permanent(error.to_string()),
             _ => Failure::Transient(error.to_string()),
         }
     }
@@ -79,15 +37,11 @@ impl Failure {
             (Some(field), Some(message)) => format!("{} ({field}: {message})", error.error),
             _ => error.error.clone(),
         };
-        match error.kind() {
-            ProblemKind::ComplianceState
-            | ProblemKind::ForgottenEmail
-            | ProblemKind::InvalidEmail
-            | ProblemKind::MergeFieldsInvalid
-            | ProblemKind::InvalidResource => {
-                Failure::Permanent(format!("{}: {text}", error.error_code))
-            }
-            _ => Failure::Transient(format!("{}: {text}", error.error_code)),
+        let text = format!("{}: {text}", error.error_code);
+        if error.kind().is_permanent() {
+            Failure::Permanent(text)
+        } else {
+            Failure::Transient(text)
         }
     }
 }
@@ -167,26 +121,6 @@ mod tests {
             };
             assert_eq!(got, *expected, "{failure:?} at attempt {attempt}");
         }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_full_jitter() {
-        let policy = RetryPolicy {
-            base: Duration::from_millis(500),
-            max: Duration::from_secs(10),
-            max_attempts: 99,
-        };
-        assert_eq!(policy.ceiling(1), Duration::from_millis(500));
-        assert_eq!(policy.ceiling(2), Duration::from_secs(1));
-        assert_eq!(policy.ceiling(5), Duration::from_secs(8));
-        assert_eq!(policy.ceiling(6), Duration::from_secs(10));
-        assert_eq!(policy.ceiling(60), Duration::from_secs(10));
-        let mut rng = StdRng::seed_from_u64(1);
-        let samples: Vec<Duration> = (0..2000).map(|_| policy.backoff(6, &mut rng)).collect();
-        assert!(samples.iter().all(|d| *d <= Duration::from_secs(10)));
-        // Full jitter spreads over the whole range, low end included.
-        assert!(samples.iter().any(|d| *d < Duration::from_secs(1)));
-        assert!(samples.iter().any(|d| *d > Duration::from_secs(9)));
     }
 
     #[test]

@@ -316,7 +316,7 @@ impl Spawned {
         self.child.id()
     }
 
-    /// The worker's `lease_owner` (host/pid, as `worker::Settings::new` makes it).
+    /// The worker's `lease_owner` (host/pid, as `worker::settings::owner` makes it).
     pub(crate) fn owner(&self) -> String {
         format!("chimpsync/{}", self.pid())
     }

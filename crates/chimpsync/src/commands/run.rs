@@ -27,7 +27,7 @@ fn settings(
     s.concurrency = tuning.concurrency;
     s.lease = seconds("lease", tuning.lease_seconds)?;
     s.request_timeout = seconds("request timeout", tuning.request_timeout_seconds)?;
-    s.retry = worker::policy::RetryPolicy {
+    s.retry = worker::retry::RetryPolicy {
         base: seconds("backoff base", tuning.backoff_base_seconds)?,
         max: seconds("backoff max", tuning.backoff_max_seconds)?,
         max_attempts: tuning.max_attempts,

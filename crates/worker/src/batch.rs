@@ -1,0 +1,171 @@
+//! Processing one claimed batch: plan each row once, send the upserts as one batch upsert, then
+//! the tag changes and the single-member operations, and record every row's fate.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use mailchimp::{Client, TagChange};
+use store::{Claim, ClaimedRow, Queue};
+use tokio_util::sync::CancellationToken;
+use tracing::instrument;
+
+use crate::gate::{CallError, Gate};
+use crate::members::Calls;
+use crate::plan::{plan, Action, Upsert};
+use crate::policy::Failure;
+use crate::results::{DrainOutcome, Results};
+use crate::settings::Settings;
+
+/// Everything processing needs; shared by the tasks of the run loop.
+pub(crate) struct Engine {
+    pub(crate) queue: Queue,
+    pub(crate) client: Client,
+    pub(crate) settings: Settings,
+    pub(crate) gate: Gate,
+}
+
+/// A row planned into the batch upsert, with the tag changes its answer left to do.
+struct NeedsTags<'a> {
+    row: &'a ClaimedRow,
+    upsert: &'a Upsert,
+    changes: Vec<TagChange>,
+}
+
+impl Engine {
+    /// Sends a claim's rows and records what became of each. `cancel` cuts calls in flight off.
+    #[instrument(skip_all, fields(batch.size = claim.rows.len()))]
+    pub(crate) async fn process(&self, claim: Claim, cancel: &CancellationToken) -> DrainOutcome {
+        let started = Instant::now();
+        let s = &self.settings;
+        let calls = Calls {
+            client: &self.client,
+            gate: &self.gate,
+            audience_id: &s.audience_id,
+            cancel,
+            // Stop starting calls early enough that the last one ends before the lease does.
+            deadline: tokio::time::Instant::now() + s.request_window(),
+        };
+        let mut results = Results::new(s.retry);
+        let mut batch: Vec<(&ClaimedRow, Upsert)> = Vec::new();
+        let mut singles: Vec<(&ClaimedRow, Action)> = Vec::new();
+        let mut addresses: HashSet<String> = HashSet::new();
+        for row in &claim.rows {
+            let action = plan(row, &s.audience);
+            results.label(row, action.label());
+            let address = match &action {
+                Action::Upsert(u) | Action::Rename { upsert: u, .. } => {
+                    Some(u.member.email_address.to_lowercase())
+                }
+                Action::Remove { emails, .. } => emails.first().map(|e| e.to_lowercase()),
+                Action::Park(_) => None,
+            };
+            // Two customers with one address in one batch: the first goes now; the other
+            // waits and is then parked as a duplicate (the address has an owner by then).
+            if address.is_some_and(|a| !addresses.insert(a)) {
+                results.same_address(row);
+                continue;
+            }
+            match action {
+                Action::Park(reason) => results.park(row, reason),
+                Action::Upsert(u) => batch.push((row, u)),
+                other => singles.push((row, other)),
+            }
+        }
+
+        for needs in self.send_batch(&calls, &batch, &mut results).await {
+            let email = &needs.upsert.member.email_address;
+            match calls.tags(email, &needs.changes).await {
+                Ok(()) => results.ack_upsert(needs.row, needs.upsert),
+                // The batch applied the upsert already.
+                Err(e) => results.call_failed_after(needs.row, e, needs.upsert),
+            }
+        }
+
+        for (row, action) in singles {
+            match action {
+                Action::Rename { from, upsert } => {
+                    calls
+                        .rename(row, &from, &upsert, s.audience.on_remove, &mut results)
+                        .await
+                }
+                Action::Remove { emails, tags, how } => {
+                    calls
+                        .remove_row(row, &emails, &tags, how, &mut results)
+                        .await
+                }
+                Action::Upsert(_) | Action::Park(_) => unreachable!("planned into the batch"),
+            }
+        }
+
+        results.record(&self.queue, &claim, started).await
+    }
+
+    /// Sends the batch upsert and records the rows it settled; returns those whose tags must
+    /// still change.
+    async fn send_batch<'a>(
+        &self,
+        calls: &Calls<'_>,
+        batch: &'a [(&'a ClaimedRow, Upsert)],
+        results: &mut Results,
+    ) -> Vec<NeedsTags<'a>> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        metrics::histogram!("chimpsync_batch_size").record(batch.len() as f64);
+        let members: Vec<mailchimp::BatchMember> =
+            batch.iter().map(|(_, u)| u.member.clone()).collect();
+        let client = &self.client;
+        // Written before and decoded after the slot is held: a slot is one of the connections
+        // Mailchimp allows, and it is busy only while the request is out.
+        let sent = match client.prepare_batch_upsert(&self.settings.audience_id, &members) {
+            Ok(prepared) => calls
+                .call("batch_upsert", || client.send_batch(prepared))
+                .await
+                .and_then(|answer| answer.decode().map_err(CallError::Api)),
+            Err(e) => Err(CallError::Api(e)),
+        };
+        let answer = match sent {
+            Ok(answer) => answer,
+            Err(error) => {
+                results.batch_failed(batch, error);
+                return Vec::new();
+            }
+        };
+        // Every member the batch created or updated, with its tags as Mailchimp now holds
+        // them: the tag changes still needed follow from those.
+        let members: HashMap<String, &mailchimp::MemberRef> = answer
+            .created
+            .iter()
+            .chain(answer.updated.iter())
+            .map(|m| (m.email_address.to_lowercase(), m))
+            .collect();
+        let errors: HashMap<String, &mailchimp::BatchError> = answer
+            .errors
+            .iter()
+            .map(|e| (e.email_address.to_lowercase(), e))
+            .collect();
+        let mut needs_tags = Vec::new();
+        for (row, upsert) in batch {
+            let address = upsert.member.email_address.to_lowercase();
+            if let Some(error) = errors.get(&address) {
+                results.fail(row, &Failure::of_batch_error(error), None);
+            } else if let Some(member) = members.get(&address) {
+                let changes = upsert.tags_missing_from(&member.tags);
+                if changes.is_empty() {
+                    results.ack_upsert(row, upsert);
+                } else {
+                    needs_tags.push(NeedsTags {
+                        row,
+                        upsert,
+                        changes,
+                    });
+                }
+            } else {
+                let failure =
+                    Failure::Transient("the batch response did not mention this member".into());
+                results.fail(row, &failure, Some(upsert));
+            }
+        }
+        needs_tags
+    }
+}

@@ -1,0 +1,369 @@
+//! The fate of each row of a claim: collected while the batch is processed ([`Results`]), then
+//! recorded with one fenced write per kind, and counted ([`Results::record`]).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use backon::Retryable;
+use chrono::Utc;
+use store::queue::Park;
+use store::{Ack, Claim, ClaimedRow, MaybeApplied, Queue};
+use tracing::{debug, info, warn};
+
+use crate::gate::CallError;
+use crate::plan::Upsert;
+use crate::policy::{disposition, Disposition, Failure};
+use crate::retry::{self, RetryPolicy};
+
+/// How long a row waits whose address another row of the same batch is sending.
+const SAME_ADDRESS_WAIT: Duration = Duration::from_secs(5);
+
+/// What one unit of work did, for tests and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainOutcome {
+    /// Rows claimed.
+    pub claimed: usize,
+    /// Rows Mailchimp acknowledged (deleted, or released because they changed meanwhile).
+    pub acked: usize,
+    /// Acknowledged rows that stayed queued because the customer changed while in flight.
+    pub changed_in_flight: usize,
+    /// Rows rescheduled after a transient failure.
+    pub retried: usize,
+    /// Rows parked.
+    pub parked: usize,
+    /// Rows given back untried (shutdown, deadline, duplicate address in the batch).
+    pub released: usize,
+    /// Whether Mailchimp throttled any request.
+    pub throttled: bool,
+}
+
+impl DrainOutcome {
+    /// Adds another unit's counts to these.
+    pub fn add(&mut self, other: &DrainOutcome) {
+        self.claimed += other.claimed;
+        self.acked += other.acked;
+        self.changed_in_flight += other.changed_in_flight;
+        self.retried += other.retried;
+        self.parked += other.parked;
+        self.released += other.released;
+        self.throttled |= other.throttled;
+    }
+}
+
+/// The fate of each row of a claim, collected before one write per kind.
+pub(crate) struct Results {
+    policy: RetryPolicy,
+    acks: Vec<Ack>,
+    retries: Vec<store::Retry>,
+    parks: Vec<Park>,
+    releases: Vec<i64>,
+    freed_addresses: Vec<String>,
+    throttled: bool,
+    /// Each row's `operation` label, from its plan.
+    labels: HashMap<i64, &'static str>,
+}
+
+impl Results {
+    /// Empty results; failures are retried per `policy`.
+    pub(crate) fn new(policy: RetryPolicy) -> Results {
+        Results {
+            policy,
+            acks: Vec::new(),
+            retries: Vec::new(),
+            parks: Vec::new(),
+            releases: Vec::new(),
+            freed_addresses: Vec::new(),
+            throttled: false,
+            labels: HashMap::new(),
+        }
+    }
+
+    /// Notes what the row asks of Mailchimp, for the metrics.
+    pub(crate) fn label(&mut self, row: &ClaimedRow, label: &'static str) {
+        self.labels.insert(row.id, label);
+    }
+
+    /// Records a failed attempt. `attempted` is what the attempt tried to make Mailchimp hold
+    /// (addresses, tags): remembered when the failure leaves it unknown whether it applied.
+    pub(crate) fn fail(&mut self, row: &ClaimedRow, failure: &Failure, attempted: Option<&Upsert>) {
+        self.fail_with(row, failure, attempted.map(Upsert::maybe_applied));
+    }
+
+    /// [`Results::fail`] with what the attempt may have applied spelled out.
+    fn fail_with(&mut self, row: &ClaimedRow, failure: &Failure, maybe: Option<MaybeApplied>) {
+        match disposition(failure, row.attempts, &self.policy, &mut rand::thread_rng()) {
+            Disposition::Retry { after, error } => self.retries.push(store::Retry {
+                id: row.id,
+                after,
+                error,
+                maybe_applied: maybe,
+            }),
+            Disposition::Park { reason } => self.park(row, reason),
+        }
+    }
+
+    /// A Mailchimp call of the row failed (`attempted`: what the attempt may have applied).
+    pub(crate) fn call_failed(
+        &mut self,
+        row: &ClaimedRow,
+        error: CallError,
+        attempted: Option<&Upsert>,
+    ) {
+        match error {
+            CallError::Cancelled | CallError::NoSlot(_) => self.release(row),
+            CallError::Abandoned => self.cut_off(row, attempted),
+            CallError::Api(e) => {
+                self.throttled |= e.is_throttled();
+                self.fail(row, &Failure::of(&e), attempted)
+            }
+        }
+    }
+
+    /// A call failed after earlier calls of the same attempt were applied (`applied` is what
+    /// they may have made Mailchimp hold). A call that was not sent then does not make the row
+    /// untried: released as untried, the next attempt would not know about what was applied
+    /// (say, the new member of a rename fallback) and leave it behind as a copy.
+    pub(crate) fn call_failed_after(
+        &mut self,
+        row: &ClaimedRow,
+        error: CallError,
+        applied: &Upsert,
+    ) {
+        match error {
+            CallError::Cancelled | CallError::NoSlot(_) | CallError::Abandoned => {
+                self.cut_off(row, Some(applied))
+            }
+            e => self.call_failed(row, e, Some(applied)),
+        }
+    }
+
+    /// A removal failed, or was cut off after it began. It may have unsubscribed the member
+    /// already (a pending member is unsubscribed before it can be archived; `on_remove =
+    /// "unsubscribe"` does only that): remembered as a consent of `false` that may have been
+    /// sent, so that a customer who comes back with consent before the removal is retried gets
+    /// a status again, instead of staying unsubscribed while the record says consent was sent.
+    pub(crate) fn removal_failed(&mut self, row: &ClaimedRow, error: CallError) {
+        let maybe = MaybeApplied {
+            emails: Vec::new(),
+            tags: Vec::new(),
+            consent: Some(false),
+        };
+        match error {
+            CallError::Cancelled | CallError::NoSlot(_) | CallError::Abandoned => {
+                self.retries.push(store::Retry {
+                    id: row.id,
+                    after: Duration::ZERO,
+                    error: "removal cut off before it finished (lease deadline or shutdown); sent \
+                            again"
+                        .into(),
+                    maybe_applied: Some(maybe),
+                })
+            }
+            CallError::Api(e) => {
+                self.throttled |= e.is_throttled();
+                self.fail_with(row, &Failure::of(&e), Some(maybe))
+            }
+        }
+    }
+
+    /// A whole batch was refused (`error`) or not sent: each of its rows fails alike.
+    pub(crate) fn batch_failed(&mut self, batch: &[(&ClaimedRow, Upsert)], error: CallError) {
+        let failure = match &error {
+            CallError::Api(e) => {
+                self.throttled |= e.is_throttled();
+                // A refusal of the whole batch is not any one member's fault.
+                Some(match Failure::of(e) {
+                    Failure::Permanent(m) => Failure::Transient(m),
+                    t => t,
+                })
+            }
+            _ => None,
+        };
+        for (row, upsert) in batch {
+            match (&failure, &error) {
+                (Some(failure), _) => self.fail(row, failure, Some(upsert)),
+                (None, CallError::Abandoned) => self.cut_off(row, Some(upsert)),
+                (None, _) => self.release(row),
+            }
+        }
+    }
+
+    /// The attempt stopped before it finished (lease deadline, shutdown). Untried if nothing
+    /// may have been applied; otherwise due again at once, remembering what may have been
+    /// applied, as after a lost answer.
+    pub(crate) fn cut_off(&mut self, row: &ClaimedRow, applied: Option<&Upsert>) {
+        let Some(u) = applied else {
+            return self.release(row);
+        };
+        self.retries.push(store::Retry {
+            id: row.id,
+            after: Duration::ZERO,
+            error: "cut off before the attempt finished (lease deadline or shutdown); sent again"
+                .into(),
+            maybe_applied: Some(u.maybe_applied()),
+        });
+    }
+
+    /// Another row of the batch sends the same address: this one waits, and is parked as a
+    /// duplicate then if that address has an owner by then.
+    pub(crate) fn same_address(&mut self, row: &ClaimedRow) {
+        self.retries.push(store::Retry {
+            id: row.id,
+            after: SAME_ADDRESS_WAIT,
+            error: "waiting: another row in this batch has the same address".into(),
+            maybe_applied: None,
+        });
+    }
+
+    /// The row is given back untried.
+    pub(crate) fn release(&mut self, row: &ClaimedRow) {
+        self.releases.push(row.id);
+    }
+
+    /// The row failed permanently.
+    pub(crate) fn park(&mut self, row: &ClaimedRow, reason: String) {
+        self.parks.push(Park {
+            id: row.id,
+            version: row.version,
+            reason,
+        });
+    }
+
+    /// Addresses no member lives under any more: rows parked because another customer owned
+    /// one of them get another chance.
+    pub(crate) fn free(&mut self, addresses: impl IntoIterator<Item = String>) {
+        self.freed_addresses.extend(addresses);
+    }
+
+    /// Mailchimp holds what `upsert` sent.
+    pub(crate) fn ack_upsert(&mut self, row: &ClaimedRow, upsert: &Upsert) {
+        self.acks.push(Ack {
+            id: row.id,
+            version: row.version,
+            customer_key: row.customer_key.clone(),
+            email: upsert.member.email_address.clone(),
+            consent: upsert.consent,
+            tags: upsert.tags.clone(),
+            removed: false,
+        });
+    }
+
+    /// The member at `email` was removed.
+    pub(crate) fn ack_removal(&mut self, row: &ClaimedRow, email: &str) {
+        self.acks.push(Ack {
+            id: row.id,
+            version: row.version,
+            customer_key: row.customer_key.clone(),
+            email: email.to_string(),
+            consent: false,
+            tags: Vec::new(),
+            removed: true,
+        });
+        self.freed_addresses.push(email.to_string());
+    }
+
+    /// Writes every row's fate (each write fenced by the claim's token), then counts and logs.
+    pub(crate) async fn record(
+        self,
+        queue: &Queue,
+        claim: &Claim,
+        started: Instant,
+    ) -> DrainOutcome {
+        let token = claim.token;
+        let mut outcome = DrainOutcome {
+            claimed: claim.rows.len(),
+            parked: self.parks.len(),
+            retried: self.retries.len(),
+            released: self.releases.len(),
+            throttled: self.throttled,
+            ..Default::default()
+        };
+        let ack_started = Instant::now();
+        let acked = (|| queue.ack(token, &self.acks))
+            .retry(retry::database_write())
+            .when(store::Error::is_transient)
+            .notify(|e, after| debug!(error = %e, retry_in_ms = after.as_millis() as u64, "ack failed; retrying"))
+            .await;
+        if ack_started.elapsed() > Duration::from_secs(1) {
+            warn!(seconds = ack_started.elapsed().as_secs_f64(), "slow ack");
+        }
+        match acked {
+            Ok(counts) => {
+                outcome.acked = (counts.deleted + counts.released) as usize;
+                outcome.changed_in_flight = counts.released as usize;
+            }
+            Err(e) => {
+                warn!(error = %e, rows = self.acks.len(), "could not record acknowledgements; the rows will be sent again")
+            }
+        }
+        if let Err(e) = (|| queue.park(token, &self.parks))
+            .retry(retry::database_write())
+            .when(store::Error::is_transient)
+            .await
+        {
+            warn!(error = %e, "could not park rows");
+        }
+        if let Err(e) = (|| queue.reschedule(token, &self.retries))
+            .retry(retry::database_write())
+            .when(store::Error::is_transient)
+            .await
+        {
+            warn!(error = %e, "could not reschedule rows");
+        }
+        if let Err(e) = (|| queue.release(token, &self.releases))
+            .retry(retry::database_write())
+            .when(store::Error::is_transient)
+            .await
+        {
+            warn!(error = %e, "could not release rows");
+        }
+        if !self.freed_addresses.is_empty() {
+            if let Err(e) = queue.unpark_addresses(&self.freed_addresses).await {
+                warn!(error = %e, "could not unpark rows waiting for a freed address");
+            }
+        }
+        self.count(&outcome);
+        info!(
+            batch.claimed = outcome.claimed,
+            batch.acked = outcome.acked,
+            batch.changed_in_flight = outcome.changed_in_flight,
+            batch.retried = outcome.retried,
+            batch.parked = outcome.parked,
+            batch.released = outcome.released,
+            batch.throttled = outcome.throttled,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "batch done"
+        );
+        outcome
+    }
+
+    /// Rows by operation and result. Every series is touched (by 0 if need be) so dashboards see
+    /// them from the first batch on. If a lapsed lease fenced some acknowledgements off, the rows
+    /// that counted are attributed in order (another worker will count the rest).
+    fn count(&self, outcome: &DrainOutcome) {
+        let op = |id: &i64| self.labels.get(id).copied().unwrap_or("upsert");
+        let mut synced: HashMap<(&'static str, &'static str), u64> = HashMap::new();
+        for ack in self.acks.iter().take(outcome.acked) {
+            *synced.entry((op(&ack.id), "acked")).or_default() += 1;
+        }
+        for retry in &self.retries {
+            *synced.entry((op(&retry.id), "retried")).or_default() += 1;
+        }
+        for park in &self.parks {
+            *synced.entry((op(&park.id), "parked")).or_default() += 1;
+        }
+        for operation in ["upsert", "rename", "remove"] {
+            for result in ["acked", "retried", "parked"] {
+                let n = synced.get(&(operation, result)).copied().unwrap_or(0);
+                metrics::counter!("chimpsync_rows_synced_total", "operation" => operation, "result" => result)
+                    .increment(n);
+            }
+        }
+        metrics::counter!("chimpsync_retries_total").increment(outcome.retried as u64);
+        metrics::counter!("chimpsync_parked_total").increment(outcome.parked as u64);
+        if outcome.acked > 0 {
+            metrics::gauge!("chimpsync_last_success_timestamp_seconds")
+                .set(Utc::now().timestamp() as f64);
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The run loop: claims batches (one claim path, [`Worker::claim`]) and keeps several in
+//! progress, polls with jitter when idle, and shuts down within a deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, Retryable};
+use mailchimp::Client;
+use rand::Rng;
+use store::{Claim, Queue};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, instrument, warn};
+
+use crate::batch::Engine;
+use crate::error::Error;
+use crate::gate::Gate;
+use crate::results::DrainOutcome;
+use crate::retry;
+use crate::settings::Settings;
+
+/// At most this many claims at once: concurrent claims skip each other's locked rows, and with
+/// more of them that skipping costs more database time than the overlap saves.
+const CONCURRENT_CLAIMS: usize = 2;
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("settings", &self.engine.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker over `queue` and `client`; the connection cap's slots live in `queue`'s database.
+    pub fn new(queue: Queue, client: Client, settings: Settings) -> Result<Worker, Error> {
+        settings.validate()?;
+        let slots = store::slots::SlotTable::new(queue.pool().clone(), settings.concurrency);
+        Ok(Worker {
+            engine: Arc::new(Engine {
+                gate: Gate::new(slots),
+                queue,
+                client,
+                settings,
+            }),
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.engine.settings
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &Queue {
+        &self.engine.queue
+    }
+
+    /// The gate (slots and throttle).
+    pub fn gate(&self) -> &Gate {
+        &self.engine.gate
+    }
+
+    /// One unit of work: claim one batch, send it, record the results.
+    pub async fn drain_once(&self) -> Result<DrainOutcome, Error> {
+        let claim = self.claim().await?;
+        Ok(self.engine.process(claim, &CancellationToken::new()).await)
+    }
+
+    /// Claims the next batch, retrying while the database is briefly away.
+    async fn claim(&self) -> Result<Claim, Error> {
+        let s = &self.engine.settings;
+        let started = Instant::now();
+        let claim = (|| {
+            self.engine
+                .queue
+                .claim_batch(&s.owner, s.batch_size as i64, s.lease, None)
+        })
+        .retry(retry::claim())
+        .when(store::Error::is_transient)
+        .notify(|e, after| debug!(error = %e, retry_in_ms = after.as_millis() as u64, "claim failed; retrying"))
+        .await;
+        if started.elapsed() > Duration::from_secs(1) {
+            warn!(seconds = started.elapsed().as_secs_f64(), "slow claim");
+        }
+        Ok(claim?)
+    }
+
+    /// Spawns the processing of `claim` (claimed first, if `None`); `permit` is held until the
+    /// batch is recorded.
+    fn spawn(
+        &self,
+        tasks: &mut JoinSet<DrainOutcome>,
+        claim: Option<Claim>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        claims: &Arc<Semaphore>,
+        stopping: &CancellationToken,
+        cancel: &CancellationToken,
+    ) {
+        let (worker, claims) = (self.clone(), claims.clone());
+        let (stopping, cancel) = (stopping.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let claim = match claim {
+                Some(claim) => Some(claim),
+                None => {
+                    let _claiming = claims.acquire_owned().await.expect("never closed");
+                    if stopping.is_cancelled() {
+                        None
+                    } else {
+                        worker
+                            .claim()
+                            .await
+                            .inspect_err(|e| warn!(error = %e, "claim failed"))
+                            .ok()
+                    }
+                }
+            };
+            let outcome = match claim {
+                Some(claim) if !claim.rows.is_empty() => {
+                    worker.engine.process(claim, &cancel).await
+                }
+                _ => DrainOutcome::default(),
+            };
+            drop(permit);
+            outcome
+        });
+    }
+
+    /// The loop: keeps up to one and a half times `concurrency` batches in progress (their
+    /// requests capped at `concurrency` by the gate), claims the next batch while others are in
+    /// flight (two claims at once while the claims come back full), polls with jitter when idle.
+    /// With `once`, returns when nothing is due and nothing is in flight. On `shutdown`: stops
+    /// claiming, lets in-flight calls finish until the deadline, then releases what did not
+    /// finish.
+    #[instrument(skip_all, fields(worker.owner = %self.engine.settings.owner, once))]
+    pub async fn run(
+        &self,
+        shutdown: CancellationToken,
+        once: bool,
+    ) -> Result<DrainOutcome, Error> {
+        let s = &self.engine.settings;
+        // Batches in progress: one and a half times the request cap, so that while
+        // `concurrency` requests are in flight the next batches are already claimed and the
+        // finished ones acknowledged; the gate still holds the requests themselves to the cap.
+        // With one batch per request slot, each slot would sit idle for a claim and an ack
+        // between requests. Every batch in progress holds its rows in memory, so not more.
+        let permits = Arc::new(Semaphore::new(s.concurrency + s.concurrency.div_ceil(2)));
+        let claims = Arc::new(Semaphore::new(CONCURRENT_CLAIMS));
+        let hard_stop = CancellationToken::new();
+        let mut tasks: JoinSet<DrainOutcome> = JoinSet::new();
+        let mut total = DrainOutcome::default();
+        let mut outage = retry::database_outage().build();
+        // Whether the claims keep coming back full. While behind, each task claims its own
+        // batch, so several claims run at once: the claim is the loop's longest step, and one
+        // at a time it would cap the drain at one batch per claim time. A short or failed claim
+        // ends it; the loop then claims (and idles) itself.
+        let mut behind = false;
+        info!(
+            concurrency = s.concurrency,
+            batch_size = s.batch_size,
+            "worker started"
+        );
+        loop {
+            while let Some(done) = tasks.try_join_next() {
+                let done = done.unwrap_or_default();
+                behind &= done.claimed >= s.batch_size;
+                total.add(&done);
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("never closed"),
+                _ = shutdown.cancelled() => break,
+            };
+            if self.engine.gate.wait_throttle(&shutdown).await.is_err() {
+                break;
+            }
+            if behind {
+                self.spawn(&mut tasks, None, permit, &claims, &shutdown, &hard_stop);
+                continue;
+            }
+            let claim = match self.claim().await {
+                Ok(claim) => {
+                    outage = retry::database_outage().build();
+                    claim
+                }
+                Err(e) => {
+                    drop(permit);
+                    let pause = outage.next().unwrap_or(s.poll_interval);
+                    warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "claim failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
+                }
+            };
+            if claim.rows.is_empty() {
+                drop(permit);
+                if once && tasks.is_empty() {
+                    break;
+                }
+                let idle = s
+                    .poll_interval
+                    .mul_f64(rand::thread_rng().gen_range(0.5..1.5));
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(done) = tasks.join_next(), if !tasks.is_empty() => total.add(&done.unwrap_or_default()),
+                    _ = tokio::time::sleep(idle), if !once => {}
+                }
+                continue;
+            }
+            // A full batch means more is likely due: loop straight back to claim again.
+            behind = claim.rows.len() >= s.batch_size;
+            self.spawn(
+                &mut tasks,
+                Some(claim),
+                permit,
+                &claims,
+                &shutdown,
+                &hard_stop,
+            );
+        }
+        self.finish(tasks, &hard_stop, &mut total).await;
+        info!(
+            acked = total.acked,
+            retried = total.retried,
+            parked = total.parked,
+            released = total.released,
+            "worker stopped"
+        );
+        Ok(total)
+    }
+
+    /// Lets the batches in progress finish until the shutdown deadline, then cuts their calls
+    /// off (their rows are released or rescheduled).
+    async fn finish(
+        &self,
+        mut tasks: JoinSet<DrainOutcome>,
+        hard_stop: &CancellationToken,
+        total: &mut DrainOutcome,
+    ) {
+        if tasks.is_empty() {
+            return;
+        }
+        let s = &self.engine.settings;
+        info!(
+            in_flight = tasks.len(),
+            deadline_s = s.shutdown_deadline.as_secs_f64(),
+            "stopping: finishing in-flight batches"
+        );
+        let deadline = tokio::time::Instant::now() + s.shutdown_deadline;
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => match next {
+                    Some(done) => total.add(&done.unwrap_or_default()),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!(in_flight = tasks.len(), "shutdown deadline reached: releasing unfinished rows");
+                    hard_stop.cancel();
+                    while let Some(done) = tasks.join_next().await {
+                        total.add(&done.unwrap_or_default());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
