@@ -127,7 +127,7 @@ impl SlotTable {
         };
         match result {
             Ok(row) if row.get::<_, bool>(0) => {}
-            Ok(_) => warn!(slot, "slot was not held by this session"),
+            Ok(_) => warn!(slot, "slot was not held by this connection"),
             Err(e) => {
                 warn!(error = %e, "lost the slot connection; its slots are free again");
                 forget_session(&mut held);
