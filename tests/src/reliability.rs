@@ -19,6 +19,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("database", "Database fault suite"),
     ("input", "Bad input"),
     ("load", "Load"),
+    ("host", "Living inside the customer's database"),
 ];
 
 /// Where the records go: `CHIMPSYNC_RELIABILITY_DIR`, else `<target dir>/reliability` (found
