@@ -306,3 +306,22 @@ async fn a_setup_that_cannot_get_the_lock_in_time_fails_clearly_and_changes_noth
     assert_eq!(notes_synced(&c).await?, serde_json::Value::Null);
     db.finish().await
 }
+
+#[tokio::test]
+async fn print_sql_shows_the_lock_timeout_setup_runs_with() -> Result<()> {
+    let db = TestDb::new().await?;
+    let c = db.client().await?;
+    c.batch_execute(CUSTOMERS).await?;
+    let generated = store::Generated::for_mapping(&c, &Mapping::parse(MAPPING)?).await?;
+    let sql = store::setup_sql(&generated, TriggerShape::Statement);
+    let timeout = SetupOptions::default().lock_timeout.as_millis();
+    let set = sql
+        .find(&format!("set local lock_timeout = '{timeout}ms'"))
+        .expect("--print-sql sets the lock timeout");
+    let first_trigger = sql.find("drop trigger if exists").expect("drops the old triggers");
+    assert!(
+        set < first_trigger,
+        "the timeout applies to the trigger statements"
+    );
+    db.finish().await
+}

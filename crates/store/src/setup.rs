@@ -25,6 +25,11 @@ use crate::migrations;
 use crate::sql::{queries, templates};
 use crate::{Error, Result};
 
+/// The backoff between attempts: from this, doubling (with jitter)...
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// ...up to this.
+const RETRY_LONGEST: Duration = Duration::from_secs(15);
+
 /// How long `setup` waits for locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SetupOptions {
@@ -117,8 +122,8 @@ pub async fn setup_with(
 ) -> Result<SetupReport> {
     let started = Instant::now();
     let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(15))
+        .with_min_delay(RETRY_FIRST)
+        .with_max_delay(RETRY_LONGEST)
         .without_max_times()
         .with_jitter()
         .build();
@@ -153,10 +158,7 @@ pub async fn setup_with(
                 options.lock_timeout,
             )));
         }
-        let delay = delays
-            .next()
-            .unwrap_or(Duration::from_secs(15))
-            .min(remaining);
+        let delay = delays.next().unwrap_or(RETRY_LONGEST).min(remaining);
         info!(
             attempt = attempts,
             retry_in = ?delay,
