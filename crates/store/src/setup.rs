@@ -196,7 +196,7 @@ async fn lock_holders(client: &tokio_postgres::Client, target: &LockTarget) -> R
         .query(queries::LOCK_HOLDERS, &[&schema, &table])
         .await?;
     if rows.is_empty() {
-        return Ok("it has let go since".into());
+        return Ok("which has let go since".into());
     }
     let holders: Vec<String> = rows
         .iter()
@@ -214,7 +214,7 @@ async fn lock_holders(client: &tokio_postgres::Client, target: &LockTarget) -> R
             format!("pid {pid}{application}, {state}, transaction open {open:.0} s, holds {modes}")
         })
         .collect();
-    Ok(format!("held by {}", holders.join("; ")))
+    Ok(holders.join("; "))
 }
 
 /// A hash of chimpsync's triggers on `table` and their functions as the catalog shows them
