@@ -318,7 +318,9 @@ async fn print_sql_shows_the_lock_timeout_setup_runs_with() -> Result<()> {
     let set = sql
         .find(&format!("set local lock_timeout = '{timeout}ms'"))
         .expect("--print-sql sets the lock timeout");
-    let first_trigger = sql.find("drop trigger if exists").expect("drops the old triggers");
+    let first_trigger = sql
+        .find("drop trigger if exists")
+        .expect("drops the old triggers");
     assert!(
         set < first_trigger,
         "the timeout applies to the trigger statements"
