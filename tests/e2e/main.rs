@@ -5,5 +5,6 @@ mod binary;
 mod inbound;
 mod operations;
 mod reliability;
+mod setup_locks;
 mod triggers;
 mod worker;

@@ -25,7 +25,7 @@ pub use mapping::Mapping;
 pub use queue::{
     Ack, Claim, ClaimedRow, MaybeApplied, Operation, Payload, Queue, Retry, Summary, Synced,
 };
-pub use setup::{setup, setup_sql, SetupReport};
+pub use setup::{setup, setup_sql, setup_with, SetupOptions, SetupReport};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,10 @@ pub enum Error {
     /// The mapping does not fit the database (the message names the mapping key).
     #[error("{0}")]
     Mapping(String),
+    /// `setup` could not take a lock it needs before its deadline; nothing was changed (the
+    /// message names the table and what held it).
+    #[error("{0}")]
+    Blocked(String),
     /// A migration failed.
     #[error("migration {version:04} failed: {source}")]
     Migration {

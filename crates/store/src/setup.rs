@@ -2,24 +2,84 @@
 //!
 //! Everything runs in one transaction under an advisory lock, so two replicas running setup at
 //! once serialise, and a setup that fails (bad mapping, missing column) changes nothing.
+//!
+//! The customer table belongs to a running application. Dropping a trigger takes the table's
+//! ACCESS EXCLUSIVE lock (creating one, SHARE ROW EXCLUSIVE), and while such a request waits for a
+//! long transaction, every later statement on the table queues behind it. So every lock setup
+//! takes is waited for at most [`SetupOptions::lock_timeout`]; a transaction that hits it is rolled
+//! back and retried with backoff until [`SetupOptions::deadline`], and the application is held up
+//! for at most one lock timeout at a time. When the triggers installed already match the
+//! mapping (the same generated SQL, and the catalog still shows them as they were installed),
+//! setup leaves them alone and takes no lock on the table at all.
 
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio_postgres::error::SqlState;
 use tracing::{info, instrument};
 
 use crate::generated::{table_columns, Generated, TriggerShape};
 use crate::mapping::{Mapping, TableName};
 use crate::migrations;
-use crate::sql::queries;
+use crate::sql::{queries, templates};
 use crate::{Error, Result};
+
+/// The backoff between attempts: from this, doubling (with jitter)...
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// ...up to this.
+const RETRY_LONGEST: Duration = Duration::from_secs(15);
+
+/// How long `setup` waits for locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetupOptions {
+    /// The longest any one lock request waits (`lock_timeout`), and so the longest the
+    /// application's statements queue behind one.
+    pub lock_timeout: Duration,
+    /// How long setup keeps retrying while a lock it needs stays taken, before it gives up.
+    pub deadline: Duration,
+}
+
+impl Default for SetupOptions {
+    fn default() -> Self {
+        SetupOptions {
+            lock_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(300),
+        }
+    }
+}
 
 /// What `setup` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetupReport {
     /// Migrations applied by this run (empty when the schema was current).
     pub applied_migrations: Vec<i32>,
-    /// The table whose triggers were installed.
+    /// The table the change triggers are on.
     pub table: String,
     /// A table whose old triggers were removed because the mapping moved to another table.
     pub removed_from: Option<String>,
+    /// Whether the change triggers were (re)installed; false when those installed already
+    /// matched the mapping, in which case no lock was taken on the table.
+    pub triggers_installed: bool,
+    /// Whether the mapping recorded in `chimpsync.installation` changed.
+    pub mapping_recorded: bool,
+    /// The transactions it took: more than one when a lock was taken by another transaction.
+    pub attempts: u32,
+}
+
+impl SetupReport {
+    /// Whether the database was already as this setup would leave it.
+    pub fn changed_nothing(&self) -> bool {
+        self.applied_migrations.is_empty() && !self.triggers_installed && !self.mapping_recorded
+    }
+}
+
+/// Sets `lock_timeout` for the rest of the transaction.
+fn lock_timeout_sql(timeout: Duration) -> String {
+    templates::fill(
+        templates::LOCK_TIMEOUT,
+        &[("milliseconds", &timeout.as_millis().to_string())],
+    )
 }
 
 /// The SQL that `setup` would run for a fresh database, for `setup --print-sql`.
@@ -27,6 +87,10 @@ pub fn setup_sql(generated: &Generated, shape: TriggerShape) -> String {
     let mut out = String::new();
     out.push_str("begin;\n");
     out.push_str(&format!("{};\n", queries::MIGRATION_LOCK.trim_end()));
+    out.push_str(&format!(
+        "{};\n",
+        lock_timeout_sql(SetupOptions::default().lock_timeout).trim_end()
+    ));
     out.push_str(&migrations::script());
     out.push_str("\n-- change triggers\n");
     for statement in generated.install_triggers(shape) {
@@ -37,29 +101,185 @@ pub fn setup_sql(generated: &Generated, shape: TriggerShape) -> String {
     out
 }
 
-/// Creates or upgrades the schema and (re)installs the triggers, in one transaction under an
-/// advisory lock. Idempotent.
-#[instrument(skip_all, fields(table = %mapping.source.table, shape = shape.as_str()))]
+/// [`setup_with`] with the default [`SetupOptions`].
 pub async fn setup(
     client: &mut tokio_postgres::Client,
     mapping: &Mapping,
     shape: TriggerShape,
 ) -> Result<SetupReport> {
+    setup_with(client, mapping, shape, SetupOptions::default()).await
+}
+
+/// Creates or upgrades the schema and (re)installs the triggers unless those installed already
+/// match, in one transaction under an advisory lock; retried while a lock it needs is taken (see
+/// the module documentation). Idempotent.
+#[instrument(skip_all, fields(table = %mapping.source.table, shape = shape.as_str()))]
+pub async fn setup_with(
+    client: &mut tokio_postgres::Client,
+    mapping: &Mapping,
+    shape: TriggerShape,
+    options: SetupOptions,
+) -> Result<SetupReport> {
+    let started = Instant::now();
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(RETRY_FIRST)
+        .with_max_delay(RETRY_LONGEST)
+        .without_max_times()
+        .with_jitter()
+        .build();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut waiting_on = LockTarget::Schema;
+        match attempt(client, mapping, shape, options, &mut waiting_on).await {
+            Ok(mut report) => {
+                report.attempts = attempts;
+                info!(
+                    migrations = ?report.applied_migrations,
+                    triggers_installed = report.triggers_installed,
+                    attempts,
+                    "setup complete"
+                );
+                return Ok(report);
+            }
+            Err(Error::Database(e)) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {}
+            Err(e) => return Err(e),
+        }
+        // The attempt's transaction is rolled back: nothing of it holds or waits for a lock.
+        let holders = lock_holders(client, &waiting_on).await?;
+        let remaining = options.deadline.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Err(Error::Blocked(format!(
+                "setup gave up after {:.0?}: {waiting_on} stayed locked by another transaction \
+                 ({holders}); each of {attempts} attempts waited {:?} (its lock timeout) for it. \
+                 Nothing was changed. Let that transaction finish or end it \
+                 (select pg_terminate_backend(pid)), then run setup again",
+                started.elapsed(),
+                options.lock_timeout,
+            )));
+        }
+        let delay = delays.next().unwrap_or(RETRY_LONGEST).min(remaining);
+        info!(
+            attempt = attempts,
+            retry_in = ?delay,
+            "waiting for a lock on {waiting_on} held by another transaction ({holders}); \
+             nothing of this attempt was kept, retrying"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// What an attempt was waiting for when its lock timeout struck.
+enum LockTarget {
+    /// The tables of schema chimpsync (migrations, the installation record).
+    Schema,
+    /// A customer table (its triggers).
+    Table(TableName),
+}
+
+impl fmt::Display for LockTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockTarget::Schema => write!(f, "the tables of schema chimpsync"),
+            LockTarget::Table(table) => write!(f, "table {table}"),
+        }
+    }
+}
+
+/// The sessions holding locks on `target`, oldest transaction first, in one phrase.
+async fn lock_holders(client: &tokio_postgres::Client, target: &LockTarget) -> Result<String> {
+    let (schema, table) = match target {
+        LockTarget::Schema => ("chimpsync", None),
+        LockTarget::Table(t) => (t.schema.as_str(), Some(t.name.as_str())),
+    };
+    let rows = client
+        .query(queries::LOCK_HOLDERS, &[&schema, &table])
+        .await?;
+    if rows.is_empty() {
+        return Ok("which has let go since".into());
+    }
+    let holders: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let pid: i32 = r.get(0);
+            let application: String = r.get(1);
+            let state: String = r.get(2);
+            let open: f64 = r.get(3);
+            let modes: String = r.get(4);
+            let application = if application.is_empty() {
+                String::new()
+            } else {
+                format!(" ({application})")
+            };
+            format!("pid {pid}{application}, {state}, transaction open {open:.0} s, holds {modes}")
+        })
+        .collect();
+    Ok(holders.join("; "))
+}
+
+/// A hash of chimpsync's triggers on `table` and their functions as the catalog shows them
+/// (`None` when there are none). Reads the catalog only.
+async fn installed_triggers(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &TableName,
+) -> Result<Option<String>> {
+    Ok(tx
+        .query_one(queries::INSTALLED_TRIGGERS, &[&table.schema, &table.name])
+        .await?
+        .get(0))
+}
+
+/// One transaction of [`setup_with`]. `waiting_on` follows what its statements lock, so that a
+/// lock timeout can say what it waited for.
+async fn attempt(
+    client: &mut tokio_postgres::Client,
+    mapping: &Mapping,
+    shape: TriggerShape,
+    options: SetupOptions,
+    waiting_on: &mut LockTarget,
+) -> Result<SetupReport> {
     let tx = client.transaction().await?;
+    // Concurrent setups wait for each other here, before the lock timeout applies: they do not
+    // hold up the application while they wait.
     tx.execute(queries::MIGRATION_LOCK, &[]).await?;
+    tx.batch_execute(&lock_timeout_sql(options.lock_timeout))
+        .await?;
     let mut report = SetupReport {
         applied_migrations: migrations::migrate(&tx).await?,
         ..SetupReport::default()
     };
     let generated = Generated::for_mapping(&tx, mapping).await?;
     let table = generated.table();
-    if let Some(row) = tx.query_opt(queries::INSTALLED_TABLE, &[]).await? {
+    report.table = table.to_string();
+    let statements = generated.install_triggers(shape);
+    let trigger_sql = statements.join(";\n");
+    let mapping_json = serde_json::to_value(mapping).map_err(|e| Error::Mapping(e.to_string()))?;
+    let installed = tx
+        .query_opt(queries::INSTALLATION, &[&mapping_json])
+        .await?;
+    report.mapping_recorded = !installed.as_ref().is_some_and(|row| row.get::<_, bool>(3));
+    let catalog = installed_triggers(&tx, table).await?;
+    let unchanged = installed.as_ref().is_some_and(|row| {
+        catalog.is_some()
+            && row.get::<_, Option<String>>(1).as_ref() == Some(&trigger_sql)
+            && row.get::<_, Option<String>>(2) == catalog
+    });
+    if unchanged {
+        if report.mapping_recorded {
+            tx.execute(queries::RECORD_MAPPING, &[&mapping_json])
+                .await?;
+        }
+        tx.commit().await?;
+        return Ok(report);
+    }
+    if let Some(row) = &installed {
         let previous: String = row.get(0);
         if previous != table.quoted() {
             // The mapping moved to another table: the old table must stop enqueueing.
             // `previous` was written by `TableName::quoted`, which this parse reverses.
             if let Ok(old) = TableName::parse(&previous) {
                 if !table_columns(&tx, &old).await?.is_empty() {
+                    *waiting_on = LockTarget::Table(old.clone());
                     for statement in Generated::drop_triggers(&old) {
                         tx.batch_execute(&statement).await?;
                     }
@@ -68,17 +288,24 @@ pub async fn setup(
             }
         }
     }
-    for statement in generated.install_triggers(shape) {
-        tx.batch_execute(&statement).await?;
+    *waiting_on = LockTarget::Table(table.clone());
+    for statement in &statements {
+        tx.batch_execute(statement).await?;
     }
-    let mapping_json = serde_json::to_value(mapping).map_err(|e| Error::Mapping(e.to_string()))?;
+    *waiting_on = LockTarget::Schema;
+    let catalog = installed_triggers(&tx, table).await?;
     tx.execute(
         queries::RECORD_INSTALLATION,
-        &[&table.quoted(), &shape.as_str(), &mapping_json],
+        &[
+            &table.quoted(),
+            &shape.as_str(),
+            &mapping_json,
+            &trigger_sql,
+            &catalog,
+        ],
     )
     .await?;
     tx.commit().await?;
-    report.table = table.to_string();
-    info!(migrations = ?report.applied_migrations, "setup complete");
+    report.triggers_installed = true;
     Ok(report)
 }

@@ -46,11 +46,18 @@ async fn install(config: &Config, print_sql: bool, shape: TriggerShape) -> Resul
     } else {
         println!("applied migrations {:?}", report.applied_migrations);
     }
-    println!(
-        "change triggers installed on {} ({} level)",
-        report.table,
-        shape.as_str()
-    );
+    if report.triggers_installed {
+        println!(
+            "change triggers installed on {} ({} level)",
+            report.table,
+            shape.as_str()
+        );
+    } else {
+        println!(
+            "change triggers on {} already match the mapping; left as they are",
+            report.table
+        );
+    }
     Ok(())
 }
 
