@@ -394,13 +394,7 @@ impl Queue {
     /// Rows parked because their address belonged to another customer get another chance once
     /// that customer gave the address up.
     pub async fn unpark_addresses(&self, addresses: &[String]) -> Result<u64> {
-        if addresses.is_empty() {
-            return Ok(0);
-        }
-        let client = self.pool.get().await?;
-        Ok(client
-            .execute(queries::UNPARK_ADDRESS, &[&addresses])
-            .await?)
+        for_addresses(&self.pool, queries::UNPARK_ADDRESS, addresses).await
     }
 
     /// Puts parked rows back in line: all of them, or the given ids. Returns the ids un-parked.
@@ -423,4 +417,18 @@ impl Queue {
             last_synced_at: row.get("last_synced_at"),
         })
     }
+}
+
+/// Runs `statement`, whose one parameter is `addresses`, unless the list is empty; the rows it
+/// touched.
+pub(crate) async fn for_addresses(
+    pool: &Pool,
+    statement: &str,
+    addresses: &[String],
+) -> Result<u64> {
+    if addresses.is_empty() {
+        return Ok(0);
+    }
+    let client = pool.get().await?;
+    Ok(client.execute(statement, &[&addresses]).await?)
 }

@@ -10,7 +10,7 @@ use tracing::instrument;
 
 use crate::generated::Generated;
 use crate::mapping::Mapping;
-use crate::queue::{Payload, Synced};
+use crate::queue::{for_addresses, Payload, Synced};
 use crate::sql::queries;
 use crate::{Pool, Result};
 
@@ -212,14 +212,7 @@ impl Reconcile {
 
     /// Members removed by reconcile belong to no customer any more: forgets them.
     pub async fn forget_addresses(&self, addresses: &[String]) -> Result<u64> {
-        if addresses.is_empty() {
-            return Ok(0);
-        }
-        let client = self.pool.get().await?;
-        Ok(client
-            .query(queries::FORGET_SYNCED_ADDRESSES, &[&addresses])
-            .await?
-            .len() as u64)
+        for_addresses(&self.pool, queries::FORGET_SYNCED_ADDRESSES, addresses).await
     }
 
     /// When the last run with `--apply` on the audience started.
