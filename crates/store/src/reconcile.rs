@@ -33,20 +33,12 @@ pub struct Customer {
 
 impl Customer {
     fn from_row(r: &tokio_postgres::Row) -> Customer {
-        let synced_email: Option<String> = r.get("synced_email");
         Customer {
             customer_key: r.get("customer_key"),
             email: r.get("email"),
             payload: Payload::from_json(r.get("payload")),
             wanted: r.get("wanted"),
-            synced: synced_email.map(|email| Synced {
-                email,
-                consent: r.get::<_, Option<bool>>("synced_consent").unwrap_or(false),
-                tags: r
-                    .get::<_, Option<Value>>("synced_tags")
-                    .and_then(|v| serde_json::from_value(v).ok())
-                    .unwrap_or_default(),
-            }),
+            synced: Synced::from_row(r),
             queued: r.get("queued"),
         }
     }
