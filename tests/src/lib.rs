@@ -64,13 +64,7 @@ impl TestDb {
 
     /// Drops the database (call when the test passed).
     pub async fn finish(self) -> Result<()> {
-        self.admin
-            .batch_execute(&format!(
-                "drop database if exists {} with (force)",
-                self.name
-            ))
-            .await?;
-        Ok(())
+        chimpsync_demo::server::drop_database(&self.admin, &self.name).await
     }
 }
 

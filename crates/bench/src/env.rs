@@ -38,6 +38,8 @@ pub mod sql {
     pub const SINGLE_UPDATE: &str = include_str!("../sql/single_update.sql");
     /// Scenario 3's pgbench script, `{{rows}}` customers.
     pub const PGBENCH_UPDATE: &str = include_str!("../sql/pgbench_update.sql");
+    /// How many rows the queue holds.
+    pub const QUEUE_COUNT: &str = include_str!("../sql/queue_count.sql");
     /// Scenario 5's observer.
     pub const QUEUE_KEYS: &str = include_str!("../sql/queue_keys.sql");
     /// Empties the queue and the record of synced contacts.
@@ -94,6 +96,11 @@ pub async fn connect(url: &str) -> Result<Client> {
 
 use chimpsync_demo::server::redact;
 
+/// How many rows the queue holds, read on `client`.
+pub async fn queued(client: &Client) -> Result<i64> {
+    Ok(client.query_one(sql::QUEUE_COUNT, &[]).await?.get(0))
+}
+
 /// Finds pgbench: on `PATH`, else in the newest `/usr/lib/postgresql/*/bin`.
 fn find_pgbench() -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -121,7 +128,7 @@ impl Bench {
         let server = std::env::var("DATABASE_URL")
             .ok()
             .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            .unwrap_or_else(|| chimpsync_demo::server::LOCAL.into());
         let exe = std::env::current_exe().context("locating the bench binary")?;
         let bin_dir = exe
             .parent()
@@ -303,6 +310,11 @@ impl BenchDb {
         connect(&self.url).await
     }
 
+    /// How many rows the queue holds, read on a new connection.
+    pub async fn queued(&self) -> Result<i64> {
+        queued(&self.client().await?).await
+    }
+
     /// Creates and fills the customer table.
     pub async fn customers(&self, count: u64) -> Result<()> {
         let client = self.client().await?;
@@ -329,12 +341,7 @@ impl BenchDb {
     /// Drops the database (unless `--keep-db`).
     pub async fn finish(self) -> Result<()> {
         if !self.keep {
-            self.admin
-                .batch_execute(&format!(
-                    "drop database if exists {} with (force)",
-                    self.name
-                ))
-                .await?;
+            chimpsync_demo::server::drop_database(&self.admin, &self.name).await?;
         }
         Ok(())
     }
@@ -555,6 +562,29 @@ impl<'a> Chimpsync<'a> {
             .finish()
             .await
             .with_context(|| format!("chimpsync {}", args.join(" ")))
+    }
+
+    /// Runs `chimpsync <args>` to its end beside `emulator`, and the CPU split of that time: the
+    /// command's CPU under `label`, the emulator's, and what [`CpuMark::split`] adds.
+    pub async fn run_split(
+        &self,
+        args: &[&str],
+        label: &str,
+        emulator: &EmulatorProc,
+    ) -> Result<(ProcRun, sys::CpuSplit)> {
+        let mark = CpuMark::now(self.bench);
+        let emulator_cpu = emulator.cpu();
+        let run = self.run(args).await?;
+        let split = mark
+            .split(
+                self.bench,
+                vec![
+                    (label, run.cpu),
+                    ("emulator", emulator.cpu() - emulator_cpu),
+                ],
+            )
+            .await;
+        Ok((run, split))
     }
 }
 

@@ -17,15 +17,21 @@ pub fn with_database(url: &str, database: &str) -> Result<String> {
 pub async fn recreate(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
     // Two statements: a multi-statement string runs as one transaction, which DROP DATABASE
     // refuses.
-    for statement in [
-        format!("drop database if exists {name} with (force)"),
-        format!("create database {name}"),
-    ] {
-        admin
-            .batch_execute(&statement)
-            .await
-            .with_context(|| format!("creating database {name}"))?;
-    }
+    drop_database(admin, name)
+        .await
+        .with_context(|| format!("creating database {name}"))?;
+    admin
+        .batch_execute(&format!("create database {name}"))
+        .await
+        .with_context(|| format!("creating database {name}"))?;
+    Ok(())
+}
+
+/// Drops the database `name` if it exists, closing its connections.
+pub async fn drop_database(admin: &tokio_postgres::Client, name: &str) -> Result<()> {
+    admin
+        .batch_execute(&format!("drop database if exists {name} with (force)"))
+        .await?;
     Ok(())
 }
 

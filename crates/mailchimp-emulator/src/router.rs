@@ -15,7 +15,7 @@ use crate::responses::{response, Resp, JSON};
 use crate::routes::{segments, Route};
 use crate::shared::Shared;
 use crate::state::Ctx;
-use crate::wire::Reply;
+use crate::wire::{Answer, Reply};
 
 /// Answers a Marketing API request (`route` is `None` for a path the emulator does not serve).
 pub(crate) async fn api(
@@ -24,7 +24,7 @@ pub(crate) async fn api(
     method: &Method,
     body: &Bytes,
     ctx: &Ctx<'_>,
-) -> Result<Reply, ApiError> {
+) -> Answer {
     match route {
         // Creating a webhook waits for the validator's GET, outside the state lock.
         Some(Route::Webhooks(id)) if method == Method::POST => {
@@ -45,13 +45,7 @@ fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
 }
 
 /// The synchronous routes: each takes the state lock for the operation only.
-fn dispatch(
-    shared: &Shared,
-    route: Route,
-    method: &Method,
-    body: &Bytes,
-    ctx: &Ctx<'_>,
-) -> Result<Reply, ApiError> {
+fn dispatch(shared: &Shared, route: Route, method: &Method, body: &Bytes, ctx: &Ctx<'_>) -> Answer {
     let json = || parse_json(body);
     let m = method.clone();
     let not_allowed = || Err(ApiError::method_not_allowed(route.allow()));
@@ -119,12 +113,7 @@ fn dispatch(
 
 /// `POST /lists/{id}/webhooks`: checks the body, sends the validator's GET to the URL (which must
 /// answer 200), then registers the webhook. "A url may only exist on a list once."
-async fn create_webhook(
-    shared: &Shared,
-    list_id: &str,
-    body: &Bytes,
-    ctx: &Ctx<'_>,
-) -> Result<Reply, ApiError> {
+async fn create_webhook(shared: &Shared, list_id: &str, body: &Bytes, ctx: &Ctx<'_>) -> Answer {
     let new = NewWebhook::parse(&parse_json(body)?)?;
     lock(&shared.state).check_webhook_url(list_id, &new.url)?;
     validate_url(&new.url).await?;

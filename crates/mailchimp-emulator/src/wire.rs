@@ -10,6 +10,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::model::{Audience, Member, MemberTag, MergeField, Status, Webhook};
+use crate::problem::ApiError;
+
+/// What an endpoint answers: a reply, or the problem Mailchimp would report.
+pub(crate) type Answer = Result<Reply, ApiError>;
 
 /// What a successful operation answers.
 #[derive(Debug)]

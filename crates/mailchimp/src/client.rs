@@ -247,11 +247,8 @@ impl Client {
         email: &str,
         body: &MemberUpsert,
     ) -> Result<Member> {
-        let mut body = body.clone();
-        if body.email_address.is_none() {
-            body.email_address = Some(email.to_owned());
-        }
-        self.put_member(list_id, email, &body).await
+        let address = body.email_address.as_deref().unwrap_or(email);
+        self.put_member(list_id, email, address, body).await
     }
 
     /// Changes a member's address: `PUT` to the *old* hash with `email_address = new_email`
@@ -270,9 +267,7 @@ impl Client {
         new_email: &str,
         body: &MemberUpsert,
     ) -> Result<Member> {
-        let mut body = body.clone();
-        body.email_address = Some(new_email.to_owned());
-        self.put_member(list_id, old_email, &body).await
+        self.put_member(list_id, old_email, new_email, body).await
     }
 
     /// Renames an *existing* member: `PATCH` to the old hash with `email_address = new_email`
@@ -304,11 +299,21 @@ impl Client {
         decode(code, &body)
     }
 
-    async fn put_member(&self, list_id: &str, email: &str, body: &MemberUpsert) -> Result<Member> {
+    /// `PUT` to the hash of `email`, with `address` as the body's `email_address`.
+    async fn put_member(
+        &self,
+        list_id: &str,
+        email: &str,
+        address: &str,
+        body: &MemberUpsert,
+    ) -> Result<Member> {
         writable(body.status_if_new, "status_if_new")?;
         writable(body.status, "status")?;
         let url = self.member_url(list_id, email, &[])?;
-        let body = json_body(body)?;
+        let body = json_body(&MemberUpsert {
+            email_address: Some(address.to_owned()),
+            ..body.clone()
+        })?;
         let (status, body) = self.call(Method::PUT, url, Some(body)).await?;
         decode(status, &body)
     }

@@ -80,6 +80,22 @@ pub struct Synced {
     pub tags: Vec<String>,
 }
 
+impl Synced {
+    /// The `synced_email`, `synced_consent` and `synced_tags` columns of a row; `None` when the
+    /// customer was never synced.
+    pub(crate) fn from_row(r: &tokio_postgres::Row) -> Option<Synced> {
+        let email: Option<String> = r.get("synced_email");
+        email.map(|email| Synced {
+            email,
+            consent: r.get::<_, Option<bool>>("synced_consent").unwrap_or(false),
+            tags: r
+                .get::<_, Option<Value>>("synced_tags")
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+        })
+    }
+}
+
 /// One claimed queue row, with what Mailchimp is known to hold for that customer.
 #[derive(Debug, Clone)]
 pub struct ClaimedRow {
@@ -256,16 +272,8 @@ impl Queue {
             .into_iter()
             .map(|r| {
                 let operation: String = r.get("operation");
-                let synced_email: Option<String> = r.get("synced_email");
                 let maybe: Option<Value> = r.get("maybe_applied");
-                let synced = synced_email.map(|email| Synced {
-                    email,
-                    consent: r.get::<_, Option<bool>>("synced_consent").unwrap_or(false),
-                    tags: r
-                        .get::<_, Option<Value>>("synced_tags")
-                        .and_then(|v| serde_json::from_value(v).ok())
-                        .unwrap_or_default(),
-                });
+                let synced = Synced::from_row(&r);
                 ClaimedRow {
                     id: r.get("id"),
                     customer_key: r.get("customer_key"),
@@ -394,13 +402,7 @@ impl Queue {
     /// Rows parked because their address belonged to another customer get another chance once
     /// that customer gave the address up.
     pub async fn unpark_addresses(&self, addresses: &[String]) -> Result<u64> {
-        if addresses.is_empty() {
-            return Ok(0);
-        }
-        let client = self.pool.get().await?;
-        Ok(client
-            .execute(queries::UNPARK_ADDRESS, &[&addresses])
-            .await?)
+        for_addresses(&self.pool, queries::UNPARK_ADDRESS, addresses).await
     }
 
     /// Puts parked rows back in line: all of them, or the given ids. Returns the ids un-parked.
@@ -423,4 +425,18 @@ impl Queue {
             last_synced_at: row.get("last_synced_at"),
         })
     }
+}
+
+/// Runs `statement`, whose one parameter is `addresses`, unless the list is empty; the rows it
+/// touched.
+pub(crate) async fn for_addresses(
+    pool: &Pool,
+    statement: &str,
+    addresses: &[String],
+) -> Result<u64> {
+    if addresses.is_empty() {
+        return Ok(0);
+    }
+    let client = pool.get().await?;
+    Ok(client.execute(statement, &[&addresses]).await?)
 }

@@ -10,7 +10,7 @@ use tracing::instrument;
 
 use crate::generated::Generated;
 use crate::mapping::Mapping;
-use crate::queue::{Payload, Synced};
+use crate::queue::{for_addresses, Payload, Synced};
 use crate::sql::queries;
 use crate::{Pool, Result};
 
@@ -33,20 +33,12 @@ pub struct Customer {
 
 impl Customer {
     fn from_row(r: &tokio_postgres::Row) -> Customer {
-        let synced_email: Option<String> = r.get("synced_email");
         Customer {
             customer_key: r.get("customer_key"),
             email: r.get("email"),
             payload: Payload::from_json(r.get("payload")),
             wanted: r.get("wanted"),
-            synced: synced_email.map(|email| Synced {
-                email,
-                consent: r.get::<_, Option<bool>>("synced_consent").unwrap_or(false),
-                tags: r
-                    .get::<_, Option<Value>>("synced_tags")
-                    .and_then(|v| serde_json::from_value(v).ok())
-                    .unwrap_or_default(),
-            }),
+            synced: Synced::from_row(r),
             queued: r.get("queued"),
         }
     }
@@ -212,14 +204,7 @@ impl Reconcile {
 
     /// Members removed by reconcile belong to no customer any more: forgets them.
     pub async fn forget_addresses(&self, addresses: &[String]) -> Result<u64> {
-        if addresses.is_empty() {
-            return Ok(0);
-        }
-        let client = self.pool.get().await?;
-        Ok(client
-            .query(queries::FORGET_SYNCED_ADDRESSES, &[&addresses])
-            .await?
-            .len() as u64)
+        for_addresses(&self.pool, queries::FORGET_SYNCED_ADDRESSES, addresses).await
     }
 
     /// When the last run with `--apply` on the audience started.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 
 use super::{mib, per_second, Sizes};
-use crate::env::{sql, terminate, Bench, BenchDb, Chimpsync, CpuMark, AUDIENCE};
+use crate::env::{queued, sql, terminate, Bench, BenchDb, Chimpsync, CpuMark, AUDIENCE};
 use crate::report::{thousands, Report, Row};
 
 /// The seconds the goal allows for 1,000,000 customers (16.7k contacts/s).
@@ -30,65 +30,33 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
     let chimpsync = Chimpsync::new(bench, &db, Some(&emulator.base_url));
     chimpsync.run(&["setup"]).await?;
 
-    let start = CpuMark::now(bench);
-    let emulator_cpu = emulator.cpu();
-    let backfill = chimpsync.run(&["backfill"]).await?;
-    let backfill_split = start
-        .split(
-            bench,
-            vec![
-                ("backfill", backfill.cpu),
-                ("emulator", emulator.cpu() - emulator_cpu),
-            ],
-        )
-        .await;
-    let drain_start = CpuMark::now(bench);
-    let emulator_cpu = emulator.cpu();
-    let drain = chimpsync.run(&["run", "--once"]).await?;
-    let drain_split = drain_start
-        .split(
-            bench,
-            vec![
-                ("worker", drain.cpu),
-                ("emulator", emulator.cpu() - emulator_cpu),
-            ],
-        )
-        .await;
+    let (backfill, backfill_split) = chimpsync
+        .run_split(&["backfill"], "backfill", &emulator)
+        .await?;
+    let (drain, drain_split) = chimpsync
+        .run_split(&["run", "--once"], "worker", &emulator)
+        .await?;
     let total = backfill.wall + drain.wall;
 
     let members = emulator.members(AUDIENCE).await?;
-    let left: i64 = db
-        .client()
-        .await?
-        .query_one("select count(*) from chimpsync.sync_queue", &[])
-        .await?
-        .get(0);
+    let left = db.queued().await?;
     ensure!(
         members == n && left == 0,
         "initial sync incomplete: {members} members of {n}, {left} rows left in the queue"
     );
 
-    let secs = total.as_secs_f64();
     let goal = GOAL_SECONDS_PER_MILLION * n as f64 / 1_000_000.0;
-    let rate = n as f64 / secs;
-    report.rows.push(Row::goal(
-        "1",
+    goal_rows(
+        report,
+        n,
+        goal,
+        total.as_secs_f64(),
         format!(
             "initial sync, {} customers, one step after the other: backfill, then drain to empty (emulator 0 ms)",
             thousands(n)
         ),
-        format!("{secs:.1} s ({} contacts)", per_second(rate)),
-        format!("<= {goal:.0} s (16.7k/s)"),
-        goal / secs,
-    ));
-    let rss = mib(drain.peak_rss_kib);
-    report.rows.push(Row::goal(
-        "1",
-        "initial sync: worker (`chimpsync run`) peak RSS",
-        format!("{rss:.1} MiB"),
-        format!("<= {GOAL_RSS_MIB:.0} MiB"),
-        GOAL_RSS_MIB / rss,
-    ));
+        ("initial sync: worker (`chimpsync run`) peak RSS", drain.peak_rss_kib),
+    );
     report.note(format!(
         "1 initial sync: backfill {:.1} s ({}), drain {:.1} s ({}); backfill peak RSS {:.1} MiB, emulator peak RSS {:.0} MiB",
         backfill.wall.as_secs_f64(),
@@ -104,6 +72,33 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
 
     overlapped(bench, &db, n, goal, report).await?;
     db.finish().await
+}
+
+/// The two goal rows of one way of running the initial sync of `n` customers: `secs` against
+/// `goal` seconds, and the worker's peak RSS (labelled) against its goal.
+fn goal_rows(
+    report: &mut Report,
+    n: u64,
+    goal: f64,
+    secs: f64,
+    what: String,
+    (rss_what, peak_rss_kib): (&str, u64),
+) {
+    report.rows.push(Row::goal(
+        "1",
+        what,
+        format!("{secs:.1} s ({} contacts)", per_second(n as f64 / secs)),
+        format!("<= {goal:.0} s (16.7k/s)"),
+        goal / secs,
+    ));
+    let rss = mib(peak_rss_kib);
+    report.rows.push(Row::goal(
+        "1",
+        rss_what,
+        format!("{rss:.1} MiB"),
+        format!("<= {GOAL_RSS_MIB:.0} MiB"),
+        GOAL_RSS_MIB / rss,
+    ));
 }
 
 /// The initial sync as deployed: the worker runs while the backfill fills the queue.
@@ -129,10 +124,7 @@ async fn overlapped(
     let client = db.client().await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let left: i64 = client
-            .query_one("select count(*) from chimpsync.sync_queue", &[])
-            .await?
-            .get(0);
+        let left = queued(&client).await?;
         if left == 0 {
             break;
         }
@@ -160,24 +152,17 @@ async fn overlapped(
         members == n,
         "initial sync incomplete: {members} members of {n}"
     );
-    report.rows.push(Row::goal(
-        "1",
+    goal_rows(
+        report,
+        n,
+        goal,
+        secs,
         format!(
             "initial sync as deployed, {} customers: `backfill` while the worker runs, until the queue is empty",
             thousands(n)
         ),
-        format!("{secs:.1} s ({} contacts)", per_second(n as f64 / secs)),
-        format!("<= {goal:.0} s (16.7k/s)"),
-        goal / secs,
-    ));
-    let rss = mib(worker.peak_rss_kib);
-    report.rows.push(Row::goal(
-        "1",
-        "initial sync as deployed: worker peak RSS",
-        format!("{rss:.1} MiB"),
-        format!("<= {GOAL_RSS_MIB:.0} MiB"),
-        GOAL_RSS_MIB / rss,
-    ));
+        ("initial sync as deployed: worker peak RSS", worker.peak_rss_kib),
+    );
     report.note(format!(
         "1 as deployed: backfill finished after {:.1} s, queue empty after {secs:.1} s",
         backfill.wall.as_secs_f64()

@@ -13,22 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Result};
 
 use super::{mib, Sizes};
-use crate::env::{sql, terminate, Bench, BenchDb, Chimpsync, CpuMark};
+use crate::env::{sql, terminate, Bench, Chimpsync, CpuMark};
 use crate::report::{percentile, thousands, Report, Row};
 
 const RATE: u64 = 500;
 const LATENCY_MS: u64 = 20;
 const CONNECTIONS: u64 = 5;
 const OBSERVE_EVERY: Duration = Duration::from_millis(10);
-
-async fn queue_len(db: &BenchDb) -> Result<i64> {
-    Ok(db
-        .client()
-        .await?
-        .query_one("select count(*) from chimpsync.sync_queue", &[])
-        .await?
-        .get(0))
-}
 
 /// Runs the scenario.
 pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()> {
@@ -54,7 +45,7 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
 
     // The initial sync first: the measured changes are edits of existing contacts.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while queue_len(&db).await? > 0 {
+    while db.queued().await? > 0 {
         ensure!(Instant::now() < deadline, "the initial sync did not finish");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -5,7 +5,7 @@
 use anyhow::{ensure, Result};
 
 use super::{per_second, Sizes};
-use crate::env::{Bench, Chimpsync, CpuMark, AUDIENCE};
+use crate::env::{Bench, Chimpsync, AUDIENCE};
 use crate::report::{thousands, Report, Row};
 
 const LATENCY_MS: u64 = 250;
@@ -26,18 +26,9 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
     chimpsync.run(&["setup"]).await?;
     chimpsync.run(&["backfill"]).await?;
 
-    let mark = CpuMark::now(bench);
-    let emulator_cpu = emulator.cpu();
-    let drain = chimpsync.run(&["run", "--once"]).await?;
-    let split = mark
-        .split(
-            bench,
-            vec![
-                ("worker", drain.cpu),
-                ("emulator", emulator.cpu() - emulator_cpu),
-            ],
-        )
-        .await;
+    let (drain, split) = chimpsync
+        .run_split(&["run", "--once"], "worker", &emulator)
+        .await?;
     let members = emulator.members(AUDIENCE).await?;
     ensure!(members == n, "drain incomplete: {members} members of {n}");
     let stats = emulator.stats().await?;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use mailchimp::{MemberUpsert, Status};
 use store::{Ack, Queue};
 use tokio::task::JoinSet;
@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{per_second, Sizes};
 use crate::env::{
-    sql, Bench, BenchDb, Chimpsync, CpuMark, EmulatorProc, AUDIENCE, AUDIENCE_NAIVE, MAPPING,
+    queued, sql, Bench, BenchDb, Chimpsync, CpuMark, EmulatorProc, AUDIENCE, AUDIENCE_NAIVE,
+    MAPPING,
 };
 use crate::report::{median, thousands, Report, Row};
 
@@ -256,13 +257,7 @@ fn queue(db: &BenchDb) -> Result<Queue> {
 /// Our engine draining everything, in-process. Rows per second.
 async fn ours(db: &BenchDb, emulator: &EmulatorProc) -> Result<f64> {
     let queue = queue(db)?;
-    let total: i64 = queue
-        .pool()
-        .get()
-        .await?
-        .query_one("select count(*) from chimpsync.sync_queue", &[])
-        .await?
-        .get(0);
+    let total = queued(&*queue.pool().get().await?).await?;
     let mapping = store::Mapping::parse(MAPPING)?;
     let mut settings = worker::Settings::new(AUDIENCE);
     settings.audience = mapping.audience.clone();
@@ -279,15 +274,6 @@ async fn ours(db: &BenchDb, emulator: &EmulatorProc) -> Result<f64> {
     Ok(total as f64 / secs)
 }
 
-/// Like the worker: a transient failure (a lock timeout under contention) is retried, a few
-/// times, after a short pause.
-fn transient() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(20))
-        .with_max_delay(Duration::from_millis(500))
-        .with_max_times(10)
-}
-
 /// Our claim + ack without Mailchimp, `CONSUMERS` loops. Rows per second.
 async fn ours_db(db: &BenchDb) -> Result<f64> {
     let queue = queue(db)?;
@@ -300,8 +286,10 @@ async fn ours_db(db: &BenchDb) -> Result<f64> {
         loops.spawn(async move {
             let owner = format!("bench/{i}");
             loop {
+                // A transient failure (a lock timeout under contention) is retried as the
+                // worker retries it.
                 let claim = (|| queue.claim_batch(&owner, 500, Duration::from_secs(120), None))
-                    .retry(transient())
+                    .retry(worker::retry::claim())
                     .when(store::Error::is_transient)
                     .await?;
                 if claim.rows.is_empty() {
@@ -321,7 +309,7 @@ async fn ours_db(db: &BenchDb) -> Result<f64> {
                     })
                     .collect();
                 let counts = (|| queue.ack(claim.token, &acks))
-                    .retry(transient())
+                    .retry(worker::retry::database_write())
                     .when(store::Error::is_transient)
                     .await?;
                 done.fetch_add(counts.deleted, Ordering::Relaxed);
@@ -332,13 +320,7 @@ async fn ours_db(db: &BenchDb) -> Result<f64> {
         r??;
     }
     let secs = started.elapsed().as_secs_f64();
-    let left: i64 = queue
-        .pool()
-        .get()
-        .await?
-        .query_one("select count(*) from chimpsync.sync_queue", &[])
-        .await?
-        .get(0);
+    let left = queued(&*queue.pool().get().await?).await?;
     ensure!(left == 0, "{left} rows left after claim + ack");
     Ok(done.load(Ordering::Relaxed) as f64 / secs)
 }

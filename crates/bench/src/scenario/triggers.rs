@@ -134,23 +134,25 @@ async fn reset(db: &BenchDb) -> Result<()> {
     Ok(())
 }
 
-async fn queued(db: &BenchDb) -> Result<i64> {
-    Ok(db
-        .client()
-        .await?
-        .query_one("select count(*) from chimpsync.sync_queue", &[])
-        .await?
-        .get(0))
-}
-
 /// What a variant recorded: keys for the key-list and append-only triggers, else queue rows.
 async fn recorded(db: &BenchDb, variant: Variant) -> Result<i64> {
     let query = match variant {
         Variant::Keys => sql::KEYS_COUNT,
         Variant::Append => sql::APPEND_COUNT,
-        _ => return queued(db).await,
+        _ => return db.queued().await,
     };
     Ok(db.client().await?.query_one(query, &[]).await?.get(0))
+}
+
+/// The median of one variant's measurements.
+fn median_of(runs: &[(Variant, f64)], variant: Variant) -> f64 {
+    median(
+        &runs
+            .iter()
+            .filter(|(v, _)| *v == variant)
+            .map(|(_, x)| *x)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Runs scenarios 3 and 4 and the shape comparison.
@@ -212,15 +214,7 @@ async fn bulk(bench: &Bench, db: &BenchDb, sizes: &Sizes, report: &mut Report) -
             times.push((variant, secs));
         }
     }
-    let med = |v: Variant| {
-        median(
-            &times
-                .iter()
-                .filter(|(x, _)| *x == v)
-                .map(|(_, s)| *s)
-                .collect::<Vec<_>>(),
-        )
-    };
+    let med = |v: Variant| median_of(&times, v);
     let (none, statement, row) = (
         med(Variant::None),
         med(Variant::Statement),
@@ -320,14 +314,7 @@ async fn clients(
             tps.push((variant, value));
         }
     }
-    let med = |v: Variant| {
-        median(
-            &tps.iter()
-                .filter(|(x, _)| *x == v)
-                .map(|(_, s)| *s)
-                .collect::<Vec<_>>(),
-        )
-    };
+    let med = |v: Variant| median_of(&tps, v);
     let (none, statement, row) = (
         med(Variant::None),
         med(Variant::Statement),

@@ -1,8 +1,6 @@
 //! `chimpsync reconcile`: the command line around [`worker::reconcile`] (arguments, progress,
 //! the table or JSON it prints).
 
-use std::sync::Arc;
-
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use tracing::info;
@@ -41,14 +39,14 @@ pub async fn run(config: &Config, args: ReconcileArgs) -> Result<()> {
     let audience = config.audience_id(&mapping)?;
     let client = config.client(&Timeouts::default())?;
     let queue = db::queue(config, 4).await?;
-    let pool = queue.pool().clone();
-    let store = store::reconcile::Reconcile::new(pool.clone(), &mapping).await?;
-    let inbound = store::inbound::Inbound::new(pool.clone(), &mapping).await?;
-    let gate = Arc::new(worker::gate::Gate::new(store::slots::SlotTable::new(
-        pool,
+    let reconciler = Reconciler::new(
+        client,
+        queue.pool().clone(),
         args.concurrency.max(1),
-    )));
-    let reconciler = Reconciler::new(client, store, inbound, gate, mapping, audience);
+        mapping,
+        audience,
+    )
+    .await?;
     let options = Options {
         since,
         full: args.full,

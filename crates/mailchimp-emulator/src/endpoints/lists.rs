@@ -6,7 +6,7 @@ use crate::input::NewList;
 use crate::model::Status;
 use crate::problem::ApiError;
 use crate::state::{random_hex, Ctx, State};
-use crate::wire::{json_reply, Reply};
+use crate::wire::{json_reply, Answer, Reply};
 
 impl State {
     /// `GET /`: the account.
@@ -46,7 +46,7 @@ impl State {
         }))
     }
 
-    pub(crate) fn get_lists(&self, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    pub(crate) fn get_lists(&self, ctx: &Ctx<'_>) -> Answer {
         let (count, offset) = ctx.query.page()?;
         let lists: Vec<Value> = self
             .audience_order
@@ -68,11 +68,11 @@ impl State {
         })))
     }
 
-    pub(crate) fn get_list(&self, list_id: &str, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    pub(crate) fn get_list(&self, list_id: &str, ctx: &Ctx<'_>) -> Answer {
         Ok(json_reply(&self.audience(list_id)?.to_json(ctx.base)))
     }
 
-    pub(crate) fn delete_list(&mut self, list_id: &str) -> Result<Reply, ApiError> {
+    pub(crate) fn delete_list(&mut self, list_id: &str) -> Answer {
         self.audiences
             .remove(list_id)
             .ok_or_else(ApiError::not_found)?;
@@ -81,7 +81,7 @@ impl State {
     }
 
     /// `POST /lists`: a new audience with the default merge fields.
-    pub(crate) fn create_list(&mut self, body: &Value, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    pub(crate) fn create_list(&mut self, body: &Value, ctx: &Ctx<'_>) -> Answer {
         let new = NewList::parse(body)?;
         let id = loop {
             let id = random_hex(&mut self.rng, 5);

@@ -9,7 +9,7 @@ use crate::input::MemberInput;
 use crate::model::{Member, Status};
 use crate::problem::ApiError;
 use crate::state::{Ctx, State};
-use crate::wire::{json_reply, MemberJson, Reply};
+use crate::wire::{json_reply, Answer, MemberJson, Reply};
 
 /// A page of `GET /lists/{id}/members`.
 #[derive(Serialize)]
@@ -22,7 +22,7 @@ struct Page<'a> {
 
 impl State {
     /// `GET /lists/{id}/members`: creation order; archived contacts only when asked for.
-    pub(crate) fn get_members(&self, list_id: &str, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    pub(crate) fn get_members(&self, list_id: &str, ctx: &Ctx<'_>) -> Answer {
         let aud = self.audience(list_id)?;
         let (count, offset) = ctx.query.page()?;
         let status = match ctx.query.get("status") {
@@ -68,24 +68,14 @@ impl State {
     }
 
     /// `GET /lists/{id}/members/{hash}`.
-    pub(crate) fn get_member(
-        &self,
-        list_id: &str,
-        hash: &str,
-        ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    pub(crate) fn get_member(&self, list_id: &str, hash: &str, ctx: &Ctx<'_>) -> Answer {
         let aud = self.audience(list_id)?;
         let member = self.member(list_id, hash)?;
         Ok(json_reply(&MemberJson::full(aud, member, ctx.base)))
     }
 
     /// `POST /lists/{id}/members`: creates the member (or brings an archived one back).
-    pub(crate) fn post_member(
-        &mut self,
-        list_id: &str,
-        body: &Value,
-        ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    pub(crate) fn post_member(&mut self, list_id: &str, body: &Value, ctx: &Ctx<'_>) -> Answer {
         let aud = self.audience(list_id)?;
         let input = MemberInput::parse(body, Status::WRITABLE)?;
         let email = input
@@ -104,7 +94,7 @@ impl State {
         key: &str,
         body: &Value,
         ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    ) -> Answer {
         let aud = self.audience(list_id)?;
         let input = MemberInput::parse(body, Status::WRITABLE)?;
         let at_key = aud.members.get(key);
@@ -136,7 +126,7 @@ impl State {
         key: &str,
         body: &Value,
         ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    ) -> Answer {
         self.member(list_id, key)?;
         let input = MemberInput::parse(body, Status::PATCHABLE)?;
         let hash = self.update_member(list_id, key, &input, ctx)?;
@@ -144,12 +134,7 @@ impl State {
     }
 
     /// `DELETE /lists/{id}/members/{hash}` archives the member.
-    pub(crate) fn archive_member(
-        &mut self,
-        list_id: &str,
-        key: &str,
-        ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    pub(crate) fn archive_member(&mut self, list_id: &str, key: &str, ctx: &Ctx<'_>) -> Answer {
         let before = self.before(list_id, key);
         let aud = self.audience_mut(list_id)?;
         let m = aud.members.get_mut(key).ok_or_else(ApiError::not_found)?;
@@ -167,12 +152,7 @@ impl State {
 
     /// `POST /lists/{id}/members/{hash}/actions/delete-permanent`: the member is gone and its
     /// address can never be added again.
-    pub(crate) fn delete_permanent(
-        &mut self,
-        list_id: &str,
-        key: &str,
-        ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    pub(crate) fn delete_permanent(&mut self, list_id: &str, key: &str, ctx: &Ctx<'_>) -> Answer {
         // Field by field: the audience stays borrowed while the event is recorded.
         let aud = self
             .audiences

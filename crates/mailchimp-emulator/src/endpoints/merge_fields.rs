@@ -5,10 +5,10 @@ use serde_json::{json, Value};
 use crate::input::new_merge_field;
 use crate::problem::ApiError;
 use crate::state::{Ctx, State};
-use crate::wire::{json_reply, Reply};
+use crate::wire::{json_reply, Answer, Reply};
 
 impl State {
-    pub(crate) fn get_merge_fields(&self, list_id: &str, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    pub(crate) fn get_merge_fields(&self, list_id: &str, ctx: &Ctx<'_>) -> Answer {
         let aud = self.audience(list_id)?;
         let (count, offset) = ctx.query.page()?;
         let fields: Vec<Value> = aud
@@ -26,7 +26,7 @@ impl State {
         })))
     }
 
-    pub(crate) fn get_merge_field(&self, list_id: &str, merge_id: &str) -> Result<Reply, ApiError> {
+    pub(crate) fn get_merge_field(&self, list_id: &str, merge_id: &str) -> Answer {
         let aud = self.audience(list_id)?;
         let field = aud
             .merge_fields
@@ -36,11 +36,7 @@ impl State {
         Ok(json_reply(&field.to_json(&aud.id)))
     }
 
-    pub(crate) fn delete_merge_field(
-        &mut self,
-        list_id: &str,
-        merge_id: &str,
-    ) -> Result<Reply, ApiError> {
+    pub(crate) fn delete_merge_field(&mut self, list_id: &str, merge_id: &str) -> Answer {
         let aud = self.audience_mut(list_id)?;
         let before = aud.merge_fields.len();
         aud.merge_fields
@@ -52,11 +48,7 @@ impl State {
     }
 
     /// `POST /lists/{id}/merge-fields`.
-    pub(crate) fn create_merge_field(
-        &mut self,
-        list_id: &str,
-        body: &Value,
-    ) -> Result<Reply, ApiError> {
+    pub(crate) fn create_merge_field(&mut self, list_id: &str, body: &Value) -> Answer {
         let aud = self.audience_mut(list_id)?;
         let field = new_merge_field(body, aud.next_merge_id, &aud.merge_fields)?;
         aud.next_merge_id += 1;

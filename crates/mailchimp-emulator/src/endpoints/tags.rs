@@ -7,16 +7,11 @@ use crate::input::tag_changes;
 use crate::model::Audience;
 use crate::problem::ApiError;
 use crate::state::{Content, Ctx, State};
-use crate::wire::{json_reply, Reply};
+use crate::wire::{json_reply, Answer, Reply};
 
 impl State {
     /// `GET …/tags`: the member's tags, in the order they were added.
-    pub(crate) fn get_tags(
-        &self,
-        list_id: &str,
-        key: &str,
-        ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    pub(crate) fn get_tags(&self, list_id: &str, key: &str, ctx: &Ctx<'_>) -> Answer {
         let m = self.member(list_id, key)?;
         let (count, offset) = ctx.query.page()?;
         let tags: Vec<Value> = m
@@ -40,7 +35,7 @@ impl State {
         key: &str,
         body: &Value,
         ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    ) -> Answer {
         self.member(list_id, key)?;
         let changes = tag_changes(body)?;
         let Audience { members, tags, .. } = self.audience_mut(list_id)?;

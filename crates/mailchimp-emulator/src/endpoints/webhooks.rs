@@ -8,7 +8,7 @@ use crate::input::NewWebhook;
 use crate::model::Webhook;
 use crate::problem::ApiError;
 use crate::state::{random_hex, Ctx, State};
-use crate::wire::{json_reply, Reply};
+use crate::wire::{json_reply, Answer, Reply};
 
 impl State {
     /// Checks that a webhook with `url` may be added to the audience.
@@ -21,12 +21,7 @@ impl State {
     }
 
     /// Adds a webhook whose URL passed the validator.
-    pub(crate) fn add_webhook(
-        &mut self,
-        list_id: &str,
-        new: NewWebhook,
-        ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    pub(crate) fn add_webhook(&mut self, list_id: &str, new: NewWebhook, ctx: &Ctx<'_>) -> Answer {
         self.check_webhook_url(list_id, &new.url)?;
         let id = random_hex(&mut self.rng, 5);
         let aud = self.audience_mut(list_id)?;
@@ -41,7 +36,7 @@ impl State {
         Ok(reply)
     }
 
-    pub(crate) fn get_webhooks(&self, list_id: &str, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    pub(crate) fn get_webhooks(&self, list_id: &str, ctx: &Ctx<'_>) -> Answer {
         let aud = self.audience(list_id)?;
         let hooks: Vec<Value> = aud
             .webhooks
@@ -56,12 +51,7 @@ impl State {
         })))
     }
 
-    pub(crate) fn get_webhook(
-        &self,
-        list_id: &str,
-        id: &str,
-        ctx: &Ctx<'_>,
-    ) -> Result<Reply, ApiError> {
+    pub(crate) fn get_webhook(&self, list_id: &str, id: &str, ctx: &Ctx<'_>) -> Answer {
         let aud = self.audience(list_id)?;
         let hook = aud
             .webhooks
@@ -71,7 +61,7 @@ impl State {
         Ok(json_reply(&hook.to_json(list_id, ctx.base)))
     }
 
-    pub(crate) fn delete_webhook(&mut self, list_id: &str, id: &str) -> Result<Reply, ApiError> {
+    pub(crate) fn delete_webhook(&mut self, list_id: &str, id: &str) -> Answer {
         let aud = self.audience_mut(list_id)?;
         let before = aud.webhooks.len();
         aud.webhooks.retain(|h| h.id != id);

@@ -17,7 +17,6 @@ mod compare;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
@@ -28,6 +27,8 @@ use serde_json::{json, Map, Value};
 use store::inbound::{EventSource, Inbound, NewEvent, Outcome, Recorded};
 use store::mapping::{Mapping, OnRemove};
 use store::reconcile::{Customer, Observed, Reconcile, Run};
+use store::slots::SlotTable;
+use store::Pool;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
@@ -133,7 +134,7 @@ pub struct Reconciler {
     client: Client,
     store: Reconcile,
     inbound: Inbound,
-    gate: Arc<Gate>,
+    gate: Gate,
     mapping: Mapping,
     audience_id: String,
 }
@@ -147,23 +148,23 @@ impl std::fmt::Debug for Reconciler {
 }
 
 impl Reconciler {
-    /// A reconciler; every Mailchimp call passes `gate` (the cap shared with the workers).
-    pub fn new(
+    /// A reconciler on `pool`. Every Mailchimp call passes a gate of `cap` connections, counted
+    /// in the database's slot table: the cap shared with the workers.
+    pub async fn new(
         client: Client,
-        store: Reconcile,
-        inbound: Inbound,
-        gate: Arc<Gate>,
+        pool: Pool,
+        cap: usize,
         mapping: Mapping,
         audience_id: String,
-    ) -> Reconciler {
-        Reconciler {
+    ) -> Result<Reconciler> {
+        Ok(Reconciler {
             client,
-            store,
-            inbound,
-            gate,
+            store: Reconcile::new(pool.clone(), &mapping).await?,
+            inbound: Inbound::new(pool.clone(), &mapping).await?,
+            gate: Gate::new(SlotTable::new(pool, cap)),
             mapping,
             audience_id,
-        }
+        })
     }
 
     /// One Mailchimp call through the gate, retried while Mailchimp throttles or fails

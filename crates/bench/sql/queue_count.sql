@@ -1,0 +1,2 @@
+-- How many rows the queue holds.
+select count(*) from chimpsync.sync_queue
