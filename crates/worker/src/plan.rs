@@ -1,11 +1,12 @@
 //! Turning a queue row into what Mailchimp must be asked: an upsert, a rename, a removal, or
-//! nothing (park). Consent decides the status, tags are diffed against what was synced, and what
-//! attempts with lost answers may have applied is taken into account. Pure: no I/O.
+//! nothing (park). Consent decides the status, tags are diffed against what was synced, what
+//! attempts with lost answers may have applied is taken into account, and the steps Mailchimp
+//! acknowledged in earlier attempts at the row's version are skipped ([`Progress`]). Pure: no I/O.
 
 use mailchimp::{BatchMember, MemberUpsert, Status, TagChange};
 use serde_json::{Map, Value};
 use store::mapping::{AudienceSettings, NewStatus, OnRemove, Resubscribe};
-use store::{ClaimedRow, Operation};
+use store::{ClaimedRow, DoneSteps, Operation, Untagged, Upserted};
 
 /// What one row asks Mailchimp to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +20,8 @@ pub enum Action {
         from: Vec<String>,
         /// The upsert of the new address (also the fallback).
         upsert: Upsert,
+        /// Steps acknowledged earlier: candidates known to be gone are skipped.
+        progress: Progress,
     },
     /// Remove the member from the audience per `[audience].on_remove`.
     Remove {
@@ -29,6 +32,8 @@ pub enum Action {
         tags: Vec<String>,
         /// How.
         how: OnRemove,
+        /// Steps acknowledged earlier: addresses already untagged or gone are skipped.
+        progress: Progress,
     },
     /// Nothing can be sent; park with this reason.
     Park(String),
@@ -56,6 +61,10 @@ pub struct Upsert {
     pub tags: Vec<String>,
     /// Tags chimpsync set (or may have set) that are no longer wanted.
     pub stale_tags: Vec<String>,
+    /// Set when Mailchimp acknowledged this very upsert (same address, same body) in an earlier
+    /// attempt at the row's version: the member's tags as that answer gave them. The upsert is
+    /// not sent again; only the tag changes still missing are.
+    pub applied: Option<Vec<String>>,
 }
 
 impl Upsert {
@@ -67,6 +76,11 @@ impl Upsert {
             tags: self.tags.clone(),
             consent: Some(self.consent),
         }
+    }
+
+    /// The body as JSON, to compare with an acknowledged one.
+    fn fingerprint(&self) -> Option<Value> {
+        serde_json::to_value(self.single_body()).ok()
     }
 
     /// The single-member body (PUT) equivalent to the batch item.
@@ -120,6 +134,83 @@ fn same_address(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
 }
 
+/// The steps of a row's operation that Mailchimp acknowledged at the row's version: what an
+/// attempt skips, and, as it goes on, what it adds (kept with the row by the reschedule). A lost
+/// answer is never a step (see `maybe_applied`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress(DoneSteps);
+
+impl Progress {
+    /// The row's record if it was made for the row's version; otherwise an empty one: steps
+    /// taken for an older state of the customer say nothing about what the current one needs.
+    pub fn of(row: &ClaimedRow) -> Progress {
+        match &row.done_steps {
+            Some(done) if done.version == row.version => Progress(done.clone()),
+            _ => Progress(DoneSteps {
+                version: row.version,
+                ..DoneSteps::default()
+            }),
+        }
+    }
+
+    /// Whether no member of the customer lives under `email` any more.
+    pub fn is_gone(&self, email: &str) -> bool {
+        self.0.gone.iter().any(|g| same_address(g, email))
+    }
+
+    /// Whether every one of `tags` was cleared from the member at `email`.
+    pub fn is_untagged(&self, email: &str, tags: &[String]) -> bool {
+        self.0.untagged.iter().any(|u| {
+            same_address(&u.email, email)
+                && tags
+                    .iter()
+                    .all(|t| u.tags.iter().any(|c| c.eq_ignore_ascii_case(t)))
+        })
+    }
+
+    /// Mailchimp acknowledged that no member of the customer lives under `email`.
+    pub fn gone(&mut self, email: &str) {
+        if !self.is_gone(email) {
+            self.0.gone.push(email.to_string());
+        }
+    }
+
+    /// Mailchimp acknowledged that `tags` are off the member at `email`.
+    pub fn untagged(&mut self, email: &str, tags: &[String]) {
+        self.0.untagged.retain(|u| !same_address(&u.email, email));
+        self.0.untagged.push(Untagged {
+            email: email.to_string(),
+            tags: tags.to_vec(),
+        });
+    }
+
+    /// Mailchimp acknowledged `upsert`; its answer gave the member these `tags`.
+    pub fn upserted(&mut self, upsert: &Upsert, tags: &[String]) {
+        self.0.upserted = upsert.fingerprint().map(|body| Upserted {
+            email: upsert.member.email_address.clone(),
+            body,
+            tags: tags.to_vec(),
+        });
+    }
+
+    /// The member's tags, if Mailchimp acknowledged this very upsert.
+    fn applied(&self, upsert: &Upsert) -> Option<Vec<String>> {
+        let body = upsert.fingerprint()?;
+        self.0
+            .upserted
+            .as_ref()
+            .filter(|u| same_address(&u.email, &upsert.member.email_address) && u.body == body)
+            .map(|u| u.tags.clone())
+    }
+
+    /// What to keep with the row: `None` when no step was acknowledged.
+    pub fn record(self) -> Option<DoneSteps> {
+        let done = self.0;
+        (!done.gone.is_empty() || !done.untagged.is_empty() || done.upserted.is_some())
+            .then_some(done)
+    }
+}
+
 /// Plans one row.
 pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
     let email = row.email.as_deref().map(str::trim).unwrap_or_default();
@@ -148,6 +239,7 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
             emails,
             tags,
             how: audience.on_remove,
+            progress: Progress::of(row),
         };
     }
     if email.is_empty() {
@@ -217,12 +309,15 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
         merge_fields: merge_values(&row.payload.merge_fields),
         tags: if first_sync { tags.clone() } else { Vec::new() },
     };
-    let upsert = Upsert {
+    let mut upsert = Upsert {
         member,
         consent,
         tags,
         stale_tags,
+        applied: None,
     };
+    let progress = Progress::of(row);
+    upsert.applied = progress.applied(&upsert);
     // Where the member may live: the address chimpsync synced (or, never synced, the one the
     // trigger saw before the change), then addresses of attempts whose answers were lost.
     let mut from: Vec<String> = Vec::new();
@@ -242,7 +337,11 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
     if from.is_empty() {
         Action::Upsert(upsert)
     } else {
-        Action::Rename { from, upsert }
+        Action::Rename {
+            from,
+            upsert,
+            progress,
+        }
     }
 }
 
@@ -285,6 +384,7 @@ mod tests {
             maybe_emails: Vec::new(),
             maybe_tags: Vec::new(),
             maybe_consents: Vec::new(),
+            done_steps: None,
         }
     }
 
@@ -458,7 +558,7 @@ mod tests {
             &Default::default(),
         );
         match action {
-            Action::Rename { from, upsert } => {
+            Action::Rename { from, upsert, .. } => {
                 assert_eq!(from, vec!["Old@Pets.test"]);
                 assert_eq!(upsert.member.email_address, "new@pets.test");
             }
@@ -497,7 +597,7 @@ mod tests {
         r.maybe_emails = vec!["r2@pets.test".into(), "r3@pets.test".into()];
         r.maybe_tags = vec!["t2".into(), "t3".into()];
         match plan(&r, &Default::default()) {
-            Action::Rename { from, upsert } => {
+            Action::Rename { from, upsert, .. } => {
                 assert_eq!(
                     from,
                     vec!["r1@pets.test", "r2@pets.test"],
@@ -529,22 +629,21 @@ mod tests {
             on_remove: OnRemove::DeletePermanent,
             ..Default::default()
         };
-        let action = plan(
-            &row(
-                Operation::Remove,
-                "now@pets.test",
-                true,
-                None,
-                synced("synced@pets.test", true, &[]),
-            ),
-            &remove,
+        let r = row(
+            Operation::Remove,
+            "now@pets.test",
+            true,
+            None,
+            synced("synced@pets.test", true, &[]),
         );
+        let action = plan(&r, &remove);
         assert_eq!(
             action,
             Action::Remove {
                 emails: vec!["synced@pets.test".into()],
                 tags: vec![],
-                how: OnRemove::DeletePermanent
+                how: OnRemove::DeletePermanent,
+                progress: Progress::of(&r),
             }
         );
     }
@@ -557,6 +656,104 @@ mod tests {
             Action::Park(reason) => {
                 assert!(reason.starts_with("address already belongs to customer 42"))
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A rename row and its planned upsert, with `done` as the row's record.
+    fn renamed(done: Option<DoneSteps>, first_name: &str) -> (ClaimedRow, Upsert) {
+        let mut r = row(
+            Operation::Upsert,
+            "new@pets.test",
+            true,
+            Some("vet"),
+            synced("old@pets.test", true, &["groomer"]),
+        );
+        r.payload
+            .merge_fields
+            .insert("FNAME".into(), json!(first_name));
+        r.done_steps = done;
+        match plan(&r, &Default::default()) {
+            Action::Rename { upsert, .. } => (r, upsert),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_acknowledged_upsert_is_skipped_only_for_the_same_body_and_version() {
+        let (r, u) = renamed(None, "Ana");
+        assert_eq!(u.applied, None, "nothing acknowledged yet");
+        let mut progress = Progress::of(&r);
+        progress.upserted(&u, &["groomer".to_string()]);
+        let done = progress.record();
+        let (_, again) = renamed(done.clone(), "Ana");
+        assert_eq!(
+            again.applied,
+            Some(vec!["groomer".to_string()]),
+            "the same upsert at the same version is not sent again"
+        );
+        assert_eq!(
+            again.tags_missing_from(again.applied.as_deref().unwrap_or_default()),
+            vec![
+                TagChange {
+                    name: "groomer".into(),
+                    active: false
+                },
+                TagChange {
+                    name: "vet".into(),
+                    active: true
+                }
+            ],
+            "the tags follow from the acknowledged answer"
+        );
+        let (_, changed) = renamed(done.clone(), "Bea");
+        assert_eq!(changed.applied, None, "another body is sent");
+        let mut older = done.expect("a record");
+        older.version -= 1;
+        let (_, newer_version) = renamed(Some(older), "Ana");
+        assert_eq!(
+            newer_version.applied, None,
+            "steps of another version of the row are ignored"
+        );
+    }
+
+    #[test]
+    fn a_removal_skips_the_addresses_already_untagged_or_gone() {
+        let mut r = row(
+            Operation::Remove,
+            "a@pets.test",
+            false,
+            None,
+            synced("a@pets.test", true, &["vet"]),
+        );
+        r.maybe_emails = vec!["b@pets.test".into()];
+        let tags = vec!["vet".to_string()];
+        let mut progress = Progress::of(&r);
+        assert_eq!(progress.clone().record(), None, "no step, no record");
+        progress.untagged("A@pets.test", &tags);
+        progress.gone("a@pets.test");
+        progress.untagged("b@pets.test", &tags);
+        r.done_steps = progress.record();
+        match plan(&r, &Default::default()) {
+            Action::Remove {
+                emails, progress, ..
+            } => {
+                assert_eq!(emails, vec!["a@pets.test", "b@pets.test"]);
+                assert!(progress.is_gone("a@pets.test") && !progress.is_gone("b@pets.test"));
+                assert!(progress.is_untagged("b@pets.test", &tags));
+                assert!(
+                    !progress.is_untagged("b@pets.test", &["vet".into(), "vip".into()]),
+                    "a tag not cleared then is cleared now"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        r.version += 1;
+        match plan(&r, &Default::default()) {
+            Action::Remove { progress, .. } => assert!(
+                !progress.is_gone("a@pets.test") && !progress.is_untagged("b@pets.test", &tags),
+                "a newer version of the row skips nothing"
+            ),
             other => panic!("{other:?}"),
         }
     }
