@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use chimpsync_tests::{wait_until, Fixture, AUDIENCE, MAPPING};
+use chimpsync_tests::{wait_until, Fixture, MAPPING};
 use mailchimp_emulator::{Config, Fault};
 
 use super::{doubled_contacts, Scenario};
@@ -167,6 +167,130 @@ async fn multi_step_operations_under_faults_resume_where_they_stopped() -> Resul
     let stats = f.emulator.stats();
     record.figure("503 answers", stats.failed);
     record.figure("dropped answers", stats.dropped);
+    f.finish().await?;
+    record.save()
+}
+
+/// The row's version and the version its record of acknowledged steps names (if any).
+async fn versions(f: &Fixture, id: i64) -> Result<(i64, Option<i64>)> {
+    let row = f
+        .sql
+        .query_one(
+            "select version, (done_steps ->> 'version')::bigint from chimpsync.sync_queue
+             where customer_key = $1",
+            &[&id.to_string()],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Claims until a batch with a row in it was processed (the row waits out its backoff first).
+async fn next_attempt(w: &worker::Worker) -> Result<worker::DrainOutcome> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = w.drain_once().await?;
+        if o.claimed > 0 {
+            return Ok(o);
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the row never came due"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn steps_acknowledged_for_an_older_version_of_a_row_are_not_skipped() -> Result<()> {
+    let mut record = Scenario::new(
+        "host",
+        "reliability::host_resume::steps_acknowledged_for_an_older_version_of_a_row_are_not_skipped",
+        "Acknowledged steps are never skipped for a newer version of the row",
+    )
+    .tried(
+        "an address and tag change whose rename is acknowledged and whose tag update fails \
+         (503), then is sent again and its answer lost; then the customer's tag is cleared. \
+         Again with the tag cleared while the rename is in flight, so that the failed attempt \
+         records its steps on the changed row",
+    )
+    .asserted(
+        "the retry at the same version sends only the tag update; a change of the row resets \
+         the record, and a record written for an older version is ignored: the member ends at \
+         the new address without the tag a lost answer set",
+    );
+    let f = Fixture::new().await?;
+    let w = f.worker(|_| {})?;
+    f.insert_customers(2, 1).await?;
+    f.drain(&w).await?;
+
+    // Customer 1: the rename is acknowledged, the tag update refused.
+    f.exec("update customers set email = 'a1@pets.test', customer_type = 'breeder' where id = 1")
+        .await?;
+    f.emulator.inject(Fault::Delay(Duration::ZERO), 1);
+    f.emulator.inject(Fault::ServiceUnavailable, 1);
+    let first = w.drain_once().await?;
+    ensure!(first.retried == 1, "{first:?}");
+    let (version, recorded) = versions(&f, 1).await?;
+    ensure!(
+        recorded == Some(version),
+        "the rename is recorded: {recorded:?}"
+    );
+    // The retry sends the tag update only, and its answer is lost (the tags are applied).
+    f.emulator.inject(Fault::DropAfterApply, 1);
+    let before = f.emulator.stats().requests;
+    let second = next_attempt(&w).await?;
+    let resumed_calls = f.emulator.stats().requests - before;
+    ensure!(second.retried == 1, "{second:?}");
+    ensure!(
+        resumed_calls == 1,
+        "the acknowledged rename is not sent again: {resumed_calls} calls"
+    );
+    // The customer changes: the record is reset with the new version.
+    f.exec("update customers set customer_type = null where id = 1")
+        .await?;
+    let (_, recorded) = versions(&f, 1).await?;
+    ensure!(recorded.is_none(), "a change resets the record");
+
+    // Customer 2: the change commits while the rename is in flight; the attempt then fails and
+    // records its steps, for the older version, on the changed row.
+    f.exec("update customers set email = 'b1@pets.test', customer_type = 'breeder' where id = 2")
+        .await?;
+    f.emulator
+        .inject(Fault::Delay(Duration::from_millis(800)), 1);
+    f.emulator.inject(Fault::DropAfterApply, 1);
+    let before = f.emulator.stats().requests;
+    let change = async {
+        wait_until(
+            Duration::from_secs(10),
+            "the rename to be in flight",
+            || async { Ok(f.emulator.stats().requests > before) },
+        )
+        .await?;
+        f.exec("update customers set customer_type = null where id = 2")
+            .await
+    };
+    let (attempt, changed) = tokio::join!(w.drain_once(), change);
+    changed?;
+    ensure!(attempt?.retried == 1, "the tag update's answer is lost");
+    let (version, recorded) = versions(&f, 2).await?;
+    ensure!(
+        recorded.is_some_and(|v| v < version),
+        "the record names the older version: {recorded:?} < {version}"
+    );
+
+    f.drain(&w).await?;
+    converged(&f).await?;
+    for email in ["a1@pets.test", "b1@pets.test"] {
+        let m = f.member(email);
+        ensure!(
+            m.as_ref().is_some_and(|m| m.tags.is_empty()),
+            "{email}: the tag a lost answer set is cleared: {m:?}"
+        );
+    }
+    record.figure(
+        "calls of the attempt after an acknowledged rename",
+        resumed_calls,
+    );
     f.finish().await?;
     record.save()
 }
