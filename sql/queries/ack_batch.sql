@@ -18,7 +18,7 @@ deleted as (
 released as (
     update chimpsync.sync_queue q
     set lease_owner = null, lease_token = null, lease_expires_at = null,
-        next_attempt_at = now(), attempts = 0, last_error = null, maybe_applied = null,
+        next_attempt_at = now(), attempts = 0, last_error = null, maybe_applied = null, done_steps = null,
         previous_email = case when a.removed then null else a.email end
     from acked a
     -- only rows the delete left (usually none): no second probe of each acknowledged row

@@ -49,9 +49,11 @@ claimed as (
     from due
     where q.id = due.id
     returning q.id, q.customer_key, q.operation, q.email, q.previous_email, q.payload, q.version, q.attempts,
-              q.maybe_applied - 'in_flight' as maybe_applied
+              q.maybe_applied - 'in_flight' as maybe_applied,
+              q.done_steps
 )
 select c.id, c.customer_key, c.operation, c.email, c.previous_email, c.payload, c.version, c.attempts, c.maybe_applied,
+       c.done_steps,
        s.email   as synced_email,
        s.consent as synced_consent,
        s.tags    as synced_tags,

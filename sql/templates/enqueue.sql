@@ -7,6 +7,7 @@ on conflict (customer_key) do update set
                            else coalesce(q.previous_email, excluded.previous_email) end,
     payload         = excluded.payload,
     version         = q.version + 1,
+    done_steps      = null,
     changed_at      = now(),
     parked_at       = null,
     last_error      = case when q.parked_at is null then q.last_error end,

@@ -125,6 +125,48 @@ pub struct ClaimedRow {
     pub maybe_tags: Vec<String>,
     /// Consent values earlier attempts whose answers were lost may have sent.
     pub maybe_consents: Vec<bool>,
+    /// Steps of the row's operation Mailchimp acknowledged in earlier attempts (for the version
+    /// the record names, which need not be this one).
+    pub done_steps: Option<DoneSteps>,
+}
+
+/// The steps of a row's multi-step operation that Mailchimp acknowledged in failed attempts at
+/// one version of the row (`sync_queue.done_steps`). An answer that was lost is never a step
+/// here: what it may have applied is a [`MaybeApplied`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DoneSteps {
+    /// The row's version the steps were taken for.
+    pub version: i64,
+    /// Addresses under which no member of this customer lives any more: removed per
+    /// `on_remove`, or answered 404.
+    #[serde(default)]
+    pub gone: Vec<String>,
+    /// Addresses whose member had these tags cleared.
+    #[serde(default)]
+    pub untagged: Vec<Untagged>,
+    /// The upsert (or rename) acknowledged.
+    #[serde(default)]
+    pub upserted: Option<Upserted>,
+}
+
+/// Tags cleared from the member at an address.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Untagged {
+    /// The address.
+    pub email: String,
+    /// The tags set inactive.
+    pub tags: Vec<String>,
+}
+
+/// An upsert Mailchimp acknowledged.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Upserted {
+    /// The address the member lives under.
+    pub email: String,
+    /// The body sent, as JSON: a later attempt skips the upsert only if it would send the same.
+    pub body: Value,
+    /// The member's tags as the answer gave them.
+    pub tags: Vec<String>,
 }
 
 /// A claimed batch: the fencing token and the rows.
@@ -177,6 +219,9 @@ pub struct Retry {
     pub error: String,
     /// If the answer was lost: what the attempt may have applied.
     pub maybe_applied: Option<MaybeApplied>,
+    /// Every step Mailchimp acknowledged for the row's version so far (`None` keeps the record
+    /// the row has).
+    pub done_steps: Option<DoneSteps>,
 }
 
 fn strings(value: &Option<Value>, key: &str) -> Vec<String> {
@@ -297,6 +342,10 @@ impl Queue {
                         .and_then(Value::as_array)
                         .map(|a| a.iter().filter_map(Value::as_bool).collect())
                         .unwrap_or_default(),
+                    // A record this version cannot read is no record: nothing is skipped.
+                    done_steps: r
+                        .get::<_, Option<Value>>("done_steps")
+                        .and_then(|v| serde_json::from_value(v).ok()),
                 }
             })
             .collect();
@@ -343,8 +392,8 @@ impl Queue {
         })
     }
 
-    /// Schedules another attempt for rows of a claim, keeping the error and, when the attempt's
-    /// answer was lost, what it may have applied.
+    /// Schedules another attempt for rows of a claim, keeping the error, the steps Mailchimp
+    /// acknowledged and, when the attempt's answer was lost, what it may have applied.
     #[instrument(skip_all, fields(batch.size = retries.len()))]
     pub async fn reschedule(&self, token: Uuid, retries: &[Retry]) -> Result<u64> {
         if retries.is_empty() {
@@ -365,10 +414,21 @@ impl Queue {
                 })
             })
             .collect();
+        let done: Vec<Option<Value>> = retries
+            .iter()
+            .map(|r| {
+                r.done_steps
+                    .as_ref()
+                    .and_then(|d| serde_json::to_value(d).ok())
+            })
+            .collect();
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(queries::RESCHEDULE_BATCH).await?;
         Ok(client
-            .execute(&statement, &[&token, &ids, &delays, &errors, &attempted])
+            .execute(
+                &statement,
+                &[&token, &ids, &delays, &errors, &attempted, &done],
+            )
             .await?)
     }
 

@@ -148,4 +148,9 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "installed_triggers",
         include_str!("../../../sql/migrations/0004_installed_triggers.sql"),
     ),
+    (
+        7,
+        "done_steps",
+        include_str!("../../../sql/migrations/0007_done_steps.sql"),
+    ),
 ];

@@ -1,5 +1,6 @@
-//! Processing one claimed batch: plan each row once, send the upserts as one batch upsert, then
-//! the tag changes and the single-member operations, and record every row's fate.
+//! Processing one claimed batch: plan each row once, send the upserts as one batch upsert (but
+//! those an earlier attempt had acknowledged), then the tag changes and the single-member
+//! operations, and record every row's fate.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -11,7 +12,7 @@ use tracing::instrument;
 
 use crate::gate::{CallError, Gate};
 use crate::members::Calls;
-use crate::plan::{plan, Action, Upsert};
+use crate::plan::{plan, Action, Progress, Upsert};
 use crate::policy::Failure;
 use crate::results::{DrainOutcome, Results};
 use crate::settings::Settings;
@@ -24,11 +25,24 @@ pub(crate) struct Engine {
     pub(crate) gate: Gate,
 }
 
-/// A row planned into the batch upsert, with the tag changes its answer left to do.
+/// A row whose upsert Mailchimp acknowledged, with the tag changes its answer left to do.
 struct NeedsTags<'a> {
     row: &'a ClaimedRow,
     upsert: &'a Upsert,
+    /// The member's tags as the answer gave them.
+    present: Vec<String>,
     changes: Vec<TagChange>,
+}
+
+impl<'a> NeedsTags<'a> {
+    fn new(row: &'a ClaimedRow, upsert: &'a Upsert, present: &[String]) -> NeedsTags<'a> {
+        NeedsTags {
+            row,
+            upsert,
+            present: present.to_vec(),
+            changes: upsert.tags_missing_from(present),
+        }
+    }
 }
 
 impl Engine {
@@ -47,6 +61,8 @@ impl Engine {
         };
         let mut results = Results::new(s.retry);
         let mut batch: Vec<(&ClaimedRow, Upsert)> = Vec::new();
+        // Upserts an earlier attempt had acknowledged: only their tags are left.
+        let mut upserted: Vec<(&ClaimedRow, Upsert)> = Vec::new();
         let mut singles: Vec<(&ClaimedRow, Action)> = Vec::new();
         let mut addresses: HashSet<String> = HashSet::new();
         for row in &claim.rows {
@@ -67,30 +83,62 @@ impl Engine {
             }
             match action {
                 Action::Park(reason) => results.park(row, reason),
+                Action::Upsert(u) if u.applied.is_some() => upserted.push((row, u)),
                 Action::Upsert(u) => batch.push((row, u)),
                 other => singles.push((row, other)),
             }
         }
 
-        for needs in self.send_batch(&calls, &batch, &mut results).await {
+        let mut needs_tags = self.send_batch(&calls, &batch, &mut results).await;
+        needs_tags.extend(
+            upserted
+                .iter()
+                .map(|(row, u)| NeedsTags::new(row, u, u.applied.as_deref().unwrap_or_default())),
+        );
+        for needs in needs_tags {
+            if needs.changes.is_empty() {
+                results.ack_upsert(needs.row, needs.upsert);
+                continue;
+            }
             let email = &needs.upsert.member.email_address;
             match calls.tags(email, &needs.changes).await {
                 Ok(()) => results.ack_upsert(needs.row, needs.upsert),
-                // The batch applied the upsert already.
-                Err(e) => results.call_failed_after(needs.row, e, needs.upsert),
+                // The upsert is applied already: the next attempt sends the tags only.
+                Err(e) => {
+                    let mut progress = Progress::of(needs.row);
+                    progress.upserted(needs.upsert, &needs.present);
+                    results.progress(needs.row, progress);
+                    results.call_failed_after(needs.row, e, needs.upsert)
+                }
             }
         }
 
         for (row, action) in singles {
             match action {
-                Action::Rename { from, upsert } => {
+                Action::Rename {
+                    from,
+                    upsert,
+                    progress,
+                } => {
                     calls
-                        .rename(row, &from, &upsert, s.audience.on_remove, &mut results)
+                        .rename(
+                            row,
+                            &from,
+                            &upsert,
+                            progress,
+                            s.audience.on_remove,
+                            &mut results,
+                        )
                         .await
                 }
-                Action::Remove { emails, tags, how } => {
+                Action::Remove {
+                    emails,
+                    tags,
+                    how,
+                    progress,
+                } => {
                     calls
-                        .remove_row(row, &emails, &tags, how, &mut results)
+                        .remove_row(row, &emails, &tags, how, progress, &mut results)
                         .await
                 }
                 Action::Upsert(_) | Action::Park(_) => unreachable!("planned into the batch"),
@@ -100,8 +148,8 @@ impl Engine {
         results.record(&self.queue, &claim, started).await
     }
 
-    /// Sends the batch upsert and records the rows it settled; returns those whose tags must
-    /// still change.
+    /// Sends the batch upsert and records the rows it settled; returns those whose tags may
+    /// still have to change.
     async fn send_batch<'a>(
         &self,
         calls: &Calls<'_>,
@@ -150,16 +198,7 @@ impl Engine {
             if let Some(error) = errors.get(&address) {
                 results.fail(row, &Failure::of_batch_error(error), None);
             } else if let Some(member) = members.get(&address) {
-                let changes = upsert.tags_missing_from(&member.tags);
-                if changes.is_empty() {
-                    results.ack_upsert(row, upsert);
-                } else {
-                    needs_tags.push(NeedsTags {
-                        row,
-                        upsert,
-                        changes,
-                    });
-                }
+                needs_tags.push(NeedsTags::new(row, upsert, &member.tags));
             } else {
                 let failure =
                     Failure::Transient("the batch response did not mention this member".into());

@@ -1,5 +1,6 @@
 //! The single-member operations that cannot go into a batch upsert: tag changes, renames and
-//! removals, each call through the [`Gate`] within the claim's request window.
+//! removals, each call through the [`Gate`] within the claim's request window. Each step
+//! Mailchimp acknowledges is noted in the row's [`Progress`], so that a retry resumes after it.
 
 use std::future::Future;
 
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::gate::{CallError, Gate};
-use crate::plan::Upsert;
+use crate::plan::{Progress, Upsert};
 use crate::results::Results;
 
 /// Mailchimp calls for the rows of one claim.
@@ -46,24 +47,29 @@ impl Calls<'_> {
     }
 
     /// Removes the member of a removal row from every address it may live under (the first is
-    /// the one chimpsync synced), and records the row's fate.
+    /// the one chimpsync synced) but those an earlier attempt removed, and records the row's fate.
     pub(crate) async fn remove_row(
         &self,
         row: &ClaimedRow,
         emails: &[String],
         tags: &[String],
         how: OnRemove,
+        mut progress: Progress,
         results: &mut Results,
     ) {
         let mut removed = Ok(());
         // Whether a removal call went out (one may have changed the status).
         let mut began = false;
         for email in emails {
-            removed = self.clear_and_remove(email, tags, how).await;
+            if progress.is_gone(email) {
+                continue;
+            }
+            removed = self.clear_and_remove(email, tags, how, &mut progress).await;
             began |= !matches!(removed, Err(CallError::Cancelled | CallError::NoSlot(_)));
             if removed.is_err() {
                 break;
             }
+            progress.gone(email);
         }
         match removed {
             Ok(()) => {
@@ -73,7 +79,10 @@ impl Calls<'_> {
             // Nothing but (maybe) the tags went out: untried, as far as the status goes (the
             // tags are cleared again by the next attempt).
             Err(CallError::Cancelled | CallError::NoSlot(_)) if !began => results.release(row),
-            Err(e) => results.removal_failed(row, e),
+            Err(e) => {
+                results.progress(row, progress);
+                results.removal_failed(row, e)
+            }
         }
     }
 
@@ -81,13 +90,18 @@ impl Calls<'_> {
     /// address a removal touches gets its tags cleared, not only the first: an archived member
     /// keeps its tags, and when it comes back (the customer returns, or takes that address
     /// again) it would carry tags chimpsync no longer knows it set.
+    /// Tags an earlier attempt cleared are not cleared again.
     async fn clear_and_remove(
         &self,
         email: &str,
         tags: &[String],
         how: OnRemove,
+        progress: &mut Progress,
     ) -> Result<(), CallError> {
-        if how != OnRemove::DeletePermanent && !tags.is_empty() {
+        if how != OnRemove::DeletePermanent
+            && !tags.is_empty()
+            && !progress.is_untagged(email, tags)
+        {
             let off: Vec<TagChange> = tags
                 .iter()
                 .map(|t| TagChange {
@@ -100,6 +114,7 @@ impl Calls<'_> {
                 Err(e) => return Err(e),
                 Ok(()) => {}
             }
+            progress.untagged(email, tags);
         }
         self.remove(email, how).await
     }
@@ -107,12 +122,15 @@ impl Calls<'_> {
     /// Renames the member of a customer whose address changed from one of `from` to the
     /// upsert's, and records the row's fate. A member found under an earlier candidate makes any
     /// other copy one that an attempt with a lost answer created: it is removed (per
-    /// `on_remove`), so no duplicate is left.
+    /// `on_remove`), so no duplicate is left. Steps in `progress` are not taken again: a
+    /// candidate known to be gone is skipped, and an acknowledged upsert (`Upsert::applied`)
+    /// counts as the member found.
     pub(crate) async fn rename(
         &self,
         row: &ClaimedRow,
         from: &[String],
         upsert: &Upsert,
+        mut progress: Progress,
         on_remove: OnRemove,
         results: &mut Results,
     ) {
@@ -125,11 +143,13 @@ impl Calls<'_> {
             .chain(upsert.stale_tags.iter())
             .cloned()
             .collect();
-        let mut member = None;
-        // Whether a call of this attempt changed Mailchimp already (a failure after that is
-        // not an untried attempt, see `Results::call_failed_after`).
-        let mut applied = false;
-        let failed = |results: &mut Results, e: CallError, applied: bool| {
+        // The member's tags, once it is known to live under the new address.
+        let mut member: Option<Vec<String>> = upsert.applied.clone();
+        // Whether Mailchimp holds part of this change already (a failure after that is not an
+        // untried attempt, see `Results::call_failed_after`).
+        let mut applied = member.is_some();
+        let failed = |results: &mut Results, progress: Progress, e: CallError, applied: bool| {
+            results.progress(row, progress);
             if applied {
                 results.call_failed_after(row, e, upsert)
             } else {
@@ -137,10 +157,17 @@ impl Calls<'_> {
             }
         };
         for old in from {
+            if progress.is_gone(old) {
+                continue;
+            }
             if member.is_some() {
-                if let Err(e) = self.clear_and_remove(old, &ours, on_remove).await {
-                    return failed(results, e, true);
+                if let Err(e) = self
+                    .clear_and_remove(old, &ours, on_remove, &mut progress)
+                    .await
+                {
+                    return failed(results, progress, e, true);
                 }
+                progress.gone(old);
                 continue;
             }
             // PATCH, not PUT: a candidate that does not exist answers 404 instead of creating
@@ -154,10 +181,13 @@ impl Calls<'_> {
             match renamed {
                 Ok(m) => {
                     info!(customer.key = %row.customer_key, "email change: renamed the member");
-                    member = Some(m);
+                    progress.upserted(upsert, &m.tags);
+                    member = Some(m.tags);
                     applied = true;
                 }
-                Err(CallError::Api(e)) if e.problem_kind() == Some(ProblemKind::NotFound) => {}
+                Err(CallError::Api(e)) if e.problem_kind() == Some(ProblemKind::NotFound) => {
+                    progress.gone(old)
+                }
                 Err(CallError::Api(e))
                     if matches!(
                         e.problem_kind(),
@@ -167,16 +197,20 @@ impl Calls<'_> {
                     // The new address is taken, or the old member is not subscribed: remove the
                     // old member and upsert the new address, so no silent duplicate is left.
                     info!(customer.key = %row.customer_key, reason = %e, "email change: rename refused; removing the old address and upserting the new one");
-                    if let Err(e) = self.clear_and_remove(old, &ours, on_remove).await {
-                        return failed(results, e, applied);
+                    if let Err(e) = self
+                        .clear_and_remove(old, &ours, on_remove, &mut progress)
+                        .await
+                    {
+                        return failed(results, progress, e, applied);
                     }
+                    progress.gone(old);
                     applied = true;
                 }
-                Err(e) => return failed(results, e, applied),
+                Err(e) => return failed(results, progress, e, applied),
             }
         }
-        let member = match member {
-            Some(m) => m,
+        let present = match member {
+            Some(tags) => tags,
             None => match self
                 .call("upsert_member", || {
                     self.client.upsert_member(self.audience_id, to, &body)
@@ -185,18 +219,19 @@ impl Calls<'_> {
             {
                 Ok(m) => {
                     info!(customer.key = %row.customer_key, "email change: upserted the new address");
-                    m
+                    progress.upserted(upsert, &m.tags);
+                    m.tags
                 }
-                Err(e) => return failed(results, e, applied),
+                Err(e) => return failed(results, progress, e, applied),
             },
         };
         results.free(from.iter().cloned());
         // Whether renamed, created or found, the member's own tags say what is still missing.
-        let changes = upsert.tags_missing_from(&member.tags);
+        let changes = upsert.tags_missing_from(&present);
         if !changes.is_empty() {
             if let Err(e) = self.tags(to, &changes).await {
                 // The member lives under the new address now.
-                return failed(results, e, true);
+                return failed(results, progress, e, true);
             }
         }
         results.ack_upsert(row, upsert);

@@ -1,11 +1,12 @@
 //! Turning a queue row into what Mailchimp must be asked: an upsert, a rename, a removal, or
-//! nothing (park). Consent decides the status, tags are diffed against what was synced, and what
-//! attempts with lost answers may have applied is taken into account. Pure: no I/O.
+//! nothing (park). Consent decides the status, tags are diffed against what was synced, what
+//! attempts with lost answers may have applied is taken into account, and the steps Mailchimp
+//! acknowledged in earlier attempts at the row's version are skipped ([`Progress`]). Pure: no I/O.
 
 use mailchimp::{BatchMember, MemberUpsert, Status, TagChange};
 use serde_json::{Map, Value};
 use store::mapping::{AudienceSettings, NewStatus, OnRemove, Resubscribe};
-use store::{ClaimedRow, Operation};
+use store::{ClaimedRow, DoneSteps, Operation, Untagged, Upserted};
 
 /// What one row asks Mailchimp to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +20,8 @@ pub enum Action {
         from: Vec<String>,
         /// The upsert of the new address (also the fallback).
         upsert: Upsert,
+        /// Steps acknowledged earlier: candidates known to be gone are skipped.
+        progress: Progress,
     },
     /// Remove the member from the audience per `[audience].on_remove`.
     Remove {
@@ -29,6 +32,8 @@ pub enum Action {
         tags: Vec<String>,
         /// How.
         how: OnRemove,
+        /// Steps acknowledged earlier: addresses already untagged or gone are skipped.
+        progress: Progress,
     },
     /// Nothing can be sent; park with this reason.
     Park(String),
@@ -56,6 +61,10 @@ pub struct Upsert {
     pub tags: Vec<String>,
     /// Tags chimpsync set (or may have set) that are no longer wanted.
     pub stale_tags: Vec<String>,
+    /// Set when Mailchimp acknowledged this very upsert (same address, same body) in an earlier
+    /// attempt at the row's version: the member's tags as that answer gave them. The upsert is
+    /// not sent again; only the tag changes still missing are.
+    pub applied: Option<Vec<String>>,
 }
 
 impl Upsert {
@@ -67,6 +76,11 @@ impl Upsert {
             tags: self.tags.clone(),
             consent: Some(self.consent),
         }
+    }
+
+    /// The body as JSON, to compare with an acknowledged one.
+    fn fingerprint(&self) -> Option<Value> {
+        serde_json::to_value(self.single_body()).ok()
     }
 
     /// The single-member body (PUT) equivalent to the batch item.
@@ -120,6 +134,83 @@ fn same_address(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
 }
 
+/// The steps of a row's operation that Mailchimp acknowledged at the row's version: what an
+/// attempt skips, and, as it goes on, what it adds (kept with the row by the reschedule). A lost
+/// answer is never a step (see `maybe_applied`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress(DoneSteps);
+
+impl Progress {
+    /// The row's record if it was made for the row's version; otherwise an empty one: steps
+    /// taken for an older state of the customer say nothing about what the current one needs.
+    pub fn of(row: &ClaimedRow) -> Progress {
+        match &row.done_steps {
+            Some(done) if done.version == row.version => Progress(done.clone()),
+            _ => Progress(DoneSteps {
+                version: row.version,
+                ..DoneSteps::default()
+            }),
+        }
+    }
+
+    /// Whether no member of the customer lives under `email` any more.
+    pub fn is_gone(&self, email: &str) -> bool {
+        self.0.gone.iter().any(|g| same_address(g, email))
+    }
+
+    /// Whether every one of `tags` was cleared from the member at `email`.
+    pub fn is_untagged(&self, email: &str, tags: &[String]) -> bool {
+        self.0.untagged.iter().any(|u| {
+            same_address(&u.email, email)
+                && tags
+                    .iter()
+                    .all(|t| u.tags.iter().any(|c| c.eq_ignore_ascii_case(t)))
+        })
+    }
+
+    /// Mailchimp acknowledged that no member of the customer lives under `email`.
+    pub fn gone(&mut self, email: &str) {
+        if !self.is_gone(email) {
+            self.0.gone.push(email.to_string());
+        }
+    }
+
+    /// Mailchimp acknowledged that `tags` are off the member at `email`.
+    pub fn untagged(&mut self, email: &str, tags: &[String]) {
+        self.0.untagged.retain(|u| !same_address(&u.email, email));
+        self.0.untagged.push(Untagged {
+            email: email.to_string(),
+            tags: tags.to_vec(),
+        });
+    }
+
+    /// Mailchimp acknowledged `upsert`; its answer gave the member these `tags`.
+    pub fn upserted(&mut self, upsert: &Upsert, tags: &[String]) {
+        self.0.upserted = upsert.fingerprint().map(|body| Upserted {
+            email: upsert.member.email_address.clone(),
+            body,
+            tags: tags.to_vec(),
+        });
+    }
+
+    /// The member's tags, if Mailchimp acknowledged this very upsert.
+    fn applied(&self, upsert: &Upsert) -> Option<Vec<String>> {
+        let body = upsert.fingerprint()?;
+        self.0
+            .upserted
+            .as_ref()
+            .filter(|u| same_address(&u.email, &upsert.member.email_address) && u.body == body)
+            .map(|u| u.tags.clone())
+    }
+
+    /// What to keep with the row: `None` when no step was acknowledged.
+    pub fn record(self) -> Option<DoneSteps> {
+        let done = self.0;
+        (!done.gone.is_empty() || !done.untagged.is_empty() || done.upserted.is_some())
+            .then_some(done)
+    }
+}
+
 /// Plans one row.
 pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
     let email = row.email.as_deref().map(str::trim).unwrap_or_default();
@@ -148,6 +239,7 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
             emails,
             tags,
             how: audience.on_remove,
+            progress: Progress::of(row),
         };
     }
     if email.is_empty() {
@@ -217,12 +309,15 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
         merge_fields: merge_values(&row.payload.merge_fields),
         tags: if first_sync { tags.clone() } else { Vec::new() },
     };
-    let upsert = Upsert {
+    let mut upsert = Upsert {
         member,
         consent,
         tags,
         stale_tags,
+        applied: None,
     };
+    let progress = Progress::of(row);
+    upsert.applied = progress.applied(&upsert);
     // Where the member may live: the address chimpsync synced (or, never synced, the one the
     // trigger saw before the change), then addresses of attempts whose answers were lost.
     let mut from: Vec<String> = Vec::new();
@@ -242,322 +337,13 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
     if from.is_empty() {
         Action::Upsert(upsert)
     } else {
-        Action::Rename { from, upsert }
+        Action::Rename {
+            from,
+            upsert,
+            progress,
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-    use store::{Payload, Synced};
-
-    fn row(
-        op: Operation,
-        email: &str,
-        consent: bool,
-        tag: Option<&str>,
-        synced: Option<Synced>,
-    ) -> ClaimedRow {
-        let mut merge = Map::new();
-        merge.insert("FNAME".into(), json!("Ana"));
-        merge.insert("LNAME".into(), Value::Null);
-        let mut tag_columns = std::collections::BTreeMap::new();
-        tag_columns.insert(
-            "customer_type".to_string(),
-            tag.map(|t| json!(t)).unwrap_or(Value::Null),
-        );
-        ClaimedRow {
-            id: 1,
-            customer_key: "1".into(),
-            operation: op,
-            email: Some(email.into()),
-            previous_email: None,
-            payload: Payload {
-                merge_fields: merge,
-                tag_columns,
-                consent,
-            },
-            version: 1,
-            attempts: 1,
-            synced,
-            address_owner: None,
-            maybe_emails: Vec::new(),
-            maybe_tags: Vec::new(),
-            maybe_consents: Vec::new(),
-        }
-    }
-
-    fn synced(email: &str, consent: bool, tags: &[&str]) -> Option<Synced> {
-        Some(Synced {
-            email: email.into(),
-            consent,
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-        })
-    }
-
-    fn upsert(action: Action) -> Upsert {
-        match action {
-            Action::Upsert(u) => u,
-            other => panic!("expected an upsert, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_new_contact_with_consent_gets_the_new_status_and_its_tags() {
-        let u = upsert(plan(
-            &row(
-                Operation::Upsert,
-                "a@pets.test",
-                true,
-                Some("groomer"),
-                None,
-            ),
-            &Default::default(),
-        ));
-        assert_eq!(u.member.status_if_new, Some(Status::Subscribed));
-        assert_eq!(u.member.status, None);
-        assert_eq!(u.member.tags, vec!["groomer"]);
-        assert_eq!(
-            u.member.merge_fields["LNAME"],
-            json!(""),
-            "NULL clears the merge field"
-        );
-        let pending = AudienceSettings {
-            new_status: NewStatus::Pending,
-            ..Default::default()
-        };
-        let u = upsert(plan(
-            &row(Operation::Upsert, "a@pets.test", true, None, None),
-            &pending,
-        ));
-        assert_eq!(u.member.status_if_new, Some(Status::Pending));
-    }
-
-    #[test]
-    fn a_contact_without_consent_is_never_created_as_subscribed() {
-        let u = upsert(plan(
-            &row(Operation::Upsert, "a@pets.test", false, None, None),
-            &Default::default(),
-        ));
-        assert_eq!(u.member.status_if_new, Some(Status::Unsubscribed));
-        assert_eq!(u.member.status, None);
-    }
-
-    #[test]
-    fn status_changes_only_when_consent_changed() {
-        let a = AudienceSettings::default();
-        let same = upsert(plan(
-            &row(
-                Operation::Upsert,
-                "a@pets.test",
-                true,
-                None,
-                synced("a@pets.test", true, &[]),
-            ),
-            &a,
-        ));
-        assert_eq!(same.member.status, None);
-        let removed = upsert(plan(
-            &row(
-                Operation::Upsert,
-                "a@pets.test",
-                false,
-                None,
-                synced("a@pets.test", true, &[]),
-            ),
-            &a,
-        ));
-        assert_eq!(removed.member.status, Some(Status::Unsubscribed));
-        let again = upsert(plan(
-            &row(
-                Operation::Upsert,
-                "a@pets.test",
-                true,
-                None,
-                synced("a@pets.test", false, &[]),
-            ),
-            &a,
-        ));
-        assert_eq!(again.member.status, Some(Status::Pending));
-        let park = AudienceSettings {
-            resubscribe: Resubscribe::Park,
-            ..Default::default()
-        };
-        assert!(matches!(
-            plan(
-                &row(
-                    Operation::Upsert,
-                    "a@pets.test",
-                    true,
-                    None,
-                    synced("a@pets.test", false, &[])
-                ),
-                &park
-            ),
-            Action::Park(_)
-        ));
-    }
-
-    #[test]
-    fn a_changed_tag_value_deactivates_the_old_tag_and_activates_the_new() {
-        let u = upsert(plan(
-            &row(
-                Operation::Upsert,
-                "a@pets.test",
-                true,
-                Some("vet"),
-                synced("a@pets.test", true, &["groomer"]),
-            ),
-            &Default::default(),
-        ));
-        assert!(
-            u.member.tags.is_empty(),
-            "tags of existing members go through the tags endpoint"
-        );
-        // The member holds what was synced.
-        assert_eq!(
-            u.tags_missing_from(&["groomer".to_string()]),
-            vec![
-                TagChange {
-                    name: "groomer".into(),
-                    active: false
-                },
-                TagChange {
-                    name: "vet".into(),
-                    active: true
-                }
-            ]
-        );
-        let unchanged = upsert(plan(
-            &row(
-                Operation::Upsert,
-                "a@pets.test",
-                true,
-                Some("Vet"),
-                synced("a@pets.test", true, &["vet"]),
-            ),
-            &Default::default(),
-        ));
-        assert!(
-            unchanged.tags_missing_from(&["vet".to_string()]).is_empty(),
-            "tag names compare case-insensitively"
-        );
-    }
-
-    #[test]
-    fn an_email_change_renames_the_member_mailchimp_knows() {
-        let action = plan(
-            &row(
-                Operation::Upsert,
-                "new@pets.test",
-                true,
-                None,
-                synced("Old@Pets.test", true, &[]),
-            ),
-            &Default::default(),
-        );
-        match action {
-            Action::Rename { from, upsert } => {
-                assert_eq!(from, vec!["Old@Pets.test"]);
-                assert_eq!(upsert.member.email_address, "new@pets.test");
-            }
-            other => panic!("{other:?}"),
-        }
-        // Only the case changed: same member, no rename.
-        let action = plan(
-            &row(
-                Operation::Upsert,
-                "old@pets.test",
-                true,
-                None,
-                synced("Old@Pets.test", true, &[]),
-            ),
-            &Default::default(),
-        );
-        assert!(matches!(action, Action::Upsert(_)));
-        // Never synced by us, but the trigger saw the old address.
-        let mut r = row(Operation::Upsert, "new@pets.test", true, None, None);
-        r.previous_email = Some("before@pets.test".into());
-        assert!(matches!(
-            plan(&r, &Default::default()),
-            Action::Rename { .. }
-        ));
-    }
-
-    #[test]
-    fn addresses_and_tags_of_lost_attempts_are_accounted_for() {
-        let mut r = row(
-            Operation::Upsert,
-            "r3@pets.test",
-            true,
-            Some("t3"),
-            synced("r1@pets.test", true, &["t1"]),
-        );
-        r.maybe_emails = vec!["r2@pets.test".into(), "r3@pets.test".into()];
-        r.maybe_tags = vec!["t2".into(), "t3".into()];
-        match plan(&r, &Default::default()) {
-            Action::Rename { from, upsert } => {
-                assert_eq!(
-                    from,
-                    vec!["r1@pets.test", "r2@pets.test"],
-                    "the target itself is no candidate"
-                );
-                assert_eq!(upsert.stale_tags, vec!["t1", "t2"]);
-                let present = vec!["t2".to_string(), "vip".to_string()];
-                assert_eq!(
-                    upsert.tags_missing_from(&present),
-                    vec![
-                        TagChange {
-                            name: "t2".into(),
-                            active: false
-                        },
-                        TagChange {
-                            name: "t3".into(),
-                            active: true
-                        }
-                    ]
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_removal_removes_the_address_mailchimp_knows() {
-        let remove = AudienceSettings {
-            on_remove: OnRemove::DeletePermanent,
-            ..Default::default()
-        };
-        let action = plan(
-            &row(
-                Operation::Remove,
-                "now@pets.test",
-                true,
-                None,
-                synced("synced@pets.test", true, &[]),
-            ),
-            &remove,
-        );
-        assert_eq!(
-            action,
-            Action::Remove {
-                emails: vec!["synced@pets.test".into()],
-                tags: vec![],
-                how: OnRemove::DeletePermanent
-            }
-        );
-    }
-
-    #[test]
-    fn an_address_owned_by_another_customer_is_parked() {
-        let mut r = row(Operation::Upsert, "shared@pets.test", true, None, None);
-        r.address_owner = Some("42".into());
-        match plan(&r, &Default::default()) {
-            Action::Park(reason) => {
-                assert!(reason.starts_with("address already belongs to customer 42"))
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-}
+mod tests;

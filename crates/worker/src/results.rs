@@ -11,7 +11,7 @@ use store::{Ack, Claim, ClaimedRow, MaybeApplied, Queue};
 use tracing::{debug, info, warn};
 
 use crate::gate::CallError;
-use crate::plan::Upsert;
+use crate::plan::{Progress, Upsert};
 use crate::policy::{disposition, Disposition, Failure};
 use crate::retry::{self, RetryPolicy};
 
@@ -61,6 +61,8 @@ pub(crate) struct Results {
     throttled: bool,
     /// Each row's `operation` label, from its plan.
     labels: HashMap<i64, &'static str>,
+    /// The steps Mailchimp acknowledged, per row, kept with the row if it is retried.
+    progress: HashMap<i64, store::DoneSteps>,
 }
 
 impl Results {
@@ -75,12 +77,22 @@ impl Results {
             freed_addresses: Vec::new(),
             throttled: false,
             labels: HashMap::new(),
+            progress: HashMap::new(),
         }
     }
 
     /// Notes what the row asks of Mailchimp, for the metrics.
     pub(crate) fn label(&mut self, row: &ClaimedRow, label: &'static str) {
         self.labels.insert(row.id, label);
+    }
+
+    /// Notes the steps of the row's operation Mailchimp acknowledged so far (those of earlier
+    /// attempts included): if the row is retried, the next attempt starts after them. Call it
+    /// before recording the failure.
+    pub(crate) fn progress(&mut self, row: &ClaimedRow, progress: Progress) {
+        if let Some(done) = progress.record() {
+            self.progress.insert(row.id, done);
+        }
     }
 
     /// Records a failed attempt. `attempted` is what the attempt tried to make Mailchimp hold
@@ -97,6 +109,7 @@ impl Results {
                 after,
                 error,
                 maybe_applied: maybe,
+                done_steps: None,
             }),
             Disposition::Park { reason } => self.park(row, reason),
         }
@@ -157,6 +170,7 @@ impl Results {
                             again"
                         .into(),
                     maybe_applied: Some(maybe),
+                    done_steps: None,
                 })
             }
             CallError::Api(e) => {
@@ -201,6 +215,7 @@ impl Results {
             error: "cut off before the attempt finished (lease deadline or shutdown); sent again"
                 .into(),
             maybe_applied: Some(u.maybe_applied()),
+            done_steps: None,
         });
     }
 
@@ -212,6 +227,7 @@ impl Results {
             after: SAME_ADDRESS_WAIT,
             error: "waiting: another row in this batch has the same address".into(),
             maybe_applied: None,
+            done_steps: None,
         });
     }
 
@@ -264,12 +280,15 @@ impl Results {
 
     /// Writes every row's fate (each write fenced by the claim's token), then counts and logs.
     pub(crate) async fn record(
-        self,
+        mut self,
         queue: &Queue,
         claim: &Claim,
         started: Instant,
     ) -> DrainOutcome {
         let token = claim.token;
+        for retry in &mut self.retries {
+            retry.done_steps = self.progress.remove(&retry.id);
+        }
         let mut outcome = DrainOutcome {
             claimed: claim.rows.len(),
             parked: self.parks.len(),
