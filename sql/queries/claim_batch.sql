@@ -7,24 +7,27 @@
 -- stalled past its lease. What that claim was sending may have been applied, exactly like a lost
 -- answer, so its in_flight state is merged into maybe_applied's emails, tags and consents
 -- (chimpsync.merge_maybe_applied; a normal claim just notes in_flight).
--- The mass-removal guard runs first, in this same statement: when more removals than
--- max($7, $6 x the synced contacts) were queued within the last $8 seconds, they are held (not
--- claimed, next_attempt_at = infinity, the reason written) until a person releases them or the
--- customers come back. Deciding and claiming on one snapshot means no claim can take those
+-- The mass-removal guard runs first, in this same statement: when more removals of synced
+-- contacts than max($7, $6 x the synced contacts) were queued within the last $8 seconds, they
+-- are held (not claimed, next_attempt_at = infinity, the reason written) until a person releases
+-- them or the customers come back. Deciding and claiming on one snapshot means no claim can take those
 -- removals between a check and the claim. Held rows are never claimed.
 -- $1 owner, $2 lease token, $3 limit, $4 lease seconds, $5 now (null = the database clock),
 -- $6 share of the synced contacts (null = no guard), $7 removals always allowed, $8 window seconds
-with removals as (
-    -- normally none: the partial index holds only unheld, unreleased removals
-    select count(*) as n
-    from chimpsync.sync_queue
+with counted as (
+    -- The removals of synced contacts queued within the window (normally none: the partial
+    -- index holds only unheld, unreleased removals). A removal of a customer never synced does
+    -- not shrink the synced audience and is not counted.
+    select q.id
+    from chimpsync.sync_queue q
     where $6::float8 is not null
-      and operation = 'remove' and held_at is null and parked_at is null and released_at is null
-      and changed_at > coalesce($5::timestamptz, now()) - make_interval(secs => $8::float8)
+      and q.operation = 'remove' and q.held_at is null and q.parked_at is null and q.released_at is null
+      and q.changed_at > coalesce($5::timestamptz, now()) - make_interval(secs => $8::float8)
+      and exists (select 1 from chimpsync.synced_contacts s where s.customer_key = q.customer_key)
 ),
 guard as (
     select r.n, s.synced, r.n > $7::bigint and r.n > $6::float8 * s.synced as trips
-    from removals r
+    from (select count(*) as n from counted) r
     -- the synced contacts are counted only when the removals pass the floor
     cross join lateral (select count(*) as synced from chimpsync.synced_contacts where r.n > $7::bigint) s
 ),
@@ -39,17 +42,18 @@ held as (
             case when $8::float8 >= 3600 and $8::numeric % 3600 = 0 then ($8::numeric / 3600)::bigint || ' h'
                  when $8::float8 >= 60 and $8::numeric % 60 = 0 then ($8::numeric / 60)::bigint || ' min'
                  else rtrim(rtrim(round($8::numeric, 1)::text, '0'), '.') || ' s' end,
-            case when g.synced > 0 then round(100.0 * g.n / g.synced)::text || ' %' else 'more than all' end,
+            round(100.0 * g.n / g.synced)::text || ' %',
             to_char(g.synced, 'FM999,999,999,990'),
             rtrim(rtrim(round(($6::float8 * 100)::numeric, 2)::text, '0'), '.'),
             $7::bigint)
     from guard g
     where g.trips
       and q.id in (
+          -- those in flight finish their claim; a row locked by a customer's transaction is held
+          -- by a later claim
           select id
           from chimpsync.sync_queue
-          where operation = 'remove' and held_at is null and parked_at is null and released_at is null
-            and changed_at > coalesce($5::timestamptz, now()) - make_interval(secs => $8::float8)
+          where id in (select id from counted)
             and (lease_expires_at is null or lease_expires_at <= coalesce($5::timestamptz, now()))
           for update skip locked)
     returning q.id
@@ -60,9 +64,7 @@ due as (
     where parked_at is null and held_at is null
       and next_attempt_at <= coalesce($5::timestamptz, now())
       -- what `held` holds in this statement (its update is not visible here)
-      and not (operation = 'remove' and released_at is null
-               and changed_at > coalesce($5::timestamptz, now()) - make_interval(secs => $8::float8)
-               and coalesce((select trips from guard), false))
+      and not (coalesce((select trips from guard), false) and id in (select id from counted))
     order by next_attempt_at
     limit $3
     for update skip locked

@@ -23,7 +23,8 @@ pub use deadpool_postgres::Pool;
 pub use generated::{Generated, TriggerShape};
 pub use mapping::Mapping;
 pub use queue::{
-    Ack, Claim, ClaimedRow, MaybeApplied, Operation, Payload, Queue, RemovalGuard, Retry, Summary, Synced,
+    Ack, Claim, ClaimedRow, MaybeApplied, Operation, Payload, Queue, RemovalGuard, Retry, Summary,
+    Synced,
 };
 pub use setup::{setup, setup_sql, setup_with, SetupOptions, SetupReport};
 

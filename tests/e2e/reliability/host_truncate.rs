@@ -26,7 +26,7 @@ async fn synced(mapping: &str) -> Result<(Fixture, worker::Worker)> {
     let w = f.worker(|_| {})?;
     f.insert_customers(SYNCED, 1).await?;
     let o = f.drain(&w).await?;
-    ensure!(o.acked == SYNCED as u64, "initial sync: {o:?}");
+    ensure!(o.acked == SYNCED as usize, "initial sync: {o:?}");
     ensure!(members_with(&f, "archived") == 0);
     Ok((f, w))
 }
@@ -60,7 +60,10 @@ async fn truncate_and_hold(f: &Fixture, w: &worker::Worker) -> Result<(i64, Stri
     );
     let status: serde_json::Value = serde_json::from_str(&chimpsync(f, &["status", "--json"])?)?;
     let held = status["held"].as_i64().context("status --json has held")?;
-    let reason = status["held_reason"].as_str().unwrap_or_default().to_string();
+    let reason = status["held_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     ensure!(held == SYNCED, "status: {status}");
     ensure!(
         reason.contains("300 removals queued within 1 h = 100 % of 300 synced contacts")
@@ -68,7 +71,10 @@ async fn truncate_and_hold(f: &Fixture, w: &worker::Worker) -> Result<(i64, Stri
         "reason: {reason}"
     );
     let text = chimpsync(f, &["status"])?;
-    ensure!(text.contains("held removals           300 (held: 300 removals"), "{text}");
+    ensure!(
+        text.contains("held removals           300 (held: 300 removals"),
+        "{text}"
+    );
     Ok((held, reason))
 }
 
@@ -98,11 +104,11 @@ async fn a_truncate_followed_by_a_restore_archives_nothing() -> Result<()> {
     let s = f.queue.summary().await?;
     ensure!(s.held == 0, "the restore ended the hold: {s:?}");
     let o = f.drain(&w).await?;
-    ensure!(o.acked == SYNCED as u64, "{o:?}");
+    ensure!(o.acked == SYNCED as usize, "{o:?}");
     let archived = members_with(&f, "archived");
     ensure!(archived == 0, "{archived} members archived");
     f.assert_converged().await?;
-    record.figure("upserts after the restore", o.acked);
+    record.figure("upserts after the restore", o.acked as u64);
     record.figure("members archived", archived as u64);
     record.save()?;
     f.finish().await
@@ -117,7 +123,7 @@ async fn truncate_release_drain(mapping: &str, status: &str) -> Result<(i64, usi
     ensure!(out.contains("300 held removal(s) released"), "{out}");
     ensure!(f.queue.summary().await?.held == 0);
     let o = f.drain(&w).await?;
-    ensure!(o.acked == SYNCED as u64, "{o:?}");
+    ensure!(o.acked == SYNCED as usize, "{o:?}");
     let n = members_with(&f, status);
     ensure!(
         count(&f, "select count(*) from chimpsync.synced_contacts").await? == 0,

@@ -50,7 +50,10 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
         println!(
             "held removals           {} ({})",
             summary.held,
-            summary.held_reason.as_deref().unwrap_or("no reason recorded")
+            summary
+                .held_reason
+                .as_deref()
+                .unwrap_or("no reason recorded")
         );
     }
     if summary.parked > 0 {
