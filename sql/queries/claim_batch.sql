@@ -7,12 +7,64 @@
 -- stalled past its lease. What that claim was sending may have been applied, exactly like a lost
 -- answer, so its in_flight state is merged into maybe_applied's emails, tags and consents
 -- (chimpsync.merge_maybe_applied; a normal claim just notes in_flight).
--- $1 owner, $2 lease token, $3 limit, $4 lease seconds, $5 now (null = the database clock)
-with due as (
+-- The mass-removal guard runs first, in this same statement: when more removals of synced
+-- contacts than max($7, $6 x the synced contacts) were queued within the last $8 seconds, they
+-- are held (not claimed, next_attempt_at = infinity, the reason written) until a person releases
+-- them or the customers come back. Deciding and claiming on one snapshot means no claim can take those
+-- removals between a check and the claim. Held rows are never claimed.
+-- $1 owner, $2 lease token, $3 limit, $4 lease seconds, $5 now (null = the database clock),
+-- $6 share of the synced contacts (null = no guard), $7 removals always allowed, $8 window seconds
+with counted as (
+    -- The removals of synced contacts queued within the window (normally none: the partial
+    -- index holds only unheld, unreleased removals). A removal of a customer never synced does
+    -- not shrink the synced audience and is not counted.
+    select q.id
+    from chimpsync.sync_queue q
+    where $6::float8 is not null
+      and q.operation = 'remove' and q.held_at is null and q.parked_at is null and q.released_at is null
+      and q.changed_at > coalesce($5::timestamptz, now()) - make_interval(secs => $8::float8)
+      and exists (select 1 from chimpsync.synced_contacts s where s.customer_key = q.customer_key)
+),
+guard as (
+    select r.n, s.synced, r.n > $7::bigint and r.n > $6::float8 * s.synced as trips
+    from (select count(*) as n from counted) r
+    -- the synced contacts are counted only when the removals pass the floor
+    cross join lateral (select count(*) as synced from chimpsync.synced_contacts where r.n > $7::bigint) s
+),
+held as (
+    update chimpsync.sync_queue q
+    set held_at = now(),
+        next_attempt_at = 'infinity',
+        held_reason = format(
+            'held: %s removals queued within %s = %s of %s synced contacts (limit %s %%, at least %s rows); '
+            'a person must look, then run `chimpsync release-removals` (a restore of the customers cancels the hold)',
+            to_char(g.n, 'FM999,999,999,990'),
+            case when $8::float8 >= 3600 and $8::numeric % 3600 = 0 then ($8::numeric / 3600)::bigint || ' h'
+                 when $8::float8 >= 60 and $8::numeric % 60 = 0 then ($8::numeric / 60)::bigint || ' min'
+                 else rtrim(rtrim(round($8::numeric, 1)::text, '0'), '.') || ' s' end,
+            round(100.0 * g.n / g.synced)::text || ' %',
+            to_char(g.synced, 'FM999,999,999,990'),
+            rtrim(rtrim(round(($6::float8 * 100)::numeric, 2)::text, '0'), '.'),
+            $7::bigint)
+    from guard g
+    where g.trips
+      and q.id in (
+          -- those in flight finish their claim; a row locked by a customer's transaction is held
+          -- by a later claim
+          select id
+          from chimpsync.sync_queue
+          where id in (select id from counted)
+            and (lease_expires_at is null or lease_expires_at <= coalesce($5::timestamptz, now()))
+          for update skip locked)
+    returning q.id
+),
+due as (
     select id
     from chimpsync.sync_queue
-    where parked_at is null
+    where parked_at is null and held_at is null
       and next_attempt_at <= coalesce($5::timestamptz, now())
+      -- what `held` holds in this statement (its update is not visible here)
+      and not (coalesce((select trips from guard), false) and id in (select id from counted))
     order by next_attempt_at
     limit $3
     for update skip locked

@@ -47,6 +47,14 @@ pub enum Command {
         /// Queue row ids (`sync_queue.id`).
         ids: Vec<i64>,
     },
+    /// Send removals held by the mass-removal guard, after a person has looked.
+    ReleaseRemovals {
+        /// Every held removal.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Queue row ids (`sync_queue.id`).
+        ids: Vec<i64>,
+    },
     /// Manage audiences.
     Audience {
         #[command(subcommand)]
@@ -237,6 +245,28 @@ pub struct Tuning {
         env = "CHIMPSYNC_SHUTDOWN_DEADLINE_SECONDS"
     )]
     pub shutdown_deadline_seconds: f64,
+    /// Hold the removals queued within the window once they pass this percentage of the
+    /// synced contacts (0-100).
+    #[arg(
+        long,
+        default_value_t = defaults::HOLD_REMOVALS_PERCENT,
+        env = "CHIMPSYNC_HOLD_REMOVALS_PERCENT"
+    )]
+    pub hold_removals_percent: f64,
+    /// Removals within the window that are never held, whatever the audience's size.
+    #[arg(
+        long,
+        default_value_t = defaults::HOLD_REMOVALS_MIN_ROWS,
+        env = "CHIMPSYNC_HOLD_REMOVALS_MIN_ROWS"
+    )]
+    pub hold_removals_min_rows: i64,
+    /// Seconds back that queued removals count towards the guard.
+    #[arg(
+        long,
+        default_value_t = defaults::HOLD_REMOVALS_WINDOW_SECONDS,
+        env = "CHIMPSYNC_HOLD_REMOVALS_WINDOW_SECONDS"
+    )]
+    pub hold_removals_window_seconds: f64,
     /// Database connections of this replica.
     #[arg(long, default_value_t = defaults::DB_POOL_SIZE, env = "CHIMPSYNC_DB_POOL_SIZE")]
     pub db_pool_size: usize,

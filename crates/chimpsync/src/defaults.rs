@@ -25,6 +25,12 @@ pub const BACKOFF_MAX_SECONDS: f64 = settings::DEFAULT_BACKOFF_MAX.as_secs_f64()
 pub const POLL_INTERVAL_MS: u64 = settings::DEFAULT_POLL_INTERVAL.as_millis() as u64;
 /// Seconds in-flight calls may finish after SIGTERM.
 pub const SHUTDOWN_DEADLINE_SECONDS: f64 = settings::DEFAULT_SHUTDOWN_DEADLINE.as_secs_f64();
+/// The share of the synced contacts, in percent, past which queued removals are held.
+pub const HOLD_REMOVALS_PERCENT: f64 = settings::DEFAULT_REMOVAL_SHARE * 100.0;
+/// Removals within the window that are never held.
+pub const HOLD_REMOVALS_MIN_ROWS: i64 = settings::DEFAULT_REMOVAL_MIN_ROWS;
+/// Seconds back that queued removals count towards the guard.
+pub const HOLD_REMOVALS_WINDOW_SECONDS: f64 = settings::DEFAULT_REMOVAL_WINDOW.as_secs_f64();
 /// Database connections of a worker replica.
 pub const DB_POOL_SIZE: usize = 16;
 /// Rows per backfill chunk.

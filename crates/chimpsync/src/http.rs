@@ -81,6 +81,10 @@ fn describe_metrics() {
         "Age of the oldest change not yet synced (parked rows excluded)."
     );
     describe_gauge!(
+        "chimpsync_queue_held",
+        "Removals held by the mass-removal guard, waiting for a person (chimpsync release-removals)."
+    );
+    describe_gauge!(
         "chimpsync_last_synced_timestamp_seconds",
         Unit::Seconds,
         "When Mailchimp last acknowledged a change, by any replica (Unix time)."
@@ -133,6 +137,7 @@ fn describe_metrics() {
     metrics::counter!("chimpsync_parked_total").increment(0);
     metrics::counter!("chimpsync_throttled_total").increment(0);
     metrics::gauge!("chimpsync_slots_held").increment(0.0);
+    metrics::gauge!("chimpsync_queue_held").set(0.0);
 }
 
 impl HttpState {
@@ -217,6 +222,7 @@ pub async fn refresh_queue_gauges(worker: &worker::Worker) {
             metrics::gauge!("chimpsync_queue_rows", "state" => "retrying").set(s.retrying as f64);
             metrics::gauge!("chimpsync_queue_rows", "state" => "parked").set(s.parked as f64);
             metrics::gauge!("chimpsync_queue_oldest_pending_seconds").set(s.oldest_pending_seconds);
+            metrics::gauge!("chimpsync_queue_held").set(s.held as f64);
             if let Some(t) = s.last_synced_at {
                 metrics::gauge!("chimpsync_last_synced_timestamp_seconds")
                     .set(t.timestamp() as f64);

@@ -351,7 +351,23 @@ impl Generated {
                 ));
             }
         }
+        statements.extend(self.truncate_trigger());
         statements
+    }
+
+    /// The function and trigger that queue the removal of every customer Mailchimp may hold
+    /// when the table is truncated (a TRUNCATE trigger is statement-level in either shape).
+    fn truncate_trigger(&self) -> [String; 2] {
+        [
+            templates::fill(
+                templates::TRUNCATE_FUNCTION,
+                &[("enqueue", &self.enqueue(templates::CHANGES_TRUNCATE))],
+            ),
+            templates::fill(
+                templates::TRUNCATE_TRIGGER,
+                &[("table", &self.table.quoted())],
+            ),
+        ]
     }
 
     /// The backfill statement: `$1` = last key of the previous chunk (null to start), `$2` = chunk size.

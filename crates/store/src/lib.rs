@@ -23,8 +23,8 @@ pub use deadpool_postgres::Pool;
 pub use generated::{Generated, TriggerShape};
 pub use mapping::Mapping;
 pub use queue::{
-    Ack, Claim, ClaimedRow, DoneSteps, MaybeApplied, Operation, Payload, Queue, Retry, Summary,
-    Synced, Untagged, Upserted,
+    Ack, Claim, ClaimedRow, DoneSteps, MaybeApplied, Operation, Payload, Queue, RemovalGuard,
+    Retry, Summary, Synced, Untagged, Upserted,
 };
 pub use setup::{setup, setup_sql, setup_with, SetupOptions, SetupReport};
 

@@ -257,6 +257,20 @@ pub struct AckCounts {
     pub released: u64,
 }
 
+/// The mass-removal guard of the claim: when more removals than `min_rows` and than `share` of
+/// the synced contacts were queued within `window`, they are held instead of claimed, until a
+/// person releases them ([`Queue::release_held_removals`]) or the customers come back (their
+/// upserts end the hold). The defaults live with the worker's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemovalGuard {
+    /// The share of the synced contacts (0..=1) that may be removed within the window.
+    pub share: f64,
+    /// Removals within the window that are never held, whatever the audience's size.
+    pub min_rows: i64,
+    /// How far back queued removals count.
+    pub window: Duration,
+}
+
 /// The queue at a glance (`chimpsync.queue_summary`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Summary {
@@ -272,6 +286,11 @@ pub struct Summary {
     pub oldest_pending_seconds: f64,
     /// When Mailchimp last acknowledged a change.
     pub last_synced_at: Option<DateTime<Utc>>,
+    /// Removals held by the mass-removal guard, waiting for `chimpsync release-removals` (not
+    /// counted as pending).
+    pub held: i64,
+    /// Why they are held (one of the reasons, when there are several).
+    pub held_reason: Option<String>,
 }
 
 /// The queue, over a connection pool.
@@ -297,8 +316,9 @@ impl Queue {
         &self.pool
     }
 
-    /// Claims up to `limit` due rows for `lease`. `now` overrides the database clock (tests).
-    #[instrument(skip_all, fields(batch.limit = limit))]
+    /// Claims up to `limit` due rows for `lease`, without the mass-removal guard (tests and
+    /// benchmarks of the claim itself; the worker claims with [`Queue::claim_guarded`]). `now`
+    /// overrides the database clock (tests).
     pub async fn claim_batch(
         &self,
         owner: &str,
@@ -306,12 +326,42 @@ impl Queue {
         lease: Duration,
         now: Option<DateTime<Utc>>,
     ) -> Result<Claim> {
+        self.claim_guarded(owner, limit, lease, None, now).await
+    }
+
+    /// Claims up to `limit` due rows for `lease`; with `guard`, the same statement first holds
+    /// the removals that pass it (see [`RemovalGuard`]). Held rows are never claimed. `now`
+    /// overrides the database clock (tests).
+    #[instrument(skip_all, fields(batch.limit = limit))]
+    pub async fn claim_guarded(
+        &self,
+        owner: &str,
+        limit: i64,
+        lease: Duration,
+        guard: Option<&RemovalGuard>,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Claim> {
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(queries::CLAIM_BATCH).await?;
         let token = Uuid::new_v4();
         let lease_secs = lease.as_secs_f64();
+        let share = guard.map(|g| g.share);
+        let min_rows = guard.map(|g| g.min_rows);
+        let window = guard.map(|g| g.window.as_secs_f64());
         let rows = client
-            .query(&statement, &[&owner, &token, &limit, &lease_secs, &now])
+            .query(
+                &statement,
+                &[
+                    &owner,
+                    &token,
+                    &limit,
+                    &lease_secs,
+                    &now,
+                    &share,
+                    &min_rows,
+                    &window,
+                ],
+            )
             .await?;
         let rows = rows
             .into_iter()
@@ -472,6 +522,17 @@ impl Queue {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// Sends removals the mass-removal guard held, after a person has looked: all of them, or
+    /// the given ids. Returns the ids released.
+    pub async fn release_held_removals(&self, all: bool, ids: &[i64]) -> Result<Vec<i64>> {
+        let client = self.pool.get().await?;
+        let ids: Option<&[i64]> = (!all).then_some(ids);
+        let rows = client
+            .query(queries::RELEASE_HELD_REMOVALS, &[&ids])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The queue at a glance.
     pub async fn summary(&self) -> Result<Summary> {
         let client = self.pool.get().await?;
@@ -483,6 +544,8 @@ impl Queue {
             parked: row.get("parked"),
             oldest_pending_seconds: row.get("oldest_pending_seconds"),
             last_synced_at: row.get("last_synced_at"),
+            held: row.get("held"),
+            held_reason: row.get("held_reason"),
         })
     }
 }

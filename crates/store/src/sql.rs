@@ -39,6 +39,7 @@ pub mod queries {
         RECORD_MIGRATION => "record_migration.sql",
         RECORD_RECONCILE => "record_reconcile.sql",
         RELEASE_BATCH => "release_batch.sql",
+        RELEASE_HELD_REMOVALS => "release_held_removals.sql",
         RELEASE_SLOT => "release_slot.sql",
         RENAME_SYNCED_CONTACT => "rename_synced_contact.sql",
         RESCHEDULE_BATCH => "reschedule_batch.sql",
@@ -77,6 +78,7 @@ pub mod queries {
         ("record_migration", RECORD_MIGRATION),
         ("record_reconcile", RECORD_RECONCILE),
         ("release_batch", RELEASE_BATCH),
+        ("release_held_removals", RELEASE_HELD_REMOVALS),
         ("release_slot", RELEASE_SLOT),
         ("rename_synced_contact", RENAME_SYNCED_CONTACT),
         ("reschedule_batch", RESCHEDULE_BATCH),
@@ -112,6 +114,9 @@ pub mod templates {
         ROW_TRIGGER => "row_trigger.sql",
         STATEMENT_FUNCTION => "statement_function.sql",
         STATEMENT_TRIGGER => "statement_trigger.sql",
+        CHANGES_TRUNCATE => "changes_truncate.sql",
+        TRUNCATE_FUNCTION => "truncate_function.sql",
+        TRUNCATE_TRIGGER => "truncate_trigger.sql",
         WORKER_ROLE => "worker_role.sql",
     );
 
@@ -147,6 +152,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         4,
         "installed_triggers",
         include_str!("../../../sql/migrations/0004_installed_triggers.sql"),
+    ),
+    (
+        6,
+        "held_removals",
+        include_str!("../../../sql/migrations/0006_held_removals.sql"),
     ),
     (
         7,

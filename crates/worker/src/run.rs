@@ -74,14 +74,19 @@ impl Worker {
         Ok(self.engine.process(claim, &CancellationToken::new()).await)
     }
 
-    /// Claims the next batch, retrying while the database is briefly away.
+    /// Claims the next batch, retrying while the database is briefly away. The claim holds
+    /// mass removals first, in the same statement ([`store::RemovalGuard`]).
     async fn claim(&self) -> Result<Claim, Error> {
         let s = &self.engine.settings;
         let started = Instant::now();
         let claim = (|| {
-            self.engine
-                .queue
-                .claim_batch(&s.owner, s.batch_size as i64, s.lease, None)
+            self.engine.queue.claim_guarded(
+                &s.owner,
+                s.batch_size as i64,
+                s.lease,
+                Some(&s.removal_guard),
+                None,
+            )
         })
         .retry(retry::claim())
         .when(store::Error::is_transient)

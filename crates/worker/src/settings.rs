@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use store::mapping::AudienceSettings;
+use store::RemovalGuard;
 
 use crate::error::Error;
 use crate::retry::RetryPolicy;
@@ -32,6 +33,16 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(600);
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How long in-flight calls may finish after SIGTERM before their rows are released.
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+/// The mass-removal guard holds the removals queued within [`DEFAULT_REMOVAL_WINDOW`] once they
+/// pass this share of the synced contacts: a normal day removes far fewer than a tenth of an
+/// audience, while a truncate, a wrong filter or a half-finished restore removes most of it.
+pub const DEFAULT_REMOVAL_SHARE: f64 = 0.10;
+/// Removals within the window that are never held: below this the guard would trip on small
+/// test audiences and on ordinary clean-ups.
+pub const DEFAULT_REMOVAL_MIN_ROWS: i64 = 100;
+/// How far back queued removals count: an hour covers a truncate followed by a slow restore, so
+/// the restore's upserts find the removals still held.
+pub const DEFAULT_REMOVAL_WINDOW: Duration = Duration::from_secs(3600);
 /// Who claims when the caller names no host (see [`owner`]).
 pub const DEFAULT_HOST: &str = "chimpsync";
 
@@ -74,6 +85,9 @@ pub struct Settings {
     pub shutdown_deadline: Duration,
     /// Who claims (shown in `sync_queue.lease_owner`). Default [`owner`]`(None)`.
     pub owner: String,
+    /// When queued removals are held instead of sent. Default [`DEFAULT_REMOVAL_SHARE`],
+    /// [`DEFAULT_REMOVAL_MIN_ROWS`], [`DEFAULT_REMOVAL_WINDOW`].
+    pub removal_guard: RemovalGuard,
 }
 
 impl Settings {
@@ -94,6 +108,11 @@ impl Settings {
             poll_interval: DEFAULT_POLL_INTERVAL,
             shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
             owner: owner(None),
+            removal_guard: RemovalGuard {
+                share: DEFAULT_REMOVAL_SHARE,
+                min_rows: DEFAULT_REMOVAL_MIN_ROWS,
+                window: DEFAULT_REMOVAL_WINDOW,
+            },
         }
     }
 
@@ -119,6 +138,14 @@ impl Settings {
         }
         if self.retry.max_attempts < 1 {
             return Err(Error::Settings("max attempts must be at least 1".into()));
+        }
+        let guard = &self.removal_guard;
+        if !(0.0..=1.0).contains(&guard.share) || guard.min_rows < 0 || guard.window.is_zero() {
+            return Err(Error::Settings(format!(
+                "removal guard: the share ({}) must be within 0..=1, the rows ({}) at least 0 and \
+                 the window ({:?}) longer than 0",
+                guard.share, guard.min_rows, guard.window
+            )));
         }
         if self.audience_id.trim().is_empty() {
             return Err(Error::Settings(
@@ -154,6 +181,9 @@ mod tests {
         assert!(refused(|s| s.lease = s.request_timeout));
         assert!(refused(|s| s.retry.max_attempts = 0));
         assert!(refused(|s| s.audience_id = " ".into()));
+        assert!(refused(|s| s.removal_guard.share = 1.5));
+        assert!(refused(|s| s.removal_guard.min_rows = -1));
+        assert!(refused(|s| s.removal_guard.window = Duration::ZERO));
     }
 
     #[test]

@@ -97,7 +97,10 @@ async fn changes_from_16_writers_drained_by_3_workers_with_faults_lose_nothing()
             let mut cmd = f.command(&["run"])?;
             cmd.env("CHIMPSYNC_REQUEST_TIMEOUT_SECONDS", "10")
                 .env("CHIMPSYNC_LEASE_SECONDS", "30")
-                .env("CHIMPSYNC_POLL_INTERVAL_MS", "100");
+                .env("CHIMPSYNC_POLL_INTERVAL_MS", "100")
+                // A fifth of the random changes remove a customer, within seconds: a mass removal
+                // the guard would rightly hold for a person. This scenario measures the drain.
+                .env("CHIMPSYNC_HOLD_REMOVALS_PERCENT", "100");
             Spawned::start(cmd)
         })
         .collect::<Result<_>>()?;

@@ -9,6 +9,7 @@
 mod crash;
 mod database;
 mod host_resume;
+mod host_truncate;
 mod input;
 mod load;
 mod mailchimp;

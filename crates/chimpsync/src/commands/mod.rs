@@ -4,6 +4,7 @@ mod audience;
 mod backfill;
 mod check;
 mod reconcile;
+mod release_removals;
 mod retry;
 mod run;
 mod setup;
@@ -26,6 +27,7 @@ pub async fn execute(command: Command, config: &Config) -> Result<ExitCode> {
         Command::Run { once, tuning } => run::run(config, once, tuning).await?,
         Command::Status { json } => status::run(config, json).await?,
         Command::Retry { all, ids } => retry::run(config, all, &ids).await?,
+        Command::ReleaseRemovals { all, ids } => release_removals::run(config, all, &ids).await?,
         Command::Audience {
             command: AudienceCommand::Create(args),
         } => audience::create(config, args).await?,

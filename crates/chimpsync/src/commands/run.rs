@@ -35,6 +35,11 @@ fn settings(
     s.poll_interval = Duration::from_millis(tuning.poll_interval_ms);
     s.shutdown_deadline = seconds("shutdown deadline", tuning.shutdown_deadline_seconds)?;
     s.owner = config.worker_owner();
+    s.removal_guard = store::RemovalGuard {
+        share: tuning.hold_removals_percent / 100.0,
+        min_rows: tuning.hold_removals_min_rows,
+        window: seconds("hold-removals window", tuning.hold_removals_window_seconds)?,
+    };
     s.validate()?;
     Ok(s)
 }

@@ -25,6 +25,8 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
             "parked": summary.parked,
             "oldest_pending_seconds": summary.oldest_pending_seconds,
             "last_synced_at": summary.last_synced_at.map(time),
+            "held": summary.held,
+            "held_reason": summary.held_reason,
         });
         println!("{value}");
         return Ok(());
@@ -44,9 +46,24 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
             .map(time)
             .unwrap_or_else(|| "never".into())
     );
+    if summary.held > 0 {
+        println!(
+            "held removals           {} ({})",
+            summary.held,
+            summary
+                .held_reason
+                .as_deref()
+                .unwrap_or("no reason recorded")
+        );
+    }
     if summary.parked > 0 {
         println!("\nparked rows wait for `chimpsync retry --all` (or a new change of the customer); why:");
         println!("  select id, customer_key, last_error from chimpsync.sync_queue where parked_at is not null;");
+    }
+    if summary.held > 0 {
+        println!("\nheld removals are not sent: if the customers were removed on purpose, `chimpsync release-removals --all`;");
+        println!("if by mistake, restore them (their changes cancel the hold). The rows:");
+        println!("  select id, customer_key, held_at, held_reason from chimpsync.sync_queue where held_at is not null;");
     }
     Ok(())
 }
