@@ -27,6 +27,9 @@ pub const POLL_INTERVAL_MS: u64 = settings::DEFAULT_POLL_INTERVAL.as_millis() as
 pub const SHUTDOWN_DEADLINE_SECONDS: f64 = settings::DEFAULT_SHUTDOWN_DEADLINE.as_secs_f64();
 /// Database connections of a worker replica.
 pub const DB_POOL_SIZE: usize = 16;
+/// Days an applied webhook event is kept: a week to look into a complaint about one, and no
+/// longer, since each holds an address.
+pub const INBOUND_RETENTION_DAYS: f64 = 7.0;
 /// Rows per backfill chunk.
 pub const BACKFILL_CHUNK: i64 = 5000;
 /// Where `chimpsync run` serves its HTTP endpoints.
