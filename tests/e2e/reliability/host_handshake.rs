@@ -88,17 +88,15 @@ impl Served {
 
     /// Waits until `/readyz` answers `status` with a body containing `needle`; returns the body.
     async fn readyz(&self, status: u16, needle: &str) -> Result<String> {
-        let mut last = String::new();
         let started = Instant::now();
         loop {
             let (got, body) = self.get("/readyz").await?;
             if got == status && body.contains(needle) {
                 return Ok(body);
             }
-            last = format!("{got} {body}");
             ensure!(
                 started.elapsed() < WAIT,
-                "/readyz never answered {status} with {needle:?}; last: {last}"
+                "/readyz never answered {status} with {needle:?}; last: {got} {body}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -501,9 +499,10 @@ async fn applied_inbound_events_are_deleted_after_their_retention() -> Result<()
         statements.push(deleted);
     }
     ensure!(statements == [1000, 1000, 510], "{statements:?}");
+    let fixture = &f;
     let left = |status: &str| {
         let sql = format!("select count(*) from chimpsync.inbound_events where status = '{status}'");
-        async move { count(&f, &sql).await }
+        async move { count(fixture, &sql).await }
     };
     ensure!(left("applied").await? == 5 && left("ignored").await? == 0);
     ensure!(left("received").await? == 3 && left("failed").await? == 2);
