@@ -152,4 +152,9 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "installed_triggers",
         include_str!("../../../sql/migrations/0004_installed_triggers.sql"),
     ),
+    (
+        8,
+        "installed_mapping",
+        include_str!("../../../sql/migrations/0008_installed_mapping.sql"),
+    ),
 ];
