@@ -202,7 +202,11 @@ fn mapping_difference(wanted: &Value, installed: &Value) -> Option<Mismatch> {
     };
     let table = |v: &Value| {
         let text = v.pointer("/source/table").and_then(Value::as_str);
-        text.map(|t| TableName::parse(t).map(|n| n.to_string()).unwrap_or(t.into()))
+        text.map(|t| {
+            TableName::parse(t)
+                .map(|n| n.to_string())
+                .unwrap_or(t.into())
+        })
     };
     let (file, db) = (table(wanted), table(installed));
     if file != db {
@@ -359,7 +363,9 @@ mod tests {
     fn schema_versions_are_compared_as_sets() {
         let mapping = Mapping::parse(BASE).unwrap();
         let none = compare(&SchemaState::default(), &mapping).unwrap().unwrap();
-        assert!(none.to_string().starts_with("the database has no chimpsync schema"));
+        assert!(none
+            .to_string()
+            .starts_with("the database has no chimpsync schema"));
         let mut older = current(BASE);
         older.applied = vec![1, 2];
         assert_eq!(

@@ -13,7 +13,8 @@ use mailchimp_emulator::Config;
 use serde_json::Value;
 
 use super::{
-    count, doubled_contacts, journal_acks, unacknowledged_deletes, wait_drained, Scenario, Spawned,
+    count, doubled_contacts, journal_acks, leased_by, unacknowledged_deletes, wait_drained,
+    Scenario, Spawned,
 };
 
 /// The claim and acknowledgement of the release whose schema stopped at migration 0002.
@@ -111,17 +112,6 @@ impl Served {
     }
 }
 
-/// Rows `owner` holds under a live lease.
-async fn leased_by(f: &Fixture, owner: &str) -> Result<i64> {
-    Ok(f.sql
-        .query_one(
-            "select count(*) from chimpsync.sync_queue where lease_owner = $1 and lease_expires_at > now()",
-            &[&owner],
-        )
-        .await?
-        .get(0))
-}
-
 /// The claims made so far (each claim adds one attempt to each of its rows; acknowledged rows
 /// are counted from the journal).
 async fn claims_so_far(f: &Fixture) -> Result<i64> {
@@ -172,7 +162,11 @@ async fn run_and_backfill_refuse_a_schema_or_mapping_that_does_not_fit() -> Resu
         "delete from chimpsync.schema_migrations where version in (9999, {version})"
     ))
     .await?;
-    let older = count(&f, "select max(version)::bigint from chimpsync.schema_migrations").await?;
+    let older = count(
+        &f,
+        "select max(version)::bigint from chimpsync.schema_migrations",
+    )
+    .await?;
     refuses(
         f.command(&["run"])?,
         &format!(
@@ -240,7 +234,10 @@ async fn a_worker_stops_claiming_when_the_schema_moves_under_it_and_loses_nothin
     f.exec("insert into chimpsync.schema_migrations (version, name) values (9999, 'future')")
         .await?;
     let body = run.readyz(503, "newer than this chimpsync").await?;
-    record.figure("seconds until unready", moved.elapsed().as_secs_f64().round());
+    record.figure(
+        "seconds until unready",
+        moved.elapsed().as_secs_f64().round(),
+    );
     record.figure("rows in flight when the schema moved", in_flight);
     ensure!(
         body.starts_with("schema: the database's chimpsync schema is at version 9999"),
@@ -266,7 +263,10 @@ async fn a_worker_stops_claiming_when_the_schema_moves_under_it_and_loses_nothin
         ensure!(claims_so_far(&f).await? == claims, "claimed while held");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    ensure!(f.emulator.stats().requests == requests, "called Mailchimp while held");
+    ensure!(
+        f.emulator.stats().requests == requests,
+        "called Mailchimp while held"
+    );
     let pending = count(&f, "select count(*) from chimpsync.sync_queue").await?;
     ensure!(pending > 0, "the queue drained before the schema moved");
     record.figure("rows waiting while held", pending);
@@ -300,7 +300,10 @@ async fn a_worker_stops_claiming_when_the_schema_moves_under_it_and_loses_nothin
     ensure!(unacked.is_empty(), "{unacked:?}");
     let doubled = doubled_contacts(&f).await?;
     ensure!(doubled.is_empty(), "{doubled:?}");
-    record.figure("customers in the audience", f.emulator.members(AUDIENCE).len());
+    record.figure(
+        "customers in the audience",
+        f.emulator.members(AUDIENCE).len(),
+    );
     record.figure("lost", 0);
     record.save()?;
     f.finish().await
@@ -313,7 +316,10 @@ fn member_of(payload: &Value, consent: bool) -> (MemberUpsert, Vec<TagChange>) {
     } else {
         Status::Unsubscribed
     };
-    let merge_fields = payload["merge_fields"].as_object().cloned().unwrap_or_default();
+    let merge_fields = payload["merge_fields"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let tags = payload["tags"]
         .as_object()
         .map(|t| {
@@ -384,8 +390,17 @@ async fn an_upgrade_from_schema_0002_while_the_old_worker_holds_claims_loses_not
     let claim = |token: uuid::Uuid, lease: f64| {
         let sql = &f.sql;
         async move {
-            sql.query(OLD_CLAIM, &[&"old/1", &token, &50i64, &lease, &None::<chrono::DateTime<chrono::Utc>>])
-                .await
+            sql.query(
+                OLD_CLAIM,
+                &[
+                    &"old/1",
+                    &token,
+                    &50i64,
+                    &lease,
+                    &None::<chrono::DateTime<chrono::Utc>>,
+                ],
+            )
+            .await
         }
     };
     let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
@@ -396,8 +411,15 @@ async fn an_upgrade_from_schema_0002_while_the_old_worker_holds_claims_loses_not
     let mut admin = f.db.client().await?;
     let upgrade = Instant::now();
     let report = store::setup(&mut admin, &f.mapping, store::TriggerShape::Statement).await?;
-    record.figure("setup seconds", (upgrade.elapsed().as_secs_f64() * 10.0).round() / 10.0);
-    let later: Vec<i32> = store::sql::MIGRATIONS.iter().map(|m| m.0).filter(|v| *v > 2).collect();
+    record.figure(
+        "setup seconds",
+        (upgrade.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    );
+    let later: Vec<i32> = store::sql::MIGRATIONS
+        .iter()
+        .map(|m| m.0)
+        .filter(|v| *v > 2)
+        .collect();
     ensure!(report.applied_migrations == later, "{report:?}");
     ensure!(store::handshake::check(&admin, &f.mapping).await?.is_none());
 
@@ -418,14 +440,19 @@ async fn an_upgrade_from_schema_0002_while_the_old_worker_holds_claims_loses_not
         let consent = payload["consent"].as_bool().unwrap_or(false);
         let (body, tag_changes) = member_of(&payload, consent);
         f.mailchimp.upsert_member(AUDIENCE, &email, &body).await?;
-        f.mailchimp.update_tags(AUDIENCE, &email, &tag_changes).await?;
+        f.mailchimp
+            .update_tags(AUDIENCE, &email, &tag_changes)
+            .await?;
         ids.push(row.get::<_, i64>("id"));
         versions.push(row.get::<_, i64>("version"));
         keys.push(row.get::<_, String>("customer_key"));
         emails.push(email);
         consents.push(consent);
         tags.push(Value::from(
-            tag_changes.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+            tag_changes
+                .iter()
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>(),
         ));
         removed.push(false);
     }
@@ -433,13 +460,21 @@ async fn an_upgrade_from_schema_0002_while_the_old_worker_holds_claims_loses_not
         .sql
         .query_one(
             OLD_ACK,
-            &[&first, &ids, &versions, &keys, &emails, &consents, &tags, &removed],
+            &[
+                &first, &ids, &versions, &keys, &emails, &consents, &tags, &removed,
+            ],
         )
         .await?;
     let (deleted, released): (i64, i64) = (acked.get("deleted"), acked.get("released"));
-    ensure!((deleted, released) == (49, 1), "old ack: {deleted} deleted, {released} released");
+    ensure!(
+        (deleted, released) == (49, 1),
+        "old ack: {deleted} deleted, {released} released"
+    );
     record.figure("rows the old ack deleted", deleted);
-    record.figure("rows the old ack released (changed after the upgrade)", released);
+    record.figure(
+        "rows the old ack released (changed after the upgrade)",
+        released,
+    );
 
     // A worker of this build drains, the dead worker's batch included once its lease lapses.
     let worker = f.worker(|_| {})?;
@@ -501,7 +536,8 @@ async fn applied_inbound_events_are_deleted_after_their_retention() -> Result<()
     ensure!(statements == [1000, 1000, 510], "{statements:?}");
     let fixture = &f;
     let left = |status: &str| {
-        let sql = format!("select count(*) from chimpsync.inbound_events where status = '{status}'");
+        let sql =
+            format!("select count(*) from chimpsync.inbound_events where status = '{status}'");
         async move { count(fixture, &sql).await }
     };
     ensure!(left("applied").await? == 5 && left("ignored").await? == 0);

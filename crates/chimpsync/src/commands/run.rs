@@ -98,7 +98,10 @@ async fn prune_inbound(
         if hold.borrow().is_none() {
             match store::inbound::prune(&pool, retention, PRUNE_BATCH).await {
                 Ok(0) => {}
-                Ok(deleted) => debug!(deleted, "deleted applied inbound events past their retention"),
+                Ok(deleted) => debug!(
+                    deleted,
+                    "deleted applied inbound events past their retention"
+                ),
                 Err(e) => warn!(error = %e, "cannot delete old inbound events"),
             }
         }
@@ -113,9 +116,11 @@ async fn prune_inbound(
 /// against a schema or installed triggers that do not fit, unless told to wait for them.
 pub async fn run(config: &Config, options: Options, tuning: Tuning) -> Result<()> {
     let once = options.once;
-    let retention = match options.inbound_retention_days {
-        days if days == 0.0 => None,
-        days => Some(seconds("inbound retention", days * 86_400.0)?),
+    let days = options.inbound_retention_days;
+    let retention = if days == 0.0 {
+        None
+    } else {
+        Some(seconds("inbound retention", days * 86_400.0)?)
     };
     let (worker, mapping) = build_worker(config, &tuning).await?;
     let pool = worker.queue().pool().clone();
