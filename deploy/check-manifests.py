@@ -72,7 +72,14 @@ def main(rendered, rules, http_rs):
     container = spec["containers"][0]
     env = env_of(container)
     need(deployment["spec"]["replicas"] == 2, "Deployment: 2 replicas")
-    need(container.get("args") == ["run"], "Deployment: runs `chimpsync run`")
+    need(container.get("args", [])[:1] == ["run"], "Deployment: runs `chimpsync run`")
+    # Ordering: the worker waits for setup's schema and triggers rather than exiting (the Job
+    # and the Deployment are applied together).
+    waits = "--wait-for-schema" in container.get("args", []) or env.get(
+        "CHIMPSYNC_WAIT_FOR_SCHEMA", {}).get("value", "").lower() in {"true", "1", "yes", "on"}
+    need(waits, "Deployment: waits for the schema (run --wait-for-schema)")
+    need(container["startupProbe"]["httpGet"]["path"] == "/healthz",
+         "Deployment: the startup probe is /healthz (live while waiting for the schema)")
     need(container["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness on /healthz")
     need(container["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness on /readyz")
     deadline = int(env.get("CHIMPSYNC_SHUTDOWN_DEADLINE_SECONDS", {}).get(
@@ -88,6 +95,16 @@ def main(rendered, rules, http_rs):
     job_container = job["spec"]["template"]["spec"]["containers"][0]
     need(job_container["args"][0] == "setup", "Job: runs `chimpsync setup`")
     need("--worker-role" in job_container["args"], "Job: creates the worker role")
+    # Re-run on every apply: gone soon after it finishes (its template is immutable), bounded.
+    job_spec = job["spec"]
+    ttl = job_spec.get("ttlSecondsAfterFinished")
+    need(isinstance(ttl, int) and 0 <= ttl <= 900,
+         "Job: ttlSecondsAfterFinished at most 900 (the next apply re-runs setup)")
+    need(isinstance(job_spec.get("activeDeadlineSeconds"), int)
+         and job_spec["activeDeadlineSeconds"] > 300,
+         "Job: activeDeadlineSeconds above setup's own 300 s lock deadline")
+    need(isinstance(job_spec.get("backoffLimit"), int) and job_spec["backoffLimit"] <= 5,
+         "Job: a bounded backoffLimit")
 
     cron = by_kind["CronJob"][0]
     cron_container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
@@ -110,11 +127,13 @@ def main(rendered, rules, http_rs):
     config = by_kind["ConfigMap"][0]
     need("chimpsync.toml" in config["data"], "ConfigMap: chimpsync.toml")
 
-    # The alert rules: well formed, and only about metrics the binary exports.
+    # The alert rules: well formed, the schema mismatch among them, and only about metrics the binary exports.
     exported = set(re.findall(r'describe_\w+!\(\s*"(chimpsync_\w+)"', open(http_rs).read()))
     need(len(exported) > 5, f"found the metric names in {http_rs}")
     rule_doc = yaml.safe_load(open(rules))
     need(rule_doc["kind"] == "PrometheusRule", "rules: kind PrometheusRule")
+    alerts = {r.get("alert") for g in rule_doc["spec"]["groups"] for r in g["rules"]}
+    need("ChimpsyncSchemaMismatch" in alerts, "rules: ChimpsyncSchemaMismatch")
     for group in rule_doc["spec"]["groups"]:
         for rule in group["rules"]:
             alert = rule.get("alert", "?")

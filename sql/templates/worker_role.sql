@@ -23,4 +23,9 @@ grant select on chimpsync.queue_summary to {{role}};
 -- The webhook receiver of `chimpsync run` (CHIMPSYNC_WEBHOOK_SECRET): stores events and marks
 -- them applied. Its [inbound] statements change the customer table: with webhooks on, the DBA
 -- also grants the role select on that table and update on the columns those statements set.
-grant select, insert, update on chimpsync.inbound_events to {{role}};
+-- Applied events past their retention are deleted by the worker.
+grant select, insert, update, delete on chimpsync.inbound_events to {{role}};
+-- The schema handshake of `run`: the migrations applied, and the mapping `setup` installed
+-- (through a function: the role may not read chimpsync.installation).
+grant select on chimpsync.schema_migrations to {{role}};
+grant execute on function chimpsync.installed_mapping() to {{role}};

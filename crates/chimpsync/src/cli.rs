@@ -30,6 +30,18 @@ pub enum Command {
         /// Drain everything that is due, then exit 0.
         #[arg(long)]
         once: bool,
+        /// Instead of exiting when the chimpsync schema or the installed triggers do not fit
+        /// (before `setup` has run), serve /healthz and an unready /readyz and wait for them.
+        #[arg(long, env = "CHIMPSYNC_WAIT_FOR_SCHEMA")]
+        wait_for_schema: bool,
+        /// Days a webhook event is kept after it was applied (it holds addresses); 0 keeps
+        /// every event.
+        #[arg(
+            long,
+            default_value_t = defaults::INBOUND_RETENTION_DAYS,
+            env = "CHIMPSYNC_INBOUND_RETENTION_DAYS"
+        )]
+        inbound_retention_days: f64,
         #[command(flatten)]
         tuning: Tuning,
     },

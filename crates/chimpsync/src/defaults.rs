@@ -33,6 +33,9 @@ pub const HOLD_REMOVALS_MIN_ROWS: i64 = settings::DEFAULT_REMOVAL_MIN_ROWS;
 pub const HOLD_REMOVALS_WINDOW_SECONDS: f64 = settings::DEFAULT_REMOVAL_WINDOW.as_secs_f64();
 /// Database connections of a worker replica.
 pub const DB_POOL_SIZE: usize = 16;
+/// Days an applied webhook event is kept: a week to look into a complaint about one, and no
+/// longer, since each holds an address.
+pub const INBOUND_RETENTION_DAYS: f64 = 7.0;
 /// Rows per backfill chunk.
 pub const BACKFILL_CHUNK: i64 = 5000;
 /// Where `chimpsync run` serves its HTTP endpoints.

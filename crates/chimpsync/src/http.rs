@@ -34,6 +34,8 @@ pub struct HttpState {
     addr: SocketAddr,
     /// The Mailchimp webhook route, when `CHIMPSYNC_WEBHOOK_SECRET` is set.
     webhooks: Option<Receiver>,
+    /// Why the schema does not fit this worker, when it does not.
+    hold: Option<worker::Hold>,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -132,6 +134,10 @@ fn describe_metrics() {
         "chimpsync_ready",
         "1 when the last /readyz check passed (database and Mailchimp key), else 0."
     );
+    describe_gauge!(
+        "chimpsync_schema_compatible",
+        "1 while the chimpsync schema and the installed triggers fit this worker, 0 while it claims nothing because they do not."
+    );
     // Counters exist from the start at 0, so rate() and absent() work before the first event.
     metrics::counter!("chimpsync_retries_total").increment(0);
     metrics::counter!("chimpsync_parked_total").increment(0);
@@ -155,12 +161,19 @@ impl HttpState {
             ready_until: Arc::new(Mutex::new(None)),
             addr,
             webhooks: None,
+            hold: None,
         })
     }
 
     /// Also serves the Mailchimp webhook route (`GET, POST /webhooks/mailchimp/<secret>`).
     pub fn with_webhooks(mut self, receiver: Option<Receiver>) -> HttpState {
         self.webhooks = receiver;
+        self
+    }
+
+    /// Unready while `hold` says why the schema does not fit.
+    pub fn with_hold(mut self, hold: worker::Hold) -> HttpState {
+        self.hold = Some(hold);
         self
     }
 }
@@ -175,11 +188,15 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     (status, body)
 }
 
-/// The database is checked on every call (one cheap query, so a lost database shows at once);
+/// The schema handshake's last result comes first (a schema that does not fit also makes the
+/// queue unreadable, and the handshake says why). The database is checked on every call (one cheap query, so a lost database shows at once);
 /// the Mailchimp key's positive answer is reused for [`READY_CACHE`] (probes must not spend the
 /// API's rate limit). Each check is bounded by [`READY_TIMEOUT`].
 async fn readiness(state: &HttpState) -> (StatusCode, String) {
     let unready = StatusCode::SERVICE_UNAVAILABLE;
+    if let Some(reason) = state.hold.as_ref().and_then(|h| h.borrow().clone()) {
+        return (unready, format!("schema: {reason}\n"));
+    }
     match tokio::time::timeout(READY_TIMEOUT, state.worker.queue().summary()).await {
         Err(_) => return (unready, "database: no answer in time\n".into()),
         Ok(Err(e)) => return (unready, format!("database: {e}\n")),

@@ -4,7 +4,7 @@
 //! pieces (the HTTP endpoints and the webhook receiver of `run`).
 //!
 //! Modules depend only on those listed before them: `defaults`, `config`, `cli`, `telemetry`,
-//! `db`, `progress`, `webhook`, `http`, `commands`.
+//! `db`, `handshake`, `progress`, `webhook`, `http`, `commands`.
 
 mod cli;
 mod config;
@@ -12,6 +12,7 @@ mod defaults;
 mod telemetry;
 
 mod db;
+mod handshake;
 mod progress;
 
 pub mod webhook;

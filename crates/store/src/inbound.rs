@@ -141,6 +141,20 @@ impl std::fmt::Debug for Inbound {
     }
 }
 
+/// Deletes up to `limit` events that are done (applied, or ignored) and older than `older_than`
+/// on the database's clock; returns how many. Events not applied yet, and failed ones, stay.
+#[instrument(skip(pool))]
+pub async fn prune(pool: &Pool, older_than: Duration, limit: i64) -> Result<i64> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            queries::PRUNE_INBOUND_EVENTS,
+            &[&older_than.as_secs_f64(), &limit],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// The parameter types of every `[inbound]` statement: `$1`, `$2`, `$3` are text.
 const STATEMENT_TYPES: [Type; 3] = [Type::TEXT, Type::TEXT, Type::TEXT];
 

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod backfill;
 pub mod generated;
+pub mod handshake;
 pub mod inbound;
 pub mod mapping;
 mod migrations;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use deadpool_postgres::Pool;
 pub use generated::{Generated, TriggerShape};
+pub use handshake::{Mismatch, SchemaState, SCHEMA_VERSION};
 pub use mapping::Mapping;
 pub use queue::{
     Ack, Claim, ClaimedRow, DoneSteps, MaybeApplied, Operation, Payload, Queue, RemovalGuard,

@@ -35,5 +35,5 @@ pub mod reconcile;
 
 pub use error::Error;
 pub use results::DrainOutcome;
-pub use run::Worker;
+pub use run::{Hold, Worker};
 pub use settings::Settings;

@@ -8,7 +8,7 @@ use backon::{BackoffBuilder, Retryable};
 use mailchimp::Client;
 use rand::Rng;
 use store::{Claim, Queue};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
@@ -24,10 +24,15 @@ use crate::settings::Settings;
 /// more of them that skipping costs more database time than the overlap saves.
 const CONCURRENT_CLAIMS: usize = 2;
 
+/// Why the worker must not claim: `Some(reason)` holds the run loop before its next claim (the
+/// batches in progress finish and record normally), `None` lets it claim. The sender decides.
+pub type Hold = watch::Receiver<Option<String>>;
+
 /// The engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Worker {
     engine: Arc<Engine>,
+    hold: Option<Hold>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -50,7 +55,30 @@ impl Worker {
                 client,
                 settings,
             }),
+            hold: None,
         })
+    }
+
+    /// The worker, whose run loop claims only while `hold` says nothing against it.
+    pub fn with_hold(mut self, hold: Hold) -> Worker {
+        self.hold = Some(hold);
+        self
+    }
+
+    /// Whether the hold forbids claiming now.
+    fn held(&self) -> bool {
+        self.hold.as_ref().is_some_and(|h| h.borrow().is_some())
+    }
+
+    /// Waits until the hold lets the worker claim; false if `shutdown` came first.
+    async fn wait_unheld(&self, shutdown: &CancellationToken) -> bool {
+        let Some(mut hold) = self.hold.clone() else {
+            return true;
+        };
+        tokio::select! {
+            released = hold.wait_for(Option::is_none) => released.is_ok(),
+            _ = shutdown.cancelled() => false,
+        }
     }
 
     /// The settings.
@@ -116,7 +144,7 @@ impl Worker {
                 Some(claim) => Some(claim),
                 None => {
                     let _claiming = claims.acquire_owned().await.expect("never closed");
-                    if stopping.is_cancelled() {
+                    if stopping.is_cancelled() || worker.held() {
                         None
                     } else {
                         worker
@@ -141,7 +169,8 @@ impl Worker {
     /// The loop: keeps up to one and a half times `concurrency` batches in progress (their
     /// requests capped at `concurrency` by the gate), claims the next batch while others are in
     /// flight (two claims at once while the claims come back full), polls with jitter when idle.
-    /// With `once`, returns when nothing is due and nothing is in flight. On `shutdown`: stops
+    /// While the hold (see [`Worker::with_hold`]) forbids it, claims nothing. With `once`,
+    /// returns when nothing is due and nothing is in flight. On `shutdown`: stops
     /// claiming, lets in-flight calls finish until the deadline, then releases what did not
     /// finish.
     #[instrument(skip_all, fields(worker.owner = %self.engine.settings.owner, once))]
@@ -187,6 +216,14 @@ impl Worker {
             };
             if self.engine.gate.wait_throttle(&shutdown).await.is_err() {
                 break;
+            }
+            if self.held() {
+                drop(permit);
+                behind = false;
+                if !self.wait_unheld(&shutdown).await {
+                    break;
+                }
+                continue;
             }
             if behind {
                 self.spawn(&mut tasks, None, permit, &claims, &shutdown, &hard_stop);

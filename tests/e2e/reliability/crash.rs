@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    count, doubled_contacts, journal_acks, run_writer, stopped_counts, unacknowledged_deletes,
-    wait_drained, Scenario, Spawned, WriterPlan, WriterStats,
+    count, doubled_contacts, journal_acks, leased_by, run_writer, stopped_counts,
+    unacknowledged_deletes, wait_drained, Scenario, Spawned, WriterPlan, WriterStats,
 };
 
 /// The seed of the kill delays and of the writers.
@@ -32,17 +32,6 @@ fn slow_worker(f: &Fixture) -> Result<std::process::Command> {
         .env("CHIMPSYNC_LEASE_SECONDS", "5")
         .env("CHIMPSYNC_REQUEST_TIMEOUT_SECONDS", "2");
     Ok(cmd)
-}
-
-/// Rows this process holds under a live lease.
-async fn leased_by(f: &Fixture, owner: &str) -> Result<i64> {
-    Ok(f.sql
-        .query_one(
-            "select count(*) from chimpsync.sync_queue where lease_owner = $1 and lease_expires_at > now()",
-            &[&owner],
-        )
-        .await?
-        .get(0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@
 
 mod crash;
 mod database;
+mod host_handshake;
 mod host_resume;
 mod host_truncate;
 mod input;
@@ -40,6 +41,17 @@ pub(crate) async fn wait_drained(f: &Fixture, timeout: Duration) -> Result<()> {
 /// One number from the test database.
 pub(crate) async fn count(f: &Fixture, sql: &str) -> Result<i64> {
     Ok(f.sql.query_one(sql, &[]).await?.get(0))
+}
+
+/// Rows the worker `owner` (its `lease_owner`) holds under a live lease.
+pub(crate) async fn leased_by(f: &Fixture, owner: &str) -> Result<i64> {
+    Ok(f.sql
+        .query_one(
+            "select count(*) from chimpsync.sync_queue where lease_owner = $1 and lease_expires_at > now()",
+            &[&owner],
+        )
+        .await?
+        .get(0))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use tracing::info;
 
 use crate::config::Config;
-use crate::{db, progress};
+use crate::{db, handshake, progress};
 
 /// Largest chunk accepted.
 const MAX_CHUNK: i64 = 100_000;
@@ -21,6 +21,8 @@ pub async fn run(config: &Config, chunk_size: i64) -> Result<()> {
     }
     let mapping = config.mapping()?;
     let client = db::connect(config).await?;
+    // Rows enqueued for triggers of another mapping would carry other fields.
+    handshake::require(&client, &mapping).await?;
     let backfill = store::backfill::Backfill::new(&client, &mapping).await?;
     let total = backfill.total(&client).await?;
     let bar = progress::bar(

@@ -67,15 +67,20 @@ async fn database(config: &Config, mapping: Option<&Mapping>, findings: &mut Fin
     findings.ok("database reachable");
     let Some(mapping) = mapping else { return };
     findings.report(mapped_columns(&client, mapping).await);
-    let installed: bool = client
-        .query_one(store::sql::queries::SCHEMA_EXISTS, &[])
+    findings.report(schema(&client, mapping).await);
+}
+
+/// Whether the schema and the installed triggers fit this build and `mapping`.
+async fn schema(client: &tokio_postgres::Client, mapping: &Mapping) -> Result<String, String> {
+    let state = store::handshake::read_state(client)
         .await
-        .map(|r| r.get(0))
-        .unwrap_or(false);
-    if installed {
-        findings.ok("schema chimpsync installed");
-    } else {
-        findings.problem("schema chimpsync is not installed: run `chimpsync setup`".into());
+        .map_err(|e| e.to_string())?;
+    match store::handshake::compare(&state, mapping).map_err(|e| e.to_string())? {
+        Some(mismatch) => Err(mismatch.to_string()),
+        None => Ok(format!(
+            "schema chimpsync at version {}, its triggers capture this mapping",
+            state.version()
+        )),
     }
 }
 

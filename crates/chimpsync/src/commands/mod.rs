@@ -24,7 +24,19 @@ pub async fn execute(command: Command, config: &Config) -> Result<ExitCode> {
         Command::Setup(args) => setup::run(config, args).await?,
         Command::Check => return check::run(config).await,
         Command::Backfill { chunk_size } => backfill::run(config, chunk_size).await?,
-        Command::Run { once, tuning } => run::run(config, once, tuning).await?,
+        Command::Run {
+            once,
+            wait_for_schema,
+            inbound_retention_days,
+            tuning,
+        } => {
+            let options = run::Options {
+                once,
+                wait_for_schema,
+                inbound_retention_days,
+            };
+            run::run(config, options, tuning).await?
+        }
         Command::Status { json } => status::run(config, json).await?,
         Command::Retry { all, ids } => retry::run(config, all, &ids).await?,
         Command::ReleaseRemovals { all, ids } => release_removals::run(config, all, &ids).await?,

@@ -3,16 +3,35 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use store::inbound::Inbound;
-use store::Mapping;
+use store::{Mapping, Pool};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use crate::cli::Tuning;
 use crate::config::{seconds, Config, Timeouts};
+use crate::handshake::Handshake;
 use crate::webhook::{self, Receiver};
 use crate::{db, http};
+
+/// How often applied webhook events past their retention are deleted...
+const PRUNE_EVERY: Duration = Duration::from_secs(15);
+
+/// ...and how many at most each time: a short statement on a table the receiver writes to, and
+/// still 4,000 a minute, more than an audience's webhook traffic.
+const PRUNE_BATCH: i64 = 1000;
+
+/// What `run` does besides the worker's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Drain what is due, then exit.
+    pub once: bool,
+    /// Wait for a fitting schema instead of refusing to start.
+    pub wait_for_schema: bool,
+    /// Days applied webhook events are kept (0: forever).
+    pub inbound_retention_days: f64,
+}
 
 /// The worker's settings for `audience_id` from the command line's limits.
 fn settings(
@@ -72,14 +91,73 @@ async fn receiver(
     Ok(Some(Receiver::new(inbound, audience, secret.clone())?))
 }
 
-/// Runs the worker until a signal (or, with `once`, until nothing is due).
-pub async fn run(config: &Config, once: bool, tuning: Tuning) -> Result<()> {
+/// Deletes applied webhook events older than `retention`, [`PRUNE_BATCH`] every
+/// [`PRUNE_EVERY`], while the schema fits, until `shutdown`.
+async fn prune_inbound(
+    pool: Pool,
+    retention: Duration,
+    hold: worker::Hold,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if hold.borrow().is_none() {
+            match store::inbound::prune(&pool, retention, PRUNE_BATCH).await {
+                Ok(0) => {}
+                Ok(deleted) => debug!(
+                    deleted,
+                    "deleted applied inbound events past their retention"
+                ),
+                Err(e) => warn!(error = %e, "cannot delete old inbound events"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
+/// Runs the worker until a signal (or, with `once`, until nothing is due). Refuses to start
+/// against a schema or installed triggers that do not fit, unless told to wait for them.
+pub async fn run(config: &Config, options: Options, tuning: Tuning) -> Result<()> {
+    let once = options.once;
+    let days = options.inbound_retention_days;
+    let retention = if days == 0.0 {
+        None
+    } else {
+        Some(seconds("inbound retention", days * 86_400.0)?)
+    };
     let (worker, mapping) = build_worker(config, &tuning).await?;
+    let pool = worker.queue().pool().clone();
+    let handshake = Handshake::new(pool.clone(), mapping.clone()).await?;
+    if let Some(reason) = handshake.reason() {
+        if !options.wait_for_schema {
+            bail!("{reason}");
+        }
+        info!("waiting until the schema fits: {reason}");
+    }
     let shutdown = CancellationToken::new();
+    // `--once` alone checked at start; a run that stays watches, and holds while it fails.
+    let worker = if once && !options.wait_for_schema {
+        worker
+    } else {
+        tokio::spawn(handshake.clone().watch(shutdown.clone()));
+        worker.with_hold(handshake.hold())
+    };
     let server = if once {
         None
     } else {
-        let receiver = receiver(config, &worker, &mapping).await?;
+        if let Some(retention) = retention {
+            tokio::spawn(prune_inbound(
+                pool,
+                retention,
+                handshake.hold(),
+                shutdown.clone(),
+            ));
+        }
+        let receiver = receiver(config, &worker, &mapping)
+            .await?
+            .map(|r| r.with_hold(handshake.hold()));
         if let Some(receiver) = &receiver {
             info!("serving the Mailchimp webhook route");
             tokio::spawn(
@@ -88,7 +166,9 @@ pub async fn run(config: &Config, once: bool, tuning: Tuning) -> Result<()> {
                     .retry_loop(webhook::RETRY_INTERVAL, shutdown.clone()),
             );
         }
-        let state = http::HttpState::new(worker.clone(), config)?.with_webhooks(receiver);
+        let state = http::HttpState::new(worker.clone(), config)?
+            .with_webhooks(receiver)
+            .with_hold(handshake.hold());
         Some(http::serve(state, shutdown.clone()).await?)
     };
     {
