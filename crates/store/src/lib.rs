@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod backfill;
+pub mod drift;
 pub mod generated;
 pub mod inbound;
 pub mod mapping;
@@ -25,7 +26,7 @@ pub use mapping::Mapping;
 pub use queue::{
     Ack, Claim, ClaimedRow, MaybeApplied, Operation, Payload, Queue, Retry, Summary, Synced,
 };
-pub use setup::{setup, setup_sql, setup_with, SetupOptions, SetupReport};
+pub use setup::{setup, setup_sql, setup_with, DdlGuard, Replayed, SetupOptions, SetupReport};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

@@ -74,6 +74,7 @@ async fn database(config: &Config, mapping: Option<&Mapping>, findings: &mut Fin
         .unwrap_or(false);
     if installed {
         findings.ok("schema chimpsync installed");
+        findings.report(drift(&client).await);
     } else {
         findings.problem("schema chimpsync is not installed: run `chimpsync setup`".into());
     }
@@ -91,6 +92,17 @@ async fn mapped_columns(
         "table {} has every mapped column",
         generated.table()
     ))
+}
+
+/// Whether the table still fits the mapping `setup` installed.
+async fn drift(client: &tokio_postgres::Client) -> Result<String, String> {
+    match store::drift::read(client).await {
+        Ok(drift) => match drift.reason() {
+            None => Ok("table fits the installed mapping (no drift)".into()),
+            Some(reason) => Err(reason),
+        },
+        Err(e) => Err(format!("reading the mapping drift: {e}")),
+    }
 }
 
 async fn mailchimp(config: &Config, mapping: Option<&Mapping>, findings: &mut Findings) {

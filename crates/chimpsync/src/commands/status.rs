@@ -17,6 +17,9 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
         .summary()
         .await
         .context("reading chimpsync.queue_summary (has `chimpsync setup` run?)")?;
+    let drift = store::drift::read(&*queue.pool().get().await?)
+        .await
+        .context("reading the mapping drift")?;
     if json {
         let value = serde_json::json!({
             "pending": summary.pending,
@@ -25,6 +28,8 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
             "parked": summary.parked,
             "oldest_pending_seconds": summary.oldest_pending_seconds,
             "last_synced_at": summary.last_synced_at.map(time),
+            "mapping_drift": drift.problem,
+            "held_changes": drift.held,
         });
         println!("{value}");
         return Ok(());
@@ -44,6 +49,9 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
             .map(time)
             .unwrap_or_else(|| "never".into())
     );
+    if let Some(reason) = drift.reason() {
+        println!("\nDRIFT   {reason}");
+    }
     if summary.parked > 0 {
         println!("\nparked rows wait for `chimpsync retry --all` (or a new change of the customer); why:");
         println!("  select id, customer_key, last_error from chimpsync.sync_queue where parked_at is not null;");

@@ -1,0 +1,37 @@
+-- `setup`, once the mapping fits the table again: every customer whose changes the capture guard
+-- held (chimpsync.drifted_changes) is queued again with its current state; one no longer in the
+-- table that Mailchimp knows (or that has a row queued) is queued for removal. The held rows read
+-- here are deleted in the same statement; rows held by a transaction that commits later stay for
+-- the next setup. Runs before setup records the new mapping: chimpsync.installation still holds
+-- the one the rows were held under.
+with held as (
+    delete from chimpsync.drifted_changes returning row_data
+),
+keys as (
+    -- The key as the triggers write it: the stored value read back as the column's type, then
+    -- as text. The new mapping's key column first; the old one if the key column was renamed.
+    select distinct (jsonb_populate_record(null::{{table}}, jsonb_build_object({{key_literal}},
+               coalesce(h.row_data -> {{key_literal}}, h.row_data -> i.old_key)))).{{key}}::text as k
+    from held h
+    left join (select mapping #>> '{source,key}' as old_key from chimpsync.installation) i on true
+),
+chunk as (
+    select * from {{table}} c where (c.{{key}})::text in (select k.k from keys k)
+),
+projected as (
+    {{projection}}
+),
+gone as (
+    select k.k, coalesce(w.email, s.email) as e, coalesce(w.payload, '{}'::jsonb) as p
+    from keys k
+    left join chimpsync.sync_queue w on w.customer_key = k.k
+    left join chimpsync.synced_contacts s on s.customer_key = k.k
+    where k.k is not null
+      and not exists (select 1 from projected p where p.k = k.k)
+      and coalesce(w.email, s.email) is not null
+),
+enqueued as (
+    {{enqueue}}
+    returning q.id
+)
+select (select count(*) from enqueued) as enqueued, (select count(*) from held) as held
