@@ -43,7 +43,9 @@ declare
     problem text;
 begin
     if installed_name is not null then
-        select quote_ident(n.nspname) || '.' || quote_ident(c.relname) into current_name
+        -- Quoted as setup records it (always, unlike quote_ident).
+        select '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"'
+        into current_name
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where c.oid = relid;
         if current_name is null then
@@ -59,8 +61,9 @@ begin
                                 relid::regclass, format_type(a.atttypid, a.atttypmod), e.type_name)
                end, '; ' order by e.n)
     into problem
-    from jsonb_to_recordset(expected) with ordinality
-             as e(key text, "column" text, type oid, type_name text, category text, n bigint)
+    from rows from (jsonb_to_recordset(expected)
+                        as (key text, "column" text, type oid, type_name text, category text))
+         with ordinality as e(key, "column", type, type_name, category, n)
     left join pg_attribute a
            on a.attrelid = relid and a.attname = e."column" and a.attnum > 0 and not a.attisdropped
     left join pg_type t on t.oid = a.atttypid
@@ -109,4 +112,15 @@ begin
             using errcode = 'object_in_use';
     end if;
 end
+$chimpsync$;
+
+-- The drift as `status`, `check`, /readyz and the drift gauge read it: what no longer matches
+-- (null when nothing), and the rows held meanwhile. Security definer so that the worker's role
+-- reads this much without reading the installation record (which holds the whole mapping).
+create function chimpsync.drift_report(out problem text, out held bigint, out held_for text)
+language sql stable security definer set search_path = pg_catalog, pg_temp as $chimpsync$
+    select (select chimpsync.mapping_drift(i.source_oid, i.expected_columns, i.source_table)
+            from chimpsync.installation i where i.source_oid is not null),
+           (select count(*) from chimpsync.drifted_changes),
+           (select d.problem from chimpsync.drifted_changes d order by d.id desc limit 1)
 $chimpsync$;

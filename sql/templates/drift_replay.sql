@@ -9,11 +9,18 @@ with held as (
 ),
 keys as (
     -- The key as the triggers write it: the stored value read back as the column's type, then
-    -- as text. The new mapping's key column first; the old one if the key column was renamed.
-    select distinct (jsonb_populate_record(null::{{table}}, jsonb_build_object({{key_literal}},
-               coalesce(h.row_data -> {{key_literal}}, h.row_data -> i.old_key)))).{{key}}::text as k
-    from held h
-    left join (select mapping #>> '{source,key}' as old_key from chimpsync.installation) i on true
+    -- as text; the new mapping's key column first, the old one's if the key column was renamed.
+    -- A row held while the key column was missing is found by its address among the synced.
+    select distinct coalesce(h.k, s.customer_key) as k
+    from (
+        select (jsonb_populate_record(null::{{table}}, jsonb_build_object({{key_literal}},
+                   coalesce(h.row_data -> {{key_literal}}, h.row_data -> i.old_key)))).{{key}}::text as k,
+               coalesce(h.row_data ->> {{email_literal}}, h.row_data ->> i.old_email) as e
+        from held h
+        left join (select mapping #>> '{source,key}' as old_key, mapping #>> '{source,email}' as old_email
+                   from chimpsync.installation) i on true
+    ) h
+    left join chimpsync.synced_contacts s on h.k is null and lower(s.email) = lower(btrim(h.e))
 ),
 chunk as (
     select * from {{table}} c where (c.{{key}})::text in (select k.k from keys k)

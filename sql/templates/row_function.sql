@@ -7,7 +7,11 @@ begin
         return null;
     end if;
     -- The capture guard, as in the statement-level functions (here once per row).
-    drift := chimpsync.mapping_drift(tg_relid, {{expected}});
+    -- First the exact columns and types setup saw (one index scan of the catalog); only when
+    -- they differ, whether the difference matters (chimpsync.mapping_drift).
+    if not {{fits}} then
+        drift := chimpsync.mapping_drift(tg_relid, {{expected}});
+    end if;
     if drift is not null then
         insert into chimpsync.drifted_changes (operation, side, row_data, problem)
         select tg_op, s.side, s.row_data, drift

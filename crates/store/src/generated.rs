@@ -45,8 +45,9 @@ pub struct Column {
 pub struct Generated {
     table: TableName,
     key: String,
-    /// The key column's name, unquoted.
+    /// The key and email columns' names, unquoted.
     key_column: String,
+    email_column: String,
     email: String,
     payload: String,
     /// The payload's input columns (quoted, each once), projected as `v1..vN` by
@@ -230,6 +231,7 @@ impl Generated {
         Ok(Generated {
             key: quote_ident(&mapping.source.key),
             key_column: mapping.source.key.clone(),
+            email_column: mapping.source.email.clone(),
             email: quote_ident(&mapping.source.email),
             key_type: type_of(&mapping.source.key),
             filter: mapping
@@ -353,6 +355,28 @@ impl Generated {
         format!("{}::jsonb", quote_literal(&self.expected.to_string()))
     }
 
+    /// The capture guard's fast check: whether the table has each expected column with the type
+    /// setup saw (`name oid`, each once).
+    fn fits(&self) -> String {
+        let mut signature: Vec<String> = Vec::new();
+        for column in self.expected.as_array().into_iter().flatten() {
+            let entry = format!("{} {}", column["column"].as_str().unwrap_or_default(), column["type"]);
+            if !signature.contains(&entry) {
+                signature.push(entry);
+            }
+        }
+        let array = format!(
+            "array[{}]::text[]",
+            signature.iter().map(|s| quote_literal(s)).collect::<Vec<_>>().join(", ")
+        );
+        templates::fill(
+            templates::TABLE_FITS,
+            &[("signature", &array), ("columns", &signature.len().to_string())],
+        )
+        .trim_end()
+        .to_string()
+    }
+
     /// Statements that remove chimpsync's triggers from `table`.
     pub fn drop_triggers(table: &TableName) -> Vec<String> {
         templates::fill(templates::DROP_TRIGGERS, &[("table", &table.quoted())])
@@ -400,6 +424,7 @@ impl Generated {
                         &[
                             ("function", &function),
                             ("expected", &self.expected_literal()),
+                            ("fits", &self.fits()),
                             ("held", held.trim_end()),
                             ("statement", &statement),
                         ],
@@ -421,6 +446,7 @@ impl Generated {
                     templates::ROW_FUNCTION,
                     &[
                         ("expected", &self.expected_literal()),
+                        ("fits", &self.fits()),
                         ("insert", &self.insert_changes("(select new.*)")),
                         (
                             "update",
@@ -528,6 +554,7 @@ impl Generated {
                 ("table", &self.table.quoted()),
                 ("key", &self.key),
                 ("key_literal", &quote_literal(&self.key_column)),
+                ("email_literal", &quote_literal(&self.email_column)),
                 ("projection", &self.projection("chunk")),
                 ("enqueue", &self.enqueue(&changes)),
             ],

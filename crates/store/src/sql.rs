@@ -125,6 +125,7 @@ pub mod templates {
         ROW_TRIGGER => "row_trigger.sql",
         STATEMENT_FUNCTION => "statement_function.sql",
         STATEMENT_TRIGGER => "statement_trigger.sql",
+        TABLE_FITS => "table_fits.sql",
         WORKER_ROLE => "worker_role.sql",
     );
 

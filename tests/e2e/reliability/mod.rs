@@ -8,6 +8,7 @@
 
 mod crash;
 mod database;
+mod host_ddl;
 mod input;
 mod load;
 mod mailchimp;

@@ -17,9 +17,13 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
         .summary()
         .await
         .context("reading chimpsync.queue_summary (has `chimpsync setup` run?)")?;
-    let drift = store::drift::read(&*queue.pool().get().await?)
-        .await
-        .context("reading the mapping drift")?;
+    let drift = match store::drift::read(&*queue.pool().get().await?).await {
+        Ok(drift) => drift,
+        Err(e) => {
+            eprintln!("cannot read the mapping drift: {e}");
+            store::drift::Drift::default()
+        }
+    };
     if json {
         let value = serde_json::json!({
             "pending": summary.pending,
