@@ -360,18 +360,29 @@ impl Generated {
     fn fits(&self) -> String {
         let mut signature: Vec<String> = Vec::new();
         for column in self.expected.as_array().into_iter().flatten() {
-            let entry = format!("{} {}", column["column"].as_str().unwrap_or_default(), column["type"]);
+            let entry = format!(
+                "{} {}",
+                column["column"].as_str().unwrap_or_default(),
+                column["type"]
+            );
             if !signature.contains(&entry) {
                 signature.push(entry);
             }
         }
         let array = format!(
             "array[{}]::text[]",
-            signature.iter().map(|s| quote_literal(s)).collect::<Vec<_>>().join(", ")
+            signature
+                .iter()
+                .map(|s| quote_literal(s))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         templates::fill(
             templates::TABLE_FITS,
-            &[("signature", &array), ("columns", &signature.len().to_string())],
+            &[
+                ("signature", &array),
+                ("columns", &signature.len().to_string()),
+            ],
         )
         .trim_end()
         .to_string()
@@ -417,7 +428,8 @@ impl Generated {
                 let both = format!("{old_rows}\n      union all\n      {new_rows}");
                 let held = [new_rows, &both, old_rows]
                     .map(|rows| templates::fill(templates::HELD_CHANGES, &[("rows", rows)]));
-                for ((event, keyword, transition, statement), held) in events.into_iter().zip(held) {
+                for ((event, keyword, transition, statement), held) in events.into_iter().zip(held)
+                {
                     let function = format!("enqueue_{event}");
                     statements.push(templates::fill(
                         templates::STATEMENT_FUNCTION,

@@ -338,7 +338,9 @@ async fn attempt(
         }
         return Err(Error::Mapping(format!(
             "source.filter: cannot be evaluated on table {table}: {}",
-            e.as_db_error().map(|d| d.message()).unwrap_or("unknown error")
+            e.as_db_error()
+                .map(|d| d.message())
+                .unwrap_or("unknown error")
         )));
     }
     for statement in &statements {

@@ -30,6 +30,26 @@ struct Case {
     without_guard: bool,
 }
 
+/// A case with the usual writes, no fix beyond re-running setup with [`MAPPING`], and the DDL
+/// guard in place.
+fn case(
+    test: &'static str,
+    name: &'static str,
+    ddl: &'static str,
+    key: Option<&'static str>,
+) -> Case {
+    Case {
+        test,
+        name,
+        ddl,
+        key,
+        writes: WRITES,
+        fix_sql: "",
+        fix_mapping: same_mapping,
+        without_guard: false,
+    }
+}
+
 const WRITES: &[&str] = &[
     "update customers set first_name = 'Drifted' where id = 1",
     "delete from customers where id = 2",
@@ -85,11 +105,19 @@ async fn run(case: Case) -> Result<()> {
     let refused = f.sql.batch_execute(case.ddl).await;
     match case.key {
         Some(key) => {
-            let e = refused.err().context("the DDL guard let a breaking change through")?;
-            let line = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+            let e = refused
+                .err()
+                .context("the DDL guard let a breaking change through")?;
+            let line = e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_default();
             ensure!(
-                line.starts_with("chimpsync: ") && line.contains(key) && line.contains("chimpsync setup")
-                    && line.contains("chimpsync.allow_ddl") && !line.contains('\n'),
+                line.starts_with("chimpsync: ")
+                    && line.contains(key)
+                    && line.contains("chimpsync setup")
+                    && line.contains("chimpsync.allow_ddl")
+                    && !line.contains('\n'),
                 "refusal line: {line}"
             );
             record.figure("refusal", line);
@@ -107,7 +135,10 @@ async fn run(case: Case) -> Result<()> {
             f.sql.batch_execute(case.ddl).await?;
         } else {
             f.sql
-                .batch_execute(&format!("begin; set local chimpsync.allow_ddl = on; {}; commit", case.ddl))
+                .batch_execute(&format!(
+                    "begin; set local chimpsync.allow_ddl = on; {}; commit",
+                    case.ddl
+                ))
                 .await?;
         }
     }
@@ -134,19 +165,31 @@ async fn run(case: Case) -> Result<()> {
     // The fix.
     if !case.fix_sql.is_empty() {
         f.sql
-            .batch_execute(&format!("begin; set local chimpsync.allow_ddl = on; {}; commit", case.fix_sql))
+            .batch_execute(&format!(
+                "begin; set local chimpsync.allow_ddl = on; {}; commit",
+                case.fix_sql
+            ))
             .await?;
     }
     let report = setup(&mut f, &(case.fix_mapping)(), !case.without_guard).await?;
-    ensure!(drift(&f).await?.reason().is_none(), "drift after setup: {report:?}");
+    ensure!(
+        drift(&f).await?.reason().is_none(),
+        "drift after setup: {report:?}"
+    );
     f.drain(&w).await?;
     let one = f.member("c1@pets.test").context("member c1")?;
-    ensure!(one.merge_fields.get("FNAME").and_then(|v| v.as_str()) == Some("Drifted"), "{one:?}");
+    ensure!(
+        one.merge_fields.get("FNAME").and_then(|v| v.as_str()) == Some("Drifted"),
+        "{one:?}"
+    );
     let two = f.member("c2@pets.test").context("member c2")?;
     ensure!(two.status == "archived", "{two:?}");
     let ten = f.member("c10@pets.test").context("member c10")?;
     ensure!(ten.status == "subscribed", "{ten:?}");
-    record.figure("customers queued again by setup", report.replayed.map_or(0, |r| r.queued));
+    record.figure(
+        "customers queued again by setup",
+        report.replayed.map_or(0, |r| r.queued),
+    );
     record.save()?;
     f.finish().await
 }
@@ -154,14 +197,13 @@ async fn run(case: Case) -> Result<()> {
 #[tokio::test]
 async fn renaming_a_mapped_column() -> Result<()> {
     run(Case {
-        test: "renaming_a_mapped_column",
-        name: "rename a mapped column",
-        ddl: "alter table customers rename column store to shop",
-        key: Some("merge_fields.STORE"),
-        writes: WRITES,
-        fix_sql: "",
         fix_mapping: || MAPPING.replace("STORE = \"store\"", "STORE = \"shop\""),
-        without_guard: false,
+        ..case(
+            "renaming_a_mapped_column",
+            "rename a mapped column",
+            "alter table customers rename column store to shop",
+            Some("merge_fields.STORE"),
+        )
     })
     .await
 }
@@ -169,14 +211,14 @@ async fn renaming_a_mapped_column() -> Result<()> {
 #[tokio::test]
 async fn renaming_a_mapped_column_without_the_ddl_guard() -> Result<()> {
     run(Case {
-        test: "renaming_a_mapped_column_without_the_ddl_guard",
-        name: "rename a mapped column, no DDL guard",
-        ddl: "alter table customers rename column store to shop",
-        key: Some("merge_fields.STORE"),
-        writes: WRITES,
-        fix_sql: "",
         fix_mapping: || MAPPING.replace("STORE = \"store\"", "STORE = \"shop\""),
         without_guard: true,
+        ..case(
+            "renaming_a_mapped_column_without_the_ddl_guard",
+            "rename a mapped column, no DDL guard",
+            "alter table customers rename column store to shop",
+            Some("merge_fields.STORE"),
+        )
     })
     .await
 }
@@ -184,48 +226,38 @@ async fn renaming_a_mapped_column_without_the_ddl_guard() -> Result<()> {
 #[tokio::test]
 async fn dropping_a_mapped_column() -> Result<()> {
     run(Case {
-        test: "dropping_a_mapped_column",
-        name: "drop a mapped column",
-        ddl: "alter table customers drop column store",
-        key: Some("merge_fields.STORE"),
-        writes: WRITES,
-        fix_sql: "",
         fix_mapping: || MAPPING.replace("STORE = \"store\"", ""),
-        without_guard: false,
+        ..case(
+            "dropping_a_mapped_column",
+            "drop a mapped column",
+            "alter table customers drop column store",
+            Some("merge_fields.STORE"),
+        )
     })
     .await
 }
 
 #[tokio::test]
 async fn text_to_varchar_passes() -> Result<()> {
-    run(Case {
-        test: "text_to_varchar_passes",
-        name: "change a mapped column from text to varchar(20)",
-        ddl: "alter table customers alter column store type varchar(20)",
-        key: None,
-        writes: WRITES,
-        fix_sql: "",
-        fix_mapping: same_mapping,
-        without_guard: false,
-    })
+    run(case(
+        "text_to_varchar_passes",
+        "change a mapped column from text to varchar(20)",
+        "alter table customers alter column store type varchar(20)",
+        None,
+    ))
     .await
 }
 
 #[tokio::test]
 async fn boolean_to_text() -> Result<()> {
     run(Case {
-        test: "boolean_to_text",
-        name: "change the consent column from boolean to text",
-        ddl: "alter table customers alter column consent_contact type text using consent_contact::text",
-        key: Some("source.consent"),
         writes: &[
             "update customers set first_name = 'Drifted' where id = 1",
             "delete from customers where id = 2",
             "insert into customers (id, email, first_name, consent_contact) values (10, 'c10@pets.test', 'New', 'true')",
         ],
         fix_sql: "alter table customers alter column consent_contact type boolean using consent_contact::boolean",
-        fix_mapping: same_mapping,
-        without_guard: false,
+        ..case("boolean_to_text", "change the consent column from boolean to text", "alter table customers alter column consent_contact type text using consent_contact::text", Some("source.consent"))
     })
     .await
 }
@@ -233,10 +265,6 @@ async fn boolean_to_text() -> Result<()> {
 #[tokio::test]
 async fn dropping_the_email_column() -> Result<()> {
     run(Case {
-        test: "dropping_the_email_column",
-        name: "drop the email column",
-        ddl: "alter table customers drop column email",
-        key: Some("source.email"),
         writes: &[
             "update customers set first_name = 'Drifted' where id = 1",
             "delete from customers where id = 2",
@@ -244,8 +272,12 @@ async fn dropping_the_email_column() -> Result<()> {
         ],
         fix_sql: "alter table customers add column email text; \
                   update customers set email = 'c' || id || '@pets.test'",
-        fix_mapping: same_mapping,
-        without_guard: false,
+        ..case(
+            "dropping_the_email_column",
+            "drop the email column",
+            "alter table customers drop column email",
+            Some("source.email"),
+        )
     })
     .await
 }
@@ -253,10 +285,6 @@ async fn dropping_the_email_column() -> Result<()> {
 #[tokio::test]
 async fn dropping_the_key_column() -> Result<()> {
     run(Case {
-        test: "dropping_the_key_column",
-        name: "drop the key column",
-        ddl: "alter table customers drop column id",
-        key: Some("source.key"),
         writes: &[
             "update customers set first_name = 'Drifted' where email = 'c1@pets.test'",
             "delete from customers where email = 'c2@pets.test'",
@@ -264,8 +292,7 @@ async fn dropping_the_key_column() -> Result<()> {
         ],
         fix_sql: "alter table customers add column id bigint; \
                   update customers set id = substring(email from 'c([0-9]+)@')::bigint",
-        fix_mapping: same_mapping,
-        without_guard: false,
+        ..case("dropping_the_key_column", "drop the key column", "alter table customers drop column id", Some("source.key"))
     })
     .await
 }
@@ -273,18 +300,13 @@ async fn dropping_the_key_column() -> Result<()> {
 #[tokio::test]
 async fn renaming_the_table() -> Result<()> {
     run(Case {
-        test: "renaming_the_table",
-        name: "rename the table",
-        ddl: "alter table customers rename to clients",
-        key: Some("source.table"),
         writes: &[
             "update clients set first_name = 'Drifted' where id = 1",
             "delete from clients where id = 2",
             "insert into clients (id, email, first_name, consent_contact) values (10, 'c10@pets.test', 'New', true)",
         ],
-        fix_sql: "",
         fix_mapping: || MAPPING.replace("public.customers", "public.clients"),
-        without_guard: false,
+        ..case("renaming_the_table", "rename the table", "alter table customers rename to clients", Some("source.table"))
     })
     .await
 }
@@ -292,34 +314,25 @@ async fn renaming_the_table() -> Result<()> {
 #[tokio::test]
 async fn moving_the_table_to_another_schema() -> Result<()> {
     run(Case {
-        test: "moving_the_table_to_another_schema",
-        name: "move the table to another schema",
-        ddl: "create schema if not exists app; alter table customers set schema app",
-        key: Some("source.table"),
         writes: &[
             "update app.customers set first_name = 'Drifted' where id = 1",
             "delete from app.customers where id = 2",
             "insert into app.customers (id, email, first_name, consent_contact) values (10, 'c10@pets.test', 'New', true)",
         ],
-        fix_sql: "",
         fix_mapping: || MAPPING.replace("public.customers", "app.customers"),
-        without_guard: false,
+        ..case("moving_the_table_to_another_schema", "move the table to another schema", "create schema if not exists app; alter table customers set schema app", Some("source.table"))
     })
     .await
 }
 
 #[tokio::test]
 async fn adding_a_column_passes() -> Result<()> {
-    run(Case {
-        test: "adding_a_column_passes",
-        name: "add a column",
-        ddl: "alter table customers add column loyalty_points integer",
-        key: None,
-        writes: WRITES,
-        fix_sql: "",
-        fix_mapping: same_mapping,
-        without_guard: false,
-    })
+    run(case(
+        "adding_a_column_passes",
+        "add a column",
+        "alter table customers add column loyalty_points integer",
+        None,
+    ))
     .await
 }
 
@@ -340,14 +353,26 @@ async fn dropping_the_table() -> Result<()> {
         .await
         .err()
         .context("the DDL guard let the drop through")?;
-    let line = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
-    ensure!(line.starts_with("chimpsync: ") && line.contains("source.table"), "{line}");
+    let line = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    ensure!(
+        line.starts_with("chimpsync: ") && line.contains("source.table"),
+        "{line}"
+    );
     record.figure("refusal", line);
     f.sql
         .batch_execute("begin; set local chimpsync.allow_ddl = on; drop table customers; commit")
         .await?;
-    let reason = drift(&f).await?.reason().context("no drift after the drop")?;
-    ensure!(reason.contains("source.table") && reason.contains("dropped"), "{reason}");
+    let reason = drift(&f)
+        .await?
+        .reason()
+        .context("no drift after the drop")?;
+    ensure!(
+        reason.contains("source.table") && reason.contains("dropped"),
+        "{reason}"
+    );
     record.figure("drift", reason);
     record.save()?;
     f.finish().await
