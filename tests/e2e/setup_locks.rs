@@ -102,6 +102,7 @@ async fn a_long_transaction_delays_setup_and_the_application_waits_at_most_the_l
     let options = SetupOptions {
         lock_timeout: Duration::from_secs(1),
         deadline: Duration::from_secs(120),
+        ..SetupOptions::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
     let reader = application(&db, "select count(*) from customers", stop.clone());
@@ -213,6 +214,7 @@ async fn a_setup_with_nothing_to_change_takes_no_lock_on_the_customer_table() ->
     let options = SetupOptions {
         lock_timeout: Duration::from_millis(200),
         deadline: Duration::from_secs(1),
+        ..SetupOptions::default()
     };
     let report = store::setup_with(
         &mut c,
@@ -270,6 +272,7 @@ async fn a_setup_that_cannot_get_the_lock_in_time_fails_clearly_and_changes_noth
     let options = SetupOptions {
         lock_timeout: Duration::from_millis(200),
         deadline: Duration::from_secs(1),
+        ..SetupOptions::default()
     };
     let started = Instant::now();
     let err = store::setup_with(

@@ -110,6 +110,12 @@ pub struct SetupArgs {
     /// columns: number, date or text) and report each.
     #[arg(long, conflicts_with_all = ["print_sql", "uninstall"])]
     pub mailchimp: bool,
+    /// Do not install the DDL guard (event triggers refusing a schema change that breaks the
+    /// mapping), and remove it if present: for databases where setup may not create event
+    /// triggers. The capture guard in the change triggers keeps the application's writes working
+    /// either way.
+    #[arg(long, conflicts_with = "uninstall")]
+    pub no_ddl_guard: bool,
 }
 
 /// `chimpsync webhook ...`.

@@ -131,6 +131,10 @@ fn describe_metrics() {
         "The connection cap shared by all replicas (CHIMPSYNC_CONCURRENCY)."
     );
     describe_gauge!(
+        "chimpsync_mapping_drift",
+        "1 when the customer table no longer fits the installed mapping or changes are held for that reason (see `chimpsync status`), else 0."
+    );
+    describe_gauge!(
         "chimpsync_ready",
         "1 when the last /readyz check passed (database and Mailchimp key), else 0."
     );
@@ -144,6 +148,7 @@ fn describe_metrics() {
     metrics::counter!("chimpsync_throttled_total").increment(0);
     metrics::gauge!("chimpsync_slots_held").increment(0.0);
     metrics::gauge!("chimpsync_queue_held").set(0.0);
+    metrics::gauge!("chimpsync_mapping_drift").set(0.0);
 }
 
 impl HttpState {
@@ -202,6 +207,9 @@ async fn readiness(state: &HttpState) -> (StatusCode, String) {
         Ok(Err(e)) => return (unready, format!("database: {e}\n")),
         Ok(Ok(_)) => {}
     }
+    if let Ok(Ok(Some(reason))) = tokio::time::timeout(READY_TIMEOUT, drift(&state.worker)).await {
+        return (unready, format!("{reason}\n"));
+    }
     let key_known_good = state
         .ready_until
         .lock()
@@ -230,6 +238,12 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     )
 }
 
+/// The mapping drift's one-line reason, if the table no longer fits the installed mapping.
+pub async fn drift(worker: &worker::Worker) -> store::Result<Option<String>> {
+    let client = worker.queue().pool().get().await?;
+    Ok(store::drift::read(&client).await?.reason())
+}
+
 /// Sets the queue gauges from `chimpsync.queue_summary`.
 pub async fn refresh_queue_gauges(worker: &worker::Worker) {
     match worker.queue().summary().await {
@@ -246,6 +260,12 @@ pub async fn refresh_queue_gauges(worker: &worker::Worker) {
             }
         }
         Err(e) => warn!(error = %e, "cannot read the queue summary for metrics"),
+    }
+    match drift(worker).await {
+        Ok(reason) => {
+            metrics::gauge!("chimpsync_mapping_drift").set(if reason.is_some() { 1.0 } else { 0.0 })
+        }
+        Err(e) => warn!(error = %e, "cannot read the mapping drift for metrics"),
     }
     let slots = worker.gate().slots();
     metrics::gauge!("chimpsync_slots_cap").set(slots.cap() as f64);

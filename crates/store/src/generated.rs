@@ -34,6 +34,10 @@ pub struct Column {
     pub name: String,
     /// Its SQL type, e.g. `integer` or `character varying(200)`.
     pub sql_type: String,
+    /// Its type's oid.
+    pub type_oid: u32,
+    /// Its type's category (`pg_type.typcategory`: `S` string, `N` numeric, `B` boolean, ...).
+    pub category: String,
 }
 
 /// The SQL generated from one mapping, ready to print or apply.
@@ -41,6 +45,9 @@ pub struct Column {
 pub struct Generated {
     table: TableName,
     key: String,
+    /// The key and email columns' names, unquoted.
+    key_column: String,
+    email_column: String,
     email: String,
     payload: String,
     /// The payload's input columns (quoted, each once), projected as `v1..vN` by
@@ -54,6 +61,9 @@ pub struct Generated {
     consent_only: Option<String>,
     filter: String,
     key_type: String,
+    /// The columns the generated statements read, as the capture and DDL guards compare them
+    /// with the table (see `chimpsync.mapping_drift`).
+    expected: serde_json::Value,
 }
 
 /// The payload (`jsonb`) of one customer: merge fields, tags and consent, each column read
@@ -87,6 +97,39 @@ fn payload_expression(mapping: &Mapping, col: &dyn Fn(&str) -> String) -> String
     format!(
         "jsonb_build_object('merge_fields', {merge_fields}, 'tags', {tags}, 'consent', {consent})"
     )
+}
+
+/// The columns of `columns` that `filter` names: its identifiers (unquoted ones folded to lower
+/// case, as Postgres does), outside string literals. A word that only looks like a column makes
+/// the drift check stricter, never blind.
+fn filter_columns<'a>(filter: &str, columns: &'a [Column]) -> Vec<&'a Column> {
+    let mut words: Vec<String> = Vec::new();
+    let mut chars = filter.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                }
+            }
+            '"' => words.push(chars.by_ref().take_while(|c| *c != '"').collect()),
+            c if c.is_alphanumeric() || c == '_' => {
+                let mut word = c.to_lowercase().to_string();
+                while let Some(&c) = chars.peek() {
+                    if !(c.is_alphanumeric() || c == '_' || c == '$') {
+                        break;
+                    }
+                    word.extend(c.to_lowercase());
+                    chars.next();
+                }
+                words.push(word);
+            }
+            _ => {}
+        }
+    }
+    columns.iter().filter(|c| words.contains(&c.name)).collect()
 }
 
 /// The mapping's source table; the error names the mapping key.
@@ -165,10 +208,30 @@ impl Generated {
             let i = inputs.iter().position(|c| *c == quoted).unwrap_or(0);
             format!("{alias}.v{}", i + 1)
         };
+        let column = |name: &str| columns.iter().find(|c| c.name == name);
+        let filter = mapping.source.filter.as_deref().unwrap_or_default();
+        let expected: Vec<serde_json::Value> = mapping
+            .columns()
+            .into_iter()
+            .filter_map(|(key, name)| column(name).map(|c| (key, c)))
+            .chain(
+                filter_columns(filter, columns)
+                    .into_iter()
+                    .map(|c| ("source.filter".to_string(), c)),
+            )
+            .map(|(key, c)| {
+                serde_json::json!({
+                    "key": key, "column": c.name, "type": c.type_oid,
+                    "type_name": c.sql_type, "category": c.category,
+                })
+            })
+            .collect();
         let payload_of_new = payload_expression(mapping, &|name| input_of("n", name));
         let payload_of_old = payload_expression(mapping, &|name| input_of("o", name));
         Ok(Generated {
             key: quote_ident(&mapping.source.key),
+            key_column: mapping.source.key.clone(),
+            email_column: mapping.source.email.clone(),
             email: quote_ident(&mapping.source.email),
             key_type: type_of(&mapping.source.key),
             filter: mapping
@@ -182,6 +245,7 @@ impl Generated {
             payload_of_old,
             consent_only,
             table,
+            expected: serde_json::Value::Array(expected),
         })
     }
 
@@ -280,6 +344,50 @@ impl Generated {
         ))
     }
 
+    /// The columns the guards compare with the table, as recorded in
+    /// `chimpsync.installation.expected_columns`.
+    pub fn expected_columns(&self) -> &serde_json::Value {
+        &self.expected
+    }
+
+    /// [`Generated::expected_columns`] as a SQL literal.
+    fn expected_literal(&self) -> String {
+        format!("{}::jsonb", quote_literal(&self.expected.to_string()))
+    }
+
+    /// The capture guard's fast check: whether the table has each expected column with the type
+    /// setup saw (`name oid`, each once).
+    fn fits(&self) -> String {
+        let mut signature: Vec<String> = Vec::new();
+        for column in self.expected.as_array().into_iter().flatten() {
+            let entry = format!(
+                "{} {}",
+                column["column"].as_str().unwrap_or_default(),
+                column["type"]
+            );
+            if !signature.contains(&entry) {
+                signature.push(entry);
+            }
+        }
+        let array = format!(
+            "array[{}]::text[]",
+            signature
+                .iter()
+                .map(|s| quote_literal(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        templates::fill(
+            templates::TABLE_FITS,
+            &[
+                ("signature", &array),
+                ("columns", &signature.len().to_string()),
+            ],
+        )
+        .trim_end()
+        .to_string()
+    }
+
     /// Statements that remove chimpsync's triggers from `table`.
     pub fn drop_triggers(table: &TableName) -> Vec<String> {
         templates::fill(templates::DROP_TRIGGERS, &[("table", &table.quoted())])
@@ -315,11 +423,23 @@ impl Generated {
                         self.delete_changes("chimpsync_old"),
                     ),
                 ];
-                for (event, keyword, transition, statement) in events {
+                let new_rows = "select 'new' as side, to_jsonb(n) as row_data from chimpsync_new n";
+                let old_rows = "select 'old' as side, to_jsonb(o) as row_data from chimpsync_old o";
+                let both = format!("{old_rows}\n      union all\n      {new_rows}");
+                let held = [new_rows, &both, old_rows]
+                    .map(|rows| templates::fill(templates::HELD_CHANGES, &[("rows", rows)]));
+                for ((event, keyword, transition, statement), held) in events.into_iter().zip(held)
+                {
                     let function = format!("enqueue_{event}");
                     statements.push(templates::fill(
                         templates::STATEMENT_FUNCTION,
-                        &[("function", &function), ("statement", &statement)],
+                        &[
+                            ("function", &function),
+                            ("expected", &self.expected_literal()),
+                            ("fits", &self.fits()),
+                            ("held", held.trim_end()),
+                            ("statement", &statement),
+                        ],
                     ));
                     statements.push(templates::fill(
                         templates::STATEMENT_TRIGGER,
@@ -337,6 +457,8 @@ impl Generated {
                 statements.push(templates::fill(
                     templates::ROW_FUNCTION,
                     &[
+                        ("expected", &self.expected_literal()),
+                        ("fits", &self.fits()),
                         ("insert", &self.insert_changes("(select new.*)")),
                         (
                             "update",
@@ -380,6 +502,14 @@ impl Generated {
                 ("key_type", &self.key_type),
                 ("projection", &self.projection("chunk")),
             ],
+        )
+    }
+
+    /// A statement that fails when the mapping's filter cannot be evaluated on the table.
+    pub fn filter_check(&self) -> String {
+        templates::fill(
+            templates::FILTER_CHECK,
+            &[("table", &self.table.quoted()), ("filter", &self.filter)],
         )
     }
 
@@ -438,6 +568,27 @@ impl Generated {
         self.fill_chunk(templates::RECONCILE_WANTED, &[])
     }
 
+    /// Queues the customers whose changes the capture guard held, and deletes what it read (see
+    /// the template): `$1` the key column of the mapping they were held under.
+    pub fn drift_replay(&self) -> String {
+        let changes = format!(
+            "{}\nunion all\n{}",
+            templates::CHANGES_REQUEUE.trim_end(),
+            templates::CHANGES_GONE.trim_end()
+        );
+        templates::fill(
+            templates::DRIFT_REPLAY,
+            &[
+                ("table", &self.table.quoted()),
+                ("key", &self.key),
+                ("key_literal", &quote_literal(&self.key_column)),
+                ("email_literal", &quote_literal(&self.email_column)),
+                ("projection", &self.projection("chunk")),
+                ("enqueue", &self.enqueue(&changes)),
+            ],
+        )
+    }
+
     /// Records what Mailchimp holds for customers and queues them again (see the template).
     pub fn reconcile_requeue(&self) -> String {
         let enqueue = self.enqueue(templates::CHANGES_REQUEUE);
@@ -458,6 +609,8 @@ pub async fn table_columns(
         .map(|r| Column {
             name: r.get(0),
             sql_type: r.get(1),
+            type_oid: r.get(2),
+            category: r.get(3),
         })
         .collect())
 }

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod backfill;
+pub mod drift;
 pub mod generated;
 pub mod handshake;
 pub mod inbound;
@@ -28,7 +29,7 @@ pub use queue::{
     Ack, Claim, ClaimedRow, DoneSteps, MaybeApplied, Operation, Payload, Queue, RemovalGuard,
     Retry, Summary, Synced, Untagged, Upserted,
 };
-pub use setup::{setup, setup_sql, setup_with, SetupOptions, SetupReport};
+pub use setup::{setup, setup_sql, setup_with, DdlGuard, Replayed, SetupOptions, SetupReport};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

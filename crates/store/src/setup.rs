@@ -38,6 +38,10 @@ pub struct SetupOptions {
     pub lock_timeout: Duration,
     /// How long setup keeps retrying while a lock it needs stays taken, before it gives up.
     pub deadline: Duration,
+    /// Whether to install the DDL guard (event triggers; a superuser's privilege). Without it,
+    /// it is removed if present, and the capture guard alone keeps the application's writes
+    /// working through a schema change.
+    pub ddl_guard: bool,
 }
 
 impl Default for SetupOptions {
@@ -45,8 +49,23 @@ impl Default for SetupOptions {
         SetupOptions {
             lock_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(300),
+            ddl_guard: true,
         }
     }
+}
+
+/// The DDL guard's state after `setup`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DdlGuard {
+    /// Created by this run.
+    Installed,
+    /// It was there already.
+    #[default]
+    AlreadyInstalled,
+    /// Removed by this run (`--no-ddl-guard`).
+    Removed,
+    /// Not installed, and why (e.g. setup is not run by a superuser).
+    NotInstalled(String),
 }
 
 /// What `setup` did.
@@ -65,12 +84,30 @@ pub struct SetupReport {
     pub mapping_recorded: bool,
     /// The transactions it took: more than one when a lock was taken by another transaction.
     pub attempts: u32,
+    /// The DDL guard.
+    pub ddl_guard: DdlGuard,
+    /// Changes the capture guard held while the table did not fit the mapping, now queued again
+    /// (as `queued` customers).
+    pub replayed: Option<Replayed>,
+}
+
+/// The held changes a `setup` queued again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Rows read from `chimpsync.drifted_changes` (and deleted).
+    pub held: i64,
+    /// Customers queued (upserts and removals).
+    pub queued: i64,
 }
 
 impl SetupReport {
     /// Whether the database was already as this setup would leave it.
     pub fn changed_nothing(&self) -> bool {
-        self.applied_migrations.is_empty() && !self.triggers_installed && !self.mapping_recorded
+        self.applied_migrations.is_empty()
+            && !self.triggers_installed
+            && !self.mapping_recorded
+            && !matches!(self.ddl_guard, DdlGuard::Installed | DdlGuard::Removed)
+            && self.replayed.is_none()
     }
 }
 
@@ -97,6 +134,9 @@ pub fn setup_sql(generated: &Generated, shape: TriggerShape) -> String {
         out.push_str(statement.trim_end());
         out.push_str(";\n\n");
     }
+    out.push_str("-- the DDL guard (needs a superuser; `setup` goes on without it otherwise)\n");
+    out.push_str(queries::INSTALL_DDL_GUARD.trim_end());
+    out.push_str(";\n");
     out.push_str("commit;\n");
     out
 }
@@ -244,6 +284,7 @@ async fn attempt(
     tx.execute(queries::MIGRATION_LOCK, &[]).await?;
     tx.batch_execute(&lock_timeout_sql(options.lock_timeout))
         .await?;
+    tx.batch_execute(queries::ALLOW_DDL).await?;
     let mut report = SetupReport {
         applied_migrations: migrations::migrate(&tx).await?,
         ..SetupReport::default()
@@ -265,12 +306,14 @@ async fn attempt(
             && row.get::<_, Option<String>>(2) == catalog
     });
     if unchanged {
+        *waiting_on = LockTarget::Table(table.clone());
+        report.replayed = replay(&tx, &generated).await?;
+        *waiting_on = LockTarget::Schema;
         if report.mapping_recorded {
             tx.execute(queries::RECORD_MAPPING, &[&mapping_json])
                 .await?;
         }
-        tx.commit().await?;
-        return Ok(report);
+        return finish(tx, &generated, options, report).await;
     }
     if let Some(row) = &installed {
         let previous: String = row.get(0);
@@ -289,9 +332,21 @@ async fn attempt(
         }
     }
     *waiting_on = LockTarget::Table(table.clone());
+    if let Err(e) = tx.batch_execute(&generated.filter_check()).await {
+        if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+            return Err(e.into());
+        }
+        return Err(Error::Mapping(format!(
+            "source.filter: cannot be evaluated on table {table}: {}",
+            e.as_db_error()
+                .map(|d| d.message())
+                .unwrap_or("unknown error")
+        )));
+    }
     for statement in &statements {
         tx.batch_execute(statement).await?;
     }
+    report.replayed = replay(&tx, &generated).await?;
     *waiting_on = LockTarget::Schema;
     let catalog = installed_triggers(&tx, table).await?;
     tx.execute(
@@ -305,7 +360,81 @@ async fn attempt(
         ],
     )
     .await?;
-    tx.commit().await?;
     report.triggers_installed = true;
+    finish(tx, &generated, options, report).await
+}
+
+/// Queues the customers whose changes the capture guard held, if any (see
+/// `sql/templates/drift_replay.sql`). Reads the catalog and chimpsync's tables only when none
+/// are held, so a setup with nothing to do takes no lock on the customer table.
+async fn replay(
+    tx: &tokio_postgres::Transaction<'_>,
+    generated: &Generated,
+) -> Result<Option<Replayed>> {
+    let held: i64 = tx.query_one(queries::DRIFT, &[]).await?.get("held");
+    if held == 0 {
+        return Ok(None);
+    }
+    let row = tx.query_one(&generated.drift_replay(), &[]).await?;
+    let replayed = Replayed {
+        held: row.get("held"),
+        queued: row.get("enqueued"),
+    };
+    info!(
+        held = replayed.held,
+        queued = replayed.queued,
+        "queued the customers changed while the table did not fit the mapping"
+    );
+    Ok(Some(replayed))
+}
+
+/// Records what the drift checks compare with, installs (or removes) the DDL guard, commits.
+async fn finish(
+    mut tx: tokio_postgres::Transaction<'_>,
+    generated: &Generated,
+    options: SetupOptions,
+    mut report: SetupReport,
+) -> Result<SetupReport> {
+    tx.execute(
+        queries::RECORD_DRIFT_CHECK,
+        &[&generated.table().quoted(), generated.expected_columns()],
+    )
+    .await?;
+    report.ddl_guard = ddl_guard(&mut tx, options.ddl_guard).await?;
+    tx.commit().await?;
     Ok(report)
+}
+
+/// Installs the DDL guard unless it is there (or removes it when not `wanted`). Event triggers
+/// need a superuser on PostgreSQL 15: without that privilege the guard is reported as not
+/// installed and setup goes on.
+async fn ddl_guard(tx: &mut tokio_postgres::Transaction<'_>, wanted: bool) -> Result<DdlGuard> {
+    let present: i64 = tx
+        .query_one(queries::DDL_GUARD_INSTALLED, &[])
+        .await?
+        .get(0);
+    let (statements, done) = match (wanted, present) {
+        (true, 2) => return Ok(DdlGuard::AlreadyInstalled),
+        (false, 0) => return Ok(DdlGuard::NotInstalled("setup --no-ddl-guard".into())),
+        (true, _) => (queries::INSTALL_DDL_GUARD, DdlGuard::Installed),
+        (false, _) => (queries::DROP_DDL_GUARD, DdlGuard::Removed),
+    };
+    let savepoint = tx.savepoint("ddl_guard").await?;
+    match savepoint.batch_execute(statements).await {
+        Ok(()) => {
+            savepoint.commit().await?;
+            Ok(done)
+        }
+        Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+            savepoint.rollback().await?;
+            let reason = e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_default();
+            Ok(DdlGuard::NotInstalled(format!(
+                "event triggers need a superuser ({reason})"
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -8,6 +8,7 @@
 
 mod crash;
 mod database;
+mod host_ddl;
 mod host_handshake;
 mod host_resume;
 mod host_truncate;

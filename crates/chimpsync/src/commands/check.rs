@@ -67,7 +67,13 @@ async fn database(config: &Config, mapping: Option<&Mapping>, findings: &mut Fin
     findings.ok("database reachable");
     let Some(mapping) = mapping else { return };
     findings.report(mapped_columns(&client, mapping).await);
-    findings.report(schema(&client, mapping).await);
+    let schema = schema(&client, mapping).await;
+    // Drift is measured against the installed mapping, so it only means something once that fits.
+    let fits = schema.is_ok();
+    findings.report(schema);
+    if fits {
+        findings.report(drift(&client).await);
+    }
 }
 
 /// Whether the schema and the installed triggers fit this build and `mapping`.
@@ -96,6 +102,17 @@ async fn mapped_columns(
         "table {} has every mapped column",
         generated.table()
     ))
+}
+
+/// Whether the table still fits the mapping `setup` installed.
+async fn drift(client: &tokio_postgres::Client) -> Result<String, String> {
+    match store::drift::read(client).await {
+        Ok(drift) => match drift.reason() {
+            None => Ok("table fits the installed mapping (no drift)".into()),
+            Some(reason) => Err(reason),
+        },
+        Err(e) => Err(format!("reading the mapping drift: {e}")),
+    }
 }
 
 async fn mailchimp(config: &Config, mapping: Option<&Mapping>, findings: &mut Findings) {

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use mailchimp::NewMergeField;
-use store::TriggerShape;
+use store::{DdlGuard, TriggerShape};
 
 use crate::cli::SetupArgs;
 use crate::config::{Config, Timeouts};
@@ -19,7 +19,7 @@ pub async fn run(config: &Config, args: SetupArgs) -> Result<()> {
     } else {
         TriggerShape::Statement
     };
-    install(config, args.print_sql, shape).await?;
+    install(config, args.print_sql, shape, !args.no_ddl_guard).await?;
     if let Some(role) = args.worker_role.as_deref() {
         worker_role(config, args.print_sql, role).await?;
     }
@@ -29,7 +29,12 @@ pub async fn run(config: &Config, args: SetupArgs) -> Result<()> {
     Ok(())
 }
 
-async fn install(config: &Config, print_sql: bool, shape: TriggerShape) -> Result<()> {
+async fn install(
+    config: &Config,
+    print_sql: bool,
+    shape: TriggerShape,
+    ddl_guard: bool,
+) -> Result<()> {
     let mapping = config.mapping()?;
     let mut client = db::connect(config).await?;
     if print_sql {
@@ -37,7 +42,11 @@ async fn install(config: &Config, print_sql: bool, shape: TriggerShape) -> Resul
         print!("{}", store::setup_sql(&generated, shape));
         return Ok(());
     }
-    let report = store::setup(&mut client, &mapping, shape).await?;
+    let options = store::SetupOptions {
+        ddl_guard,
+        ..store::SetupOptions::default()
+    };
+    let report = store::setup_with(&mut client, &mapping, shape, options).await?;
     if let Some(old) = &report.removed_from {
         println!("removed the change triggers from {old}");
     }
@@ -56,6 +65,24 @@ async fn install(config: &Config, print_sql: bool, shape: TriggerShape) -> Resul
         println!(
             "change triggers on {} already match the mapping; left as they are",
             report.table
+        );
+    }
+    println!("capture guard: installed (in the change triggers)");
+    match &report.ddl_guard {
+        DdlGuard::Installed | DdlGuard::AlreadyInstalled => println!(
+            "DDL guard: installed (event triggers chimpsync_ddl_guard, chimpsync_drop_guard)"
+        ),
+        DdlGuard::Removed => {
+            println!("DDL guard: removed (--no-ddl-guard); the capture guard catches drift")
+        }
+        DdlGuard::NotInstalled(why) => println!(
+            "DDL guard: not installed: {why}; drift will be caught by the capture guard instead"
+        ),
+    }
+    if let Some(replayed) = &report.replayed {
+        println!(
+            "queued {} customers again whose changes were held while the table did not fit the mapping ({} held rows)",
+            replayed.queued, replayed.held
         );
     }
     Ok(())

@@ -17,6 +17,13 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
         .summary()
         .await
         .context("reading chimpsync.queue_summary (has `chimpsync setup` run?)")?;
+    let drift = match store::drift::read(&*queue.pool().get().await?).await {
+        Ok(drift) => drift,
+        Err(e) => {
+            eprintln!("cannot read the mapping drift: {e}");
+            store::drift::Drift::default()
+        }
+    };
     if json {
         let value = serde_json::json!({
             "pending": summary.pending,
@@ -27,6 +34,8 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
             "last_synced_at": summary.last_synced_at.map(time),
             "held": summary.held,
             "held_reason": summary.held_reason,
+            "mapping_drift": drift.problem,
+            "held_changes": drift.held,
         });
         println!("{value}");
         return Ok(());
@@ -55,6 +64,9 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
                 .as_deref()
                 .unwrap_or("no reason recorded")
         );
+    }
+    if let Some(reason) = drift.reason() {
+        println!("\nDRIFT   {reason}");
     }
     if summary.parked > 0 {
         println!("\nparked rows wait for `chimpsync retry --all` (or a new change of the customer); why:");
