@@ -1,17 +1,5 @@
--- Claim up to $3 due rows for one batch. The lease is written into next_attempt_at as well, so a
--- lapsed lease makes the row due again through this same query (no rescuer needed).
--- What the claim is about to send (an upsert's address and payload) is kept in
--- maybe_applied.in_flight for as long as the claim lasts. Every normal end of a claim (ack,
--- reschedule, park, release) clears the lease token, so a row claimed here with its token still
--- set was left by a claim that ended without recording anything: the worker was killed, or
--- stalled past its lease. What that claim was sending may have been applied, exactly like a lost
--- answer, so its in_flight state is merged into maybe_applied's emails, tags and consents
--- (chimpsync.merge_maybe_applied; a normal claim just notes in_flight).
--- The mass-removal guard runs first, in this same statement: when more removals of synced
--- contacts than max($7, $6 x the synced contacts) were queued within the last $8 seconds, they
--- are held (not claimed, next_attempt_at = infinity, the reason written) until a person releases
--- them or the customers come back. Deciding and claiming on one snapshot means no claim can take those
--- removals between a check and the claim. Held rows are never claimed.
+-- Claim up to $3 due rows for one batch, after holding mass removals; see Queue::claim_guarded
+-- for why each part is there (this text stays short: pg_stat_activity shows the first 1 KiB).
 -- $1 owner, $2 lease token, $3 limit, $4 lease seconds, $5 now (null = the database clock),
 -- $6 share of the synced contacts (null = no guard), $7 removals always allowed, $8 window seconds
 with counted as (

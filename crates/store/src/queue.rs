@@ -332,6 +332,23 @@ impl Queue {
     /// Claims up to `limit` due rows for `lease`; with `guard`, the same statement first holds
     /// the removals that pass it (see [`RemovalGuard`]). Held rows are never claimed. `now`
     /// overrides the database clock (tests).
+    ///
+    /// How `claim_batch.sql` works:
+    ///
+    /// Claim up to $3 due rows for one batch. The lease is written into next_attempt_at as well, so a
+    /// lapsed lease makes the row due again through this same query (no rescuer needed).
+    /// What the claim is about to send (an upsert's address and payload) is kept in
+    /// maybe_applied.in_flight for as long as the claim lasts. Every normal end of a claim (ack,
+    /// reschedule, park, release) clears the lease token, so a row claimed here with its token still
+    /// set was left by a claim that ended without recording anything: the worker was killed, or
+    /// stalled past its lease. What that claim was sending may have been applied, exactly like a lost
+    /// answer, so its in_flight state is merged into maybe_applied's emails, tags and consents
+    /// (chimpsync.merge_maybe_applied; a normal claim just notes in_flight).
+    /// The mass-removal guard runs first, in this same statement: when more removals of synced
+    /// contacts than max($7, $6 x the synced contacts) were queued within the last $8 seconds, they
+    /// are held (not claimed, next_attempt_at = infinity, the reason written) until a person releases
+    /// them or the customers come back. Deciding and claiming on one snapshot means no claim can take those
+    /// removals between a check and the claim. Held rows are never claimed.
     #[instrument(skip_all, fields(batch.limit = limit))]
     pub async fn claim_guarded(
         &self,

@@ -276,7 +276,7 @@ async fn a_claim_and_an_ack_cut_by_statement_timeout_are_retried_and_converge() 
     wait_until(
         Duration::from_secs(30),
         "two claims cut off by the statement timeout",
-        || async { Ok(waiting_statements(&f, "with due as", &seen).await? >= 2) },
+        || async { Ok(waiting_statements(&f, "with counted as", &seen).await? >= 2) },
     )
     .await?;
     let cut_claims = seen.lock().expect("seen lock").len();

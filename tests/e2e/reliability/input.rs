@@ -415,7 +415,8 @@ async fn uuid_and_text_keys_sync_like_integer_keys() -> Result<()> {
     for key in ["uuid default gen_random_uuid()", "text"] {
         let mut f = Fixture::new().await?;
         f.exec(&format!(
-            "drop table customers;
+            "set chimpsync.allow_ddl = on;
+             drop table customers;
              create table public.customers (
                  id {key} primary key, email text, first_name text, last_name text, store text,
                  customer_type text, consent_contact boolean, notes text, deleted_at timestamptz)"
