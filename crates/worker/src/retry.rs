@@ -5,7 +5,7 @@
 //! ([`INBOUND_EVENTS`]). The backon builders retry one operation in place while its cause is
 //! likely to pass within seconds: a database write or claim ([`database_write`], [`claim`]),
 //! the run loop's pause while the database stays away ([`database_outage`]) and a Mailchimp
-//! call outside the queue ([`mailchimp`]).
+//! call outside the queue ([`mailchimp()`]).
 
 use std::time::Duration;
 
