@@ -49,10 +49,10 @@ held as (
 due as (
     select id
     from chimpsync.sync_queue
-    where parked_at is null and held_at is null
+    -- Held rows are never due (next_attempt_at = infinity), so no held_at filter: a filter
+    -- outside the index's predicate makes the planner sort every due row on a fresh queue.
+    where parked_at is null
       and next_attempt_at <= coalesce($5::timestamptz, now())
-      -- what `held` holds in this statement (its update is not visible here)
-      and not (coalesce((select trips from guard), false) and id in (select id from counted))
     order by next_attempt_at
     limit $3
     for update skip locked
@@ -87,7 +87,8 @@ claimed as (
             case when q.operation = 'upsert' and nullif(btrim(q.email), '') is not null
                 then jsonb_build_object('email', btrim(q.email), 'payload', q.payload) end)
     from due
-    where q.id = due.id
+    -- what `held` holds in this statement is not claimed (its update is not visible to `due`)
+    where q.id = due.id and not exists (select 1 from held h where h.id = due.id)
     returning q.id, q.customer_key, q.operation, q.email, q.previous_email, q.payload, q.version, q.attempts,
               q.maybe_applied - 'in_flight' as maybe_applied,
               q.done_steps
