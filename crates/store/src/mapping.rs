@@ -41,6 +41,10 @@ pub struct Source {
     pub consent: Option<String>,
     /// Optional SQL condition; a row that stops matching counts as removed.
     pub filter: Option<String>,
+    /// Optional column naming the account (business) a customer belongs to (any type; carried
+    /// as text). Set, chimpsync serves many Mailchimp accounts (`chimpsync.accounts`); absent,
+    /// one account from the environment.
+    pub account: Option<String>,
 }
 
 /// `[audience]`.
@@ -256,6 +260,11 @@ impl Mapping {
         Ok(())
     }
 
+    /// Whether this mapping serves many accounts (`[source].account`).
+    pub fn multi_account(&self) -> bool {
+        self.source.account.is_some()
+    }
+
     /// The source table, split into schema and name.
     pub fn table(&self) -> Result<TableName, String> {
         TableName::parse(&self.source.table)
@@ -269,6 +278,9 @@ impl Mapping {
         ];
         if let Some(consent) = &self.source.consent {
             columns.push(("source.consent".to_string(), consent));
+        }
+        if let Some(account) = &self.source.account {
+            columns.push(("source.account".to_string(), account));
         }
         for (tag, column) in &self.merge_fields {
             columns.push((format!("merge_fields.{tag}"), column));

@@ -191,4 +191,9 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "installed_mapping",
         include_str!("../../../sql/migrations/0008_installed_mapping.sql"),
     ),
+    (
+        9,
+        "accounts",
+        include_str!("../../../sql/migrations/0009_accounts.sql"),
+    ),
 ];
