@@ -11,6 +11,13 @@ comment on column chimpsync.inbound_events.account is 'The account whose webhook
 
 -- One queue row per customer and account: a customer moving to another account is a removal in
 -- the old account and an upsert in the new one.
+-- The same webhook delivered to two accounts is two events (unchanged for single-account rows).
+alter table chimpsync.inbound_events drop column dedupe_key;
+alter table chimpsync.inbound_events add column dedupe_key text generated always as
+    (md5(case when account = '' then '' else account || '|' end || source || '|' || event_type || '|'
+         || coalesce(fired_at, '') || '|' || payload::text)) stored;
+alter table chimpsync.inbound_events add constraint inbound_events_dedupe_key_key unique (dedupe_key);
+
 create unique index sync_queue_account_customer_key_key on chimpsync.sync_queue (account, customer_key);
 alter table chimpsync.sync_queue drop constraint sync_queue_customer_key_key;
 

@@ -13,7 +13,7 @@ deleted as (
     delete from chimpsync.sync_queue q
     using acked a
     where q.id = a.id and q.lease_token = $1 and q.version = a.version
-    returning q.id
+    returning q.id, q.account
 ),
 released as (
     update chimpsync.sync_queue q
@@ -24,21 +24,21 @@ released as (
     -- only rows the delete left (usually none): no second probe of each acknowledged row
     where a.id not in (select id from deleted)
       and q.id = a.id and q.lease_token = $1
-    returning q.id
+    returning q.id, q.account
 ),
 held as (
-    select a.* from acked a where a.id in (select id from deleted union all select id from released)
+    select a.*, d.account from acked a join (select id, account from deleted union all select id, account from released) d using (id)
 ),
 forgotten as (
     delete from chimpsync.synced_contacts s
     using held h
-    where s.customer_key = h.customer_key and h.removed
+    where s.account = h.account and s.customer_key = h.customer_key and h.removed
     returning s.customer_key
 ),
 remembered as (
-    insert into chimpsync.synced_contacts as s (customer_key, email, consent, tags, synced_at)
-    select h.customer_key, h.email, h.consent, h.tags, now() from held h where not h.removed
-    on conflict (customer_key) do update
+    insert into chimpsync.synced_contacts as s (account, customer_key, email, consent, tags, synced_at)
+    select h.account, h.customer_key, h.email, h.consent, h.tags, now() from held h where not h.removed
+    on conflict (account, customer_key) do update
         set email = excluded.email, consent = excluded.consent, tags = excluded.tags, synced_at = excluded.synced_at
     returning s.customer_key
 )

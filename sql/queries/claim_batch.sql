@@ -2,7 +2,7 @@
 -- for why each part is there (this text stays short: pg_stat_activity shows the first 1 KiB).
 -- $1 owner, $2 lease token, $3 limit, $4 lease seconds, $5 now (null = the database clock),
 -- $6 share of the synced contacts (null = no guard), $7 removals always allowed, $8 window seconds
-with counted as (
+{{with}}{{pick}}counted as (
     -- The removals of synced contacts queued within the window (normally none: the partial
     -- index holds only unheld, unreleased removals). A removal of a customer never synced does
     -- not shrink the synced audience and is not counted.
@@ -11,13 +11,13 @@ with counted as (
     where $6::float8 is not null
       and q.operation = 'remove' and q.held_at is null and q.parked_at is null and q.released_at is null
       and q.changed_at > coalesce($5::timestamptz, now()) - make_interval(secs => $8::float8)
-      and exists (select 1 from chimpsync.synced_contacts s where s.customer_key = q.customer_key)
+      and exists (select 1 from chimpsync.synced_contacts s where s.account = q.account and s.customer_key = q.customer_key){{q_in_account}}
 ),
 guard as (
     select r.n, s.synced, r.n > $7::bigint and r.n > $6::float8 * s.synced as trips
     from (select count(*) as n from counted) r
     -- the synced contacts are counted only when the removals pass the floor
-    cross join lateral (select count(*) as synced from chimpsync.synced_contacts where r.n > $7::bigint) s
+    cross join lateral (select count(*) as synced from chimpsync.synced_contacts where r.n > $7::bigint{{in_account}}) s
 ),
 held as (
     update chimpsync.sync_queue q
@@ -52,7 +52,7 @@ due as (
     -- Held rows are never due (next_attempt_at = infinity), so no held_at filter: a filter
     -- outside the index's predicate makes the planner sort every due row on a fresh queue.
     where parked_at is null
-      and next_attempt_at <= coalesce($5::timestamptz, now())
+      and next_attempt_at <= coalesce($5::timestamptz, now()){{in_account}}
     order by next_attempt_at
     limit $3
     for update skip locked
@@ -89,11 +89,11 @@ claimed as (
     from due
     -- what `held` holds in this statement is not claimed (its update is not visible to `due`)
     where q.id = due.id and not exists (select 1 from held h where h.id = due.id)
-    returning q.id, q.customer_key, q.operation, q.email, q.previous_email, q.payload, q.version, q.attempts,
+    returning q.id, q.account, q.customer_key, q.operation, q.email, q.previous_email, q.payload, q.version, q.attempts,
               q.maybe_applied - 'in_flight' as maybe_applied,
               q.done_steps
 )
-select c.id, c.customer_key, c.operation, c.email, c.previous_email, c.payload, c.version, c.attempts, c.maybe_applied,
+select c.id, c.account, c.customer_key, c.operation, c.email, c.previous_email, c.payload, c.version, c.attempts, c.maybe_applied,
        c.done_steps,
        s.email   as synced_email,
        s.consent as synced_consent,
@@ -101,8 +101,8 @@ select c.id, c.customer_key, c.operation, c.email, c.previous_email, c.payload, 
        -- synced_contacts holds addresses as sent (trimmed); the row holds the column's value.
        (select o.customer_key
           from chimpsync.synced_contacts o
-         where lower(o.email) = lower(btrim(c.email)) and o.customer_key <> c.customer_key
+         where o.account = c.account and lower(o.email) = lower(btrim(c.email)) and o.customer_key <> c.customer_key
          limit 1) as address_owner
 from claimed c
-left join chimpsync.synced_contacts s on s.customer_key = c.customer_key
+left join chimpsync.synced_contacts s on s.account = c.account and s.customer_key = c.customer_key
 order by c.id

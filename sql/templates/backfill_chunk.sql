@@ -1,8 +1,10 @@
 -- One chunk of `chimpsync backfill`: the next $2 rows after key $1 (null = from the start), in key
--- order. Customers already pending keep their queued change (do nothing on conflict).
+-- order; $3 = one account's customers only (null = all). Customers already pending keep their
+-- queued change (do nothing on conflict).
 with chunk as (
     select * from {{table}} c
-    where $1::text is null or c.{{key}} > ($1::text)::{{key_type}}
+    where ($1::text is null or c.{{key}} > ($1::text)::{{key_type}})
+      and ($3::text is null or ({{account}})::text = $3::text)
     order by c.{{key}}
     limit $2
 ),
@@ -10,9 +12,9 @@ projected as (
     {{projection}}
 ),
 enqueued as (
-    insert into chimpsync.sync_queue (customer_key, operation, email, previous_email, payload)
-    select k, 'upsert', e, null, p from projected where f
-    on conflict (customer_key) do nothing
+    insert into chimpsync.sync_queue (account, customer_key, operation, email, previous_email, payload)
+    select a, k, 'upsert', e, null, p from projected where f
+    on conflict (account, customer_key) do nothing
     returning 1
 )
 select (select count(*) from chunk)    as scanned,

@@ -1,3 +1,3 @@
 -- The customers of `gone` (see drift_replay.sql), queued for removal.
-select g.k, 'remove', g.e, null::text, g.p
+select g.a, g.k, 'remove', g.e, null::text, g.p
 from gone g

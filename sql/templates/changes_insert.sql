@@ -1,3 +1,3 @@
-select n.k, 'upsert', n.e, null::text, n.p
+select n.a, n.k, 'upsert', n.e, null::text, n.p
 from ({{new}}) n
 where n.f

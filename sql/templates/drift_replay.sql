@@ -29,12 +29,18 @@ projected as (
     {{projection}}
 ),
 gone as (
-    select k.k, coalesce(w.email, s.email) as e, coalesce(w.payload, '{}'::jsonb) as p
+    -- in every account that has the customer queued or synced, unless it is there still
+    select x.account as a, k.k, coalesce(w.email, s.email) as e, coalesce(w.payload, '{}'::jsonb) as p
     from keys k
-    left join chimpsync.sync_queue w on w.customer_key = k.k
-    left join chimpsync.synced_contacts s on s.customer_key = k.k
+    cross join lateral (
+        select q.account from chimpsync.sync_queue q where q.customer_key = k.k
+        union
+        select c.account from chimpsync.synced_contacts c where c.customer_key = k.k
+    ) x
+    left join chimpsync.sync_queue w on w.account = x.account and w.customer_key = k.k
+    left join chimpsync.synced_contacts s on s.account = x.account and s.customer_key = k.k
     where k.k is not null
-      and not exists (select 1 from projected p where p.k = k.k)
+      and not exists (select 1 from projected p where p.k = k.k and p.a = x.account)
       and coalesce(w.email, s.email) is not null
 ),
 enqueued as (

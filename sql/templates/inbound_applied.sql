@@ -16,7 +16,7 @@ agreed as (
     set consent = $2::boolean
     from projected p
     where $2::boolean is not null
-      and s.customer_key = p.k
+      and s.account = p.a and s.customer_key = p.k
       and (p.p ->> 'consent')::boolean = $2::boolean
       and s.consent <> $2::boolean
     returning s.customer_key
@@ -31,7 +31,7 @@ refreshed as (
         version    = q.version + 1,
         changed_at = now()
     from projected p
-    where q.customer_key = p.k
+    where q.account = p.a and q.customer_key = p.k
       and (q.operation <> case when p.f then 'upsert' else 'remove' end
            or (p.f and (q.email is distinct from p.e or q.payload is distinct from p.p)))
     returning q.id

@@ -9,6 +9,6 @@ projected as (
 )
 select p.k as customer_key, p.e as email, p.p as payload, p.f as wanted,
        s.email as synced_email, s.consent as synced_consent, s.tags as synced_tags,
-       exists (select 1 from chimpsync.sync_queue q where q.customer_key = p.k) as queued
+       exists (select 1 from chimpsync.sync_queue q where q.account = p.a and q.customer_key = p.k) as queued
 from projected p
-left join chimpsync.synced_contacts s on s.customer_key = p.k
+left join chimpsync.synced_contacts s on s.account = p.a and s.customer_key = p.k

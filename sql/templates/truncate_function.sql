@@ -11,7 +11,7 @@ begin
     where q.operation = 'upsert'
       and q.lease_token is null
       and coalesce(jsonb_array_length(q.maybe_applied -> 'emails'), 0) = 0
-      and not exists (select 1 from chimpsync.synced_contacts s where s.customer_key = q.customer_key);
+      and not exists (select 1 from chimpsync.synced_contacts s where s.account = q.account and s.customer_key = q.customer_key);
     {{enqueue}};
     return null;
 end

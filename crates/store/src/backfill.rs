@@ -51,7 +51,20 @@ impl Backfill {
         after: Option<&str>,
         size: i64,
     ) -> Result<Chunk> {
-        let row = client.query_one(&self.sql, &[&after, &size]).await?;
+        self.chunk_of(client, None, after, size).await
+    }
+
+    /// [`Backfill::chunk`] over the customers of `account` only (`None`: every customer).
+    pub async fn chunk_of(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        account: Option<&str>,
+        after: Option<&str>,
+        size: i64,
+    ) -> Result<Chunk> {
+        let row = client
+            .query_one(&self.sql, &[&after, &size, &account])
+            .await?;
         let scanned = row.get::<_, i64>("scanned") as u64;
         Ok(Chunk {
             scanned,

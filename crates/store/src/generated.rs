@@ -61,6 +61,8 @@ pub struct Generated {
     consent_only: Option<String>,
     filter: String,
     key_type: String,
+    /// The account column (quoted), with many accounts.
+    account: Option<String>,
     /// The columns the generated statements read, as the capture and DDL guards compare them
     /// with the table (see `chimpsync.mapping_drift`).
     expected: serde_json::Value,
@@ -244,6 +246,7 @@ impl Generated {
             payload_of_new,
             payload_of_old,
             consent_only,
+            account: mapping.source.account.as_deref().map(quote_ident),
             table,
             expected: serde_json::Value::Array(expected),
         })
@@ -254,11 +257,22 @@ impl Generated {
         &self.table
     }
 
-    /// Key `k`, address `e`, whether the row belongs in the audience `f`, then `columns`.
+    /// The account of a row of the table aliased `alias`: its account column, or `''` with one
+    /// account.
+    fn account_of(&self, alias: &str) -> String {
+        match &self.account {
+            Some(column) => format!("{alias}.{column}"),
+            None => "''".to_string(),
+        }
+    }
+
+    /// Account `a`, key `k`, address `e`, whether the row belongs in the audience `f`, then
+    /// `columns`.
     fn project(&self, rows: &str, columns: &str) -> String {
         templates::fill(
             templates::PROJECTION,
             &[
+                ("account", &self.account_of("t")),
                 ("key", &format!("t.{}", self.key)),
                 ("email", &format!("t.{}", self.email)),
                 ("filter", &self.filter),
@@ -492,11 +506,13 @@ impl Generated {
         ]
     }
 
-    /// The backfill statement: `$1` = last key of the previous chunk (null to start), `$2` = chunk size.
+    /// The backfill statement: `$1` = last key of the previous chunk (null to start), `$2` =
+    /// chunk size, `$3` = one account only (null = every customer).
     pub fn backfill_chunk(&self) -> String {
         templates::fill(
             templates::BACKFILL_CHUNK,
             &[
+                ("account", &self.account_of("c")),
                 ("table", &self.table.quoted()),
                 ("key", &self.key),
                 ("key_type", &self.key_type),
@@ -519,8 +535,9 @@ impl Generated {
     }
 
     /// The placeholders every statement over chunks of customers shares.
-    fn chunk_values(&self) -> [(&'static str, String); 4] {
+    fn chunk_values(&self) -> [(&'static str, String); 5] {
         [
+            ("account", self.account_of("c")),
             ("table", self.table.quoted()),
             ("key", self.key.clone()),
             ("email", self.email.clone()),
@@ -535,11 +552,13 @@ impl Generated {
         templates::fill(template, &all)
     }
 
-    /// The chunk of the customers at the addresses `$1`.
-    fn customers_at(&self) -> String {
+    /// The chunk of the customers at the addresses `$1`, of the account `account_param`.
+    fn customers_at(&self, account_param: &str) -> String {
         templates::fill(
             templates::CUSTOMERS_AT,
             &[
+                ("account", &self.account_of("c")),
+                ("account_param", account_param),
                 ("table", &self.table.quoted()),
                 ("key", &self.key),
                 ("email", &self.email),
@@ -547,19 +566,21 @@ impl Generated {
         )
     }
 
-    /// After an inbound event: `$1` addresses (lower-cased), `$2` the consent Mailchimp holds.
+    /// After an inbound event: `$1` addresses (lower-cased), `$2` the consent Mailchimp holds,
+    /// `$3` the account (`''` with one account).
     pub fn inbound_applied(&self) -> String {
         self.fill_chunk(
             templates::INBOUND_APPLIED,
-            &[("customers_at", &self.customers_at())],
+            &[("customers_at", &self.customers_at("$3"))],
         )
     }
 
-    /// The customers of a page of members: `$1` addresses (lower-cased).
+    /// The customers of a page of members: `$1` addresses (lower-cased), `$2` the account
+    /// (`''` with one account).
     pub fn reconcile_customers(&self) -> String {
         self.fill_chunk(
             templates::RECONCILE_CUSTOMERS,
-            &[("customers_at", &self.customers_at())],
+            &[("customers_at", &self.customers_at("$2"))],
         )
     }
 

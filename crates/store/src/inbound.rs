@@ -156,7 +156,9 @@ pub async fn prune(pool: &Pool, older_than: Duration, limit: i64) -> Result<i64>
 }
 
 /// The parameter types of every `[inbound]` statement: `$1`, `$2`, `$3` are text.
-const STATEMENT_TYPES: [Type; 3] = [Type::TEXT, Type::TEXT, Type::TEXT];
+/// `$1` address, `$2` new address, `$3` the event as JSON, `$4` the account (`''` with one
+/// account; with many, a statement scopes its update to the account's customers with it).
+const STATEMENT_TYPES: [Type; 4] = [Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT];
 
 impl Inbound {
     /// Builds the inbound side for `mapping`, checking the mapping against the table and
@@ -191,6 +193,17 @@ impl Inbound {
     /// whether the event is for this installation.
     #[instrument(skip_all, fields(event.type = %event.event_type, event.source = event.source.as_str()))]
     pub async fn record(&self, event: &NewEvent, audience_id: &str) -> Result<Recorded> {
+        self.record_for("", event, audience_id).await
+    }
+
+    /// [`Inbound::record`] for an event that came in through `account`'s webhook.
+    #[instrument(skip_all, fields(event.type = %event.event_type, event.source = event.source.as_str()))]
+    pub async fn record_for(
+        &self,
+        account: &str,
+        event: &NewEvent,
+        audience_id: &str,
+    ) -> Result<Recorded> {
         let ignore = event.ignore_reason(audience_id);
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(queries::RECORD_INBOUND_EVENT).await?;
@@ -206,6 +219,7 @@ impl Inbound {
                     &event.new_email,
                     &event.payload,
                     &ignore,
+                    &account,
                 ],
             )
             .await?;
@@ -242,6 +256,7 @@ impl Inbound {
         let new_email: Option<String> = row.get("new_email");
         let payload: Value = row.get("payload");
         let attempts: i32 = row.get("attempts");
+        let account: String = row.get("account");
         tx.query_one(queries::MARK_INBOUND_ORIGIN, &[]).await?;
         let consent_held = match event_type.as_str() {
             "subscribe" => Some(true),
@@ -263,7 +278,7 @@ impl Inbound {
                 Some(sql) => {
                     let prepared = sp.prepare_typed(sql, &STATEMENT_TYPES).await?;
                     Some(
-                        sp.execute(&prepared, &[&email, &new_email, &payload_text])
+                        sp.execute(&prepared, &[&email, &new_email, &payload_text, &account])
                             .await?,
                     )
                 }
@@ -271,11 +286,11 @@ impl Inbound {
             };
             if event_type == "upemail" {
                 if let (Some(old), Some(new)) = (&email, &new_email) {
-                    sp.query(queries::RENAME_SYNCED_CONTACT, &[old, new])
+                    sp.query(queries::RENAME_SYNCED_CONTACT, &[old, new, &account])
                         .await?;
                 }
             }
-            sp.query_one(&self.applied_sql, &[&addresses, &consent_held])
+            sp.query_one(&self.applied_sql, &[&addresses, &consent_held, &account])
                 .await?;
             Ok(rows)
         }

@@ -174,6 +174,8 @@ pub struct Upserted {
 pub struct Claim {
     /// The lease token every later write of this claim presents.
     pub token: Uuid,
+    /// The account whose rows these are (`""` with one account).
+    pub account: String,
     /// The rows, in id order.
     pub rows: Vec<ClaimedRow>,
 }
@@ -297,6 +299,8 @@ pub struct Summary {
 #[derive(Clone)]
 pub struct Queue {
     pool: Pool,
+    /// Whether each claim picks an account first (see [`Queue::for_accounts`]).
+    multi_account: bool,
 }
 
 impl std::fmt::Debug for Queue {
@@ -308,7 +312,25 @@ impl std::fmt::Debug for Queue {
 impl Queue {
     /// A queue over `pool`.
     pub fn new(pool: Pool) -> Queue {
-        Queue { pool }
+        Queue {
+            pool,
+            multi_account: false,
+        }
+    }
+
+    /// A queue of many accounts: each claim takes the rows of one account, the account that
+    /// waited longest of those that may be sent to (enabled, active, not paused, with an
+    /// audience) and have due rows.
+    pub fn for_accounts(pool: Pool) -> Queue {
+        Queue {
+            pool,
+            multi_account: true,
+        }
+    }
+
+    /// Whether claims pick an account first.
+    pub fn is_multi_account(&self) -> bool {
+        self.multi_account
     }
 
     /// The pool, for callers that need a raw connection (setup, backfill).
@@ -359,7 +381,9 @@ impl Queue {
         now: Option<DateTime<Utc>>,
     ) -> Result<Claim> {
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(queries::CLAIM_BATCH).await?;
+        let statement = client
+            .prepare_cached(crate::sql::claim_batch(self.multi_account))
+            .await?;
         let token = Uuid::new_v4();
         let lease_secs = lease.as_secs_f64();
         let share = guard.map(|g| g.share);
@@ -380,6 +404,10 @@ impl Queue {
                 ],
             )
             .await?;
+        let account = rows
+            .first()
+            .map(|r| r.get::<_, String>("account"))
+            .unwrap_or_default();
         let rows = rows
             .into_iter()
             .map(|r| {
@@ -416,7 +444,11 @@ impl Queue {
                 }
             })
             .collect();
-        Ok(Claim { token, rows })
+        Ok(Claim {
+            token,
+            account,
+            rows,
+        })
     }
 
     /// Deletes (or, if changed meanwhile, releases) the acknowledged rows of a claim and records
@@ -528,8 +560,8 @@ impl Queue {
 
     /// Rows parked because their address belonged to another customer get another chance once
     /// that customer gave the address up.
-    pub async fn unpark_addresses(&self, addresses: &[String]) -> Result<u64> {
-        for_addresses(&self.pool, queries::UNPARK_ADDRESS, addresses).await
+    pub async fn unpark_addresses(&self, account: &str, addresses: &[String]) -> Result<u64> {
+        for_addresses(&self.pool, queries::UNPARK_ADDRESS, account, addresses).await
     }
 
     /// Puts parked rows back in line: all of them, or the given ids. Returns the ids un-parked.
@@ -572,11 +604,12 @@ impl Queue {
 pub(crate) async fn for_addresses(
     pool: &Pool,
     statement: &str,
+    account: &str,
     addresses: &[String],
 ) -> Result<u64> {
     if addresses.is_empty() {
         return Ok(0);
     }
     let client = pool.get().await?;
-    Ok(client.execute(statement, &[&addresses]).await?)
+    Ok(client.execute(statement, &[&addresses, &account]).await?)
 }

@@ -95,6 +95,8 @@ pub struct Reconcile {
     customers_sql: String,
     wanted_sql: String,
     requeue_sql: String,
+    /// The account reconciled (`""` with one account).
+    account: String,
 }
 
 impl std::fmt::Debug for Reconcile {
@@ -117,7 +119,14 @@ impl Reconcile {
             customers_sql: generated.reconcile_customers(),
             wanted_sql: generated.reconcile_wanted(),
             requeue_sql: generated.reconcile_requeue(),
+            account: String::new(),
         })
+    }
+
+    /// The same, for the customers of one account.
+    pub fn for_account(mut self, account: &str) -> Reconcile {
+        self.account = account.to_string();
+        self
     }
 
     /// The database clock.
@@ -133,7 +142,7 @@ impl Reconcile {
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(&self.customers_sql).await?;
         Ok(client
-            .query(&statement, &[&lower])
+            .query(&statement, &[&lower, &self.account])
             .await?
             .iter()
             .map(Customer::from_row)
@@ -146,7 +155,9 @@ impl Reconcile {
     pub async fn wanted_customers(&self, mut each: impl FnMut(Customer)) -> Result<u64> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let portal = tx.bind(self.wanted_sql.as_str(), &[]).await?;
+        let portal = tx
+            .bind(self.wanted_sql.as_str(), &[&self.account])
+            .await?;
         let mut seen = 0u64;
         loop {
             let rows = tx.query_portal(&portal, SCAN_CHUNK).await?;
@@ -194,7 +205,7 @@ impl Reconcile {
         let row = client
             .query_one(
                 self.requeue_sql.as_str(),
-                &[&keys, &present, &emails, &consents, &tags],
+                &[&keys, &present, &emails, &consents, &tags, &self.account],
             )
             .await?;
         Ok(Requeued {
@@ -204,7 +215,13 @@ impl Reconcile {
 
     /// Members removed by reconcile belong to no customer any more: forgets them.
     pub async fn forget_addresses(&self, addresses: &[String]) -> Result<u64> {
-        for_addresses(&self.pool, queries::FORGET_SYNCED_ADDRESSES, addresses).await
+        for_addresses(
+            &self.pool,
+            queries::FORGET_SYNCED_ADDRESSES,
+            &self.account,
+            addresses,
+        )
+        .await
     }
 
     /// When the last run with `--apply` on the audience started.

@@ -20,6 +20,7 @@ pub mod queries {
         BOOTSTRAP => "bootstrap.sql",
         CLAIM_BATCH => "claim_batch.sql",
         CLAIM_INBOUND_EVENT => "claim_inbound_event.sql",
+        CLAIM_PICK_ACCOUNT => "claim_pick_account.sql",
         DATABASE_NOW => "database_now.sql",
         DDL_GUARD_INSTALLED => "ddl_guard_installed.sql",
         DRIFT => "drift.sql",
@@ -64,7 +65,6 @@ pub mod queries {
         ("ack_batch", ACK_BATCH),
         ("acquire_slot", ACQUIRE_SLOT),
         ("applied_migrations", APPLIED_MIGRATIONS),
-        ("claim_batch", CLAIM_BATCH),
         ("claim_inbound_event", CLAIM_INBOUND_EVENT),
         ("database_now", DATABASE_NOW),
         ("ddl_guard_installed", DDL_GUARD_INSTALLED),
@@ -101,6 +101,38 @@ pub mod queries {
         ("table_columns", TABLE_COLUMNS),
         ("unpark_address", UNPARK_ADDRESS),
     ];
+}
+
+/// The claim statement (`claim_batch.sql`): of the one account (`multi = false`), or of the
+/// account [`queries::CLAIM_PICK_ACCOUNT`] picks first. Rendered once.
+pub fn claim_batch(multi: bool) -> &'static str {
+    static SINGLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| render_claim(false));
+    static MULTI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| render_claim(true));
+    if multi {
+        &MULTI
+    } else {
+        &SINGLE
+    }
+}
+
+fn render_claim(multi: bool) -> String {
+    // Without its comment: the pick would push the claim out of pg_stat_activity's first 1 KiB.
+    let pick: String = queries::CLAIM_PICK_ACCOUNT
+        .lines()
+        .skip_while(|l| l.starts_with("--"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let values: [(&str, &str); 4] = if multi {
+        [
+            ("with", "with recursive "),
+            ("pick", &pick),
+            ("q_in_account", "\n      and q.account = (select p.account from pick p)"),
+            ("in_account", " and account = (select p.account from pick p)"),
+        ]
+    } else {
+        [("with", "with "), ("pick", ""), ("q_in_account", ""), ("in_account", "")]
+    };
+    templates::fill(queries::CLAIM_BATCH, &values)
 }
 
 /// Templates filled from the mapping (`sql/templates`); identifiers are quoted before they are
