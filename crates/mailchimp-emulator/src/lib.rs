@@ -39,6 +39,9 @@ mod routes;
 // What the handle and the connections share, and the counters.
 mod shared;
 
+// The accounts: which keys are accepted, revoked keys, each account's requests in flight.
+mod accounts;
+
 // The HTTP the emulator sends: the validator's GET and webhook deliveries.
 mod outbound;
 
@@ -78,6 +81,7 @@ mod email;
 // The mutex helper.
 mod lock;
 
+pub use accounts::AccountStats;
 pub use cli::{main_cli, Args};
 pub use email::subscriber_hash;
 pub use emulator::{Config, Emulator, MemberView};
