@@ -13,6 +13,10 @@
 //! Faults (latency, a cap on requests in flight, random `503`s and dropped connections, scripted
 //! faults) are set through [`Config`] at start and changed at runtime through [`Emulator`].
 //!
+//! It can serve several Mailchimp accounts at once ([`Config::accounts`]): each API key has its
+//! own audiences and its own cap on requests in flight, and another account's audience is
+//! `404` to it.
+//!
 //! The modules are listed in dependency order: each uses only the modules below it.
 
 // The command line.
