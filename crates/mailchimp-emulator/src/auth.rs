@@ -3,6 +3,7 @@
 use hyper::header::AUTHORIZATION;
 use hyper::HeaderMap;
 
+use crate::accounts::{AccountId, Accounts};
 use crate::problem::ApiError;
 
 /// The key of `Authorization: Basic base64(user:key)`, `Bearer key` or `OAuth key`.
@@ -24,13 +25,14 @@ fn api_key_of(headers: &HeaderMap) -> Option<String> {
     (!key.is_empty()).then_some(key)
 }
 
-/// Refuses a request without a key, or with another key than `expected` when one is set.
-pub(crate) fn authenticate(expected: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+/// The account of the request's key; refuses a request without a key, or with a key that is not
+/// accepted (unknown, or revoked).
+pub(crate) fn authenticate(
+    accounts: &Accounts,
+    headers: &HeaderMap,
+) -> Result<AccountId, ApiError> {
     let key = api_key_of(headers).ok_or_else(ApiError::api_key_missing)?;
-    match expected {
-        Some(expected) if expected != key => Err(ApiError::api_key_invalid()),
-        _ => Ok(()),
-    }
+    accounts.authenticate(&key)
 }
 
 /// Standard base64 (padding optional); `None` on any other character.

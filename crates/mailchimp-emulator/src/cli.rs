@@ -7,8 +7,9 @@ use clap::Parser;
 
 use crate::emulator::{Config, Emulator};
 
-/// `mailchimp-emulator --listen 127.0.0.1:4100 [--api-key KEY] [--audience ID]... …`
-#[derive(Debug, Parser)]
+/// `mailchimp-emulator --listen 127.0.0.1:4100 [--api-key KEY] [--audience ID]...
+/// [--account KEY=AUDIENCE]... …`
+#[derive(Parser)]
 #[command(
     name = "mailchimp-emulator",
     version,
@@ -18,12 +19,17 @@ pub struct Args {
     /// Address to serve on; the API is under /3.0.
     #[arg(long, default_value = "127.0.0.1:4100")]
     pub listen: SocketAddr,
-    /// Only this API key is accepted (any key when absent).
+    /// Only this API key (and those of --account) is accepted; any key when neither is given.
     #[arg(long)]
     pub api_key: Option<String>,
-    /// An audience (list id) that exists at start; repeatable.
+    /// An audience (list id) that exists at start, of the --api-key account (or of the one
+    /// account any key reaches); repeatable.
     #[arg(long = "audience", value_name = "ID")]
     pub audiences: Vec<String>,
+    /// A Mailchimp account: the API KEY is accepted, and AUDIENCE exists at start in its account;
+    /// repeatable (a key given twice is one account with both audiences).
+    #[arg(long = "account", value_name = "KEY=AUDIENCE", value_parser = account)]
+    pub accounts: Vec<(String, String)>,
     /// Milliseconds added to every response.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub latency_ms: u64,
@@ -50,12 +56,33 @@ fn rate(s: &str) -> Result<f64, String> {
     }
 }
 
+impl std::fmt::Debug for Args {
+    /// The keys redacted, as in `Config`'s.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("listen", &self.listen)
+            .field("config", &self.config())
+            .finish()
+    }
+}
+
+/// `KEY=AUDIENCE`, split at the last `=` (audience ids have none).
+fn account(s: &str) -> Result<(String, String), String> {
+    match s.rsplit_once('=') {
+        Some((key, audience)) if !key.is_empty() && !audience.is_empty() => {
+            Ok((key.to_owned(), audience.to_owned()))
+        }
+        _ => Err("expected KEY=AUDIENCE".to_owned()),
+    }
+}
+
 impl Args {
     /// The emulator configuration these arguments describe.
     pub fn config(&self) -> Config {
         Config {
             api_key: self.api_key.clone(),
             audiences: self.audiences.clone(),
+            accounts: self.accounts.clone(),
             latency: Duration::from_millis(self.latency_ms),
             max_connections: self.max_connections,
             fail_rate: self.fail_rate,
@@ -81,6 +108,7 @@ pub async fn main_cli() -> anyhow::Result<()> {
     tracing::info!(
         base_url = %emulator.base_url(),
         audiences = ?args.audiences,
+        accounts = args.accounts.len(),
         "serving the Mailchimp Marketing API"
     );
     wait_for_signal().await?;

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::accounts::{AccountStats, Accounts, DEFAULT_ACCOUNT};
 use crate::email::path_key;
 use crate::faults::{Fault, FaultState};
 use crate::lock::lock;
@@ -22,12 +23,22 @@ use crate::state::State;
 
 /// How the emulator starts. `Default` is: any API key accepted, no audiences, no latency,
 /// unlimited requests in flight, no faults, seed 0.
+///
+/// Accounts: with neither `api_key` nor `accounts`, any key is accepted and every key is the
+/// same, one account. Otherwise only the configured keys are accepted (others get
+/// `401 API Key Invalid`), each distinct key being its own account; `api_key` with `audiences`
+/// is the same as `accounts` pairs of that key with each audience.
 #[derive(Clone, Default)]
 pub struct Config {
-    /// When set, every other key is refused with `401 API Key Invalid`.
+    /// When set, every key but this one and those of `accounts` is refused with
+    /// `401 API Key Invalid`. Its account owns `audiences`.
     pub api_key: Option<String>,
-    /// Audiences that exist at start, with the default merge fields.
+    /// Audiences that exist at start, with the default merge fields: `api_key`'s, or, without
+    /// it, the one account's that accepts any key (then `accounts` must be empty).
     pub audiences: Vec<String>,
+    /// `(API key, audience id)`: the audience exists at start in the key's account. A key may
+    /// appear several times; an audience id only in one account.
+    pub accounts: Vec<(String, String)>,
     /// Added to every response (asynchronously; it does not block other requests).
     pub latency: Duration,
     /// Requests in flight at once beyond this get `429 Too Many Requests`; `None` = unlimited.
@@ -45,6 +56,14 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("audiences", &self.audiences)
+            .field(
+                "accounts",
+                &self
+                    .accounts
+                    .iter()
+                    .map(|(_, audience)| ("<redacted>", audience))
+                    .collect::<Vec<_>>(),
+            )
             .field("latency", &self.latency)
             .field("max_connections", &self.max_connections)
             .field("fail_rate", &self.fail_rate)
@@ -91,21 +110,29 @@ impl std::fmt::Debug for Emulator {
 }
 
 impl Emulator {
-    /// Binds `listen` (port 0 picks a free port) and serves until shut down.
+    /// Binds `listen` (port 0 picks a free port) and serves until shut down. A configuration
+    /// that gives an audience to two accounts, or `audiences` without `api_key` next to
+    /// `accounts`, is an `InvalidInput` error.
     #[tracing::instrument(skip_all, fields(listen = %listen))]
     pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulator> {
+        let (accounts, audiences) = Accounts::from_config(
+            config.api_key.as_deref(),
+            &config.audiences,
+            &config.accounts,
+        )
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let now = Now::current();
         let mut state = State::new(config.seed);
-        for id in &config.audiences {
-            state.ensure_audience(id, &now);
+        for (account, id) in &audiences {
+            state.ensure_audience(id, *account, &now);
         }
         let faults = FaultState::new(config.seed, config.fail_rate, config.drop_rate);
         let shared = Arc::new(Shared::new(
             state,
             faults,
-            config.api_key.clone(),
+            accounts,
             config.latency,
             config.max_connections,
         ));
@@ -134,13 +161,87 @@ impl Emulator {
         format!("http://{addr}/3.0")
     }
 
-    /// Creates an audience with the default merge fields (no-op if it exists), like `--audience`.
+    /// Creates an audience with the default merge fields (no-op if it exists), like `--audience`:
+    /// in the `api_key` account, else the one account that accepts any key, else the first of
+    /// `accounts`. Nothing happens if another account has this audience id.
     pub fn create_audience(&self, id: &str) {
-        lock(&self.shared.state).ensure_audience(id, &Now::current());
+        lock(&self.shared.state).ensure_audience(id, DEFAULT_ACCOUNT, &Now::current());
+    }
+
+    /// Creates an audience in the account of `api_key` (no-op if it is that account's already).
+    /// False if the key is not accepted or another account has this audience id.
+    pub fn create_audience_for(&self, api_key: &str, list_id: &str) -> bool {
+        self.shared
+            .accounts
+            .account_of(api_key)
+            .is_some_and(|account| {
+                lock(&self.shared.state).ensure_audience(list_id, account, &Now::current())
+            })
+    }
+
+    /// Deletes the audience of `api_key`'s account with everything in it (its members, merge
+    /// fields, webhooks); afterwards its id is `404 Resource Not Found`. False if the key's
+    /// account has no such audience.
+    pub fn delete_audience(&self, api_key: &str, list_id: &str) -> bool {
+        let Some(account) = self.shared.accounts.account_of(api_key) else {
+            return false;
+        };
+        let mut state = lock(&self.shared.state);
+        state.owner(list_id) == Some(account) && state.remove_audience(list_id)
+    }
+
+    /// The ids of the audiences of `api_key`'s account, in creation order (empty if the key is
+    /// not accepted).
+    pub fn audiences_of(&self, api_key: &str) -> Vec<String> {
+        let Some(account) = self.shared.accounts.account_of(api_key) else {
+            return Vec::new();
+        };
+        let state = lock(&self.shared.state);
+        state.audiences_of(account).map(|a| a.id.clone()).collect()
+    }
+
+    /// Like [`Emulator::members`], but empty unless the audience is `api_key`'s account's.
+    pub fn members_of(&self, api_key: &str, list_id: &str) -> Vec<MemberView> {
+        if self.owns(api_key, list_id) {
+            self.members(list_id)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Like [`Emulator::member`], but `None` unless the audience is `api_key`'s account's.
+    pub fn member_of(&self, api_key: &str, list_id: &str, email: &str) -> Option<MemberView> {
+        self.owns(api_key, list_id)
+            .then(|| self.member(list_id, email))
+            .flatten()
+    }
+
+    fn owns(&self, api_key: &str, list_id: &str) -> bool {
+        let account = self.shared.accounts.account_of(api_key);
+        account.is_some() && lock(&self.shared.state).owner(list_id) == account
+    }
+
+    /// Revokes the key: from now on every request with it gets `401 API Key Invalid`, as
+    /// Mailchimp answers for a disabled key. Its account and audiences stay.
+    pub fn revoke_key(&self, api_key: &str) {
+        self.shared.accounts.revoke(api_key);
+    }
+
+    /// Accepts a revoked key again.
+    pub fn restore_key(&self, api_key: &str) {
+        self.shared.accounts.restore(api_key);
+    }
+
+    /// The counters of `api_key`'s account (`None` if the key is not accepted). When any key is
+    /// accepted, every key shares one account and these counters.
+    pub fn account_stats(&self, api_key: &str) -> Option<AccountStats> {
+        let account = self.shared.accounts.account_of(api_key)?;
+        Some(self.shared.accounts.stats(account))
     }
 
     /// Every member of the audience in creation order, archived ones included (permanently
-    /// deleted ones are gone). Empty for an unknown audience.
+    /// deleted ones are gone). Empty for an unknown audience. Audience ids are unique across
+    /// accounts, so this works for any account's audience.
     pub fn members(&self, list_id: &str) -> Vec<MemberView> {
         let state = lock(&self.shared.state);
         let Some(aud) = state.audiences.get(list_id) else {
@@ -195,7 +296,7 @@ impl Emulator {
         lock(&self.shared.faults).set_drop_rate(f);
     }
 
-    /// Changes the cap on requests in flight (`None` = unlimited).
+    /// Changes the cap on requests in flight of each account (`None` = unlimited).
     pub fn set_max_connections(&self, n: Option<usize>) {
         self.shared
             .max_connections

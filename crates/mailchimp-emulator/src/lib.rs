@@ -13,6 +13,10 @@
 //! Faults (latency, a cap on requests in flight, random `503`s and dropped connections, scripted
 //! faults) are set through [`Config`] at start and changed at runtime through [`Emulator`].
 //!
+//! It can serve several Mailchimp accounts at once ([`Config::accounts`]): each API key has its
+//! own audiences and its own cap on requests in flight, and another account's audience is
+//! `404` to it.
+//!
 //! The modules are listed in dependency order: each uses only the modules below it.
 
 // The command line.
@@ -38,6 +42,9 @@ mod routes;
 
 // What the handle and the connections share, and the counters.
 mod shared;
+
+// The accounts: which keys are accepted, revoked keys, each account's requests in flight.
+mod accounts;
 
 // The HTTP the emulator sends: the validator's GET and webhook deliveries.
 mod outbound;
@@ -78,6 +85,7 @@ mod email;
 // The mutex helper.
 mod lock;
 
+pub use accounts::AccountStats;
 pub use cli::{main_cli, Args};
 pub use email::subscriber_hash;
 pub use emulator::{Config, Emulator, MemberView};

@@ -7,6 +7,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{json, Value};
 
+/// An account (one API key, or every key when any is accepted): its index in the accounts the
+/// emulator was started with.
+pub(crate) type AccountId = usize;
+
 /// A contact's status as Mailchimp names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Status {
@@ -279,6 +283,8 @@ impl Member {
 #[derive(Debug, Clone)]
 pub(crate) struct Audience {
     pub id: String,
+    /// The account that owns it; other accounts' keys get 404 on it.
+    pub account: AccountId,
     pub web_id: u64,
     pub name: String,
     pub contact: Value,
@@ -306,10 +312,11 @@ pub(crate) struct Audience {
 }
 
 impl Audience {
-    pub(crate) fn new(id: String, web_id: u64, now: &Now) -> Self {
+    pub(crate) fn new(id: String, account: AccountId, web_id: u64, now: &Now) -> Self {
         Self {
             name: format!("Audience {id}"),
             id,
+            account,
             web_id,
             contact: json!({
                 "company": "Emulated Company", "address1": "675 Ponce De Leon Ave NE",

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::accounts::DEFAULT_ACCOUNT;
 use crate::input::NewWebhook;
 use crate::lock::lock;
 use crate::model::Now;
@@ -44,11 +45,14 @@ fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|_| ApiError::json_parse())
 }
 
-/// The synchronous routes: each takes the state lock for the operation only.
+/// The synchronous routes: each takes the state lock for the operation only (and, for an
+/// audience's resources, the check that the audience is the caller's).
 fn dispatch(shared: &Shared, route: Route, method: &Method, body: &Bytes, ctx: &Ctx<'_>) -> Answer {
     let json = || parse_json(body);
     let m = method.clone();
     let not_allowed = || Err(ApiError::method_not_allowed(route.allow()));
+    // Another account's audience is answered exactly like one that does not exist.
+    let st = |id: &str| shared.state_for(ctx.account, id);
     // Parse before locking: the lock only covers the state change and the answer.
     match (&route, m) {
         (Route::Root, Method::GET) => Ok(lock(&shared.state).account(ctx)),
@@ -60,53 +64,47 @@ fn dispatch(shared: &Shared, route: Route, method: &Method, body: &Bytes, ctx: &
             let body = json()?;
             lock(&shared.state).create_list(&body, ctx)
         }
-        (Route::List(id), Method::GET) => lock(&shared.state).get_list(id, ctx),
+        (Route::List(id), Method::GET) => st(id)?.get_list(id, ctx),
         (Route::List(id), Method::POST) => {
             let body = json()?;
             // The guard is a temporary: the lock is released before the answer is written.
-            let applied = lock(&shared.state).batch_subscribe(id, &body, ctx)?;
+            let applied = st(id)?.batch_subscribe(id, &body, ctx)?;
             Ok(applied.reply(ctx.base))
         }
-        (Route::List(id), Method::DELETE) => lock(&shared.state).delete_list(id),
-        (Route::Members(id), Method::GET) => lock(&shared.state).get_members(id, ctx),
+        (Route::List(id), Method::DELETE) => st(id)?.delete_list(id),
+        (Route::Members(id), Method::GET) => st(id)?.get_members(id, ctx),
         (Route::Members(id), Method::POST) => {
             let body = json()?;
-            lock(&shared.state).post_member(id, &body, ctx)
+            st(id)?.post_member(id, &body, ctx)
         }
-        (Route::Member(id, key), Method::GET) => lock(&shared.state).get_member(id, key, ctx),
+        (Route::Member(id, key), Method::GET) => st(id)?.get_member(id, key, ctx),
         (Route::Member(id, key), Method::PUT) => {
             let body = json()?;
-            lock(&shared.state).put_member(id, key, &body, ctx)
+            st(id)?.put_member(id, key, &body, ctx)
         }
         (Route::Member(id, key), Method::PATCH) => {
             let body = json()?;
-            lock(&shared.state).patch_member(id, key, &body, ctx)
+            st(id)?.patch_member(id, key, &body, ctx)
         }
-        (Route::Member(id, key), Method::DELETE) => {
-            lock(&shared.state).archive_member(id, key, ctx)
-        }
-        (Route::MemberTags(id, key), Method::GET) => lock(&shared.state).get_tags(id, key, ctx),
+        (Route::Member(id, key), Method::DELETE) => st(id)?.archive_member(id, key, ctx),
+        (Route::MemberTags(id, key), Method::GET) => st(id)?.get_tags(id, key, ctx),
         (Route::MemberTags(id, key), Method::POST) => {
             let body = json()?;
-            lock(&shared.state).post_tags(id, key, &body, ctx)
+            st(id)?.post_tags(id, key, &body, ctx)
         }
-        (Route::DeletePermanent(id, key), Method::POST) => {
-            lock(&shared.state).delete_permanent(id, key, ctx)
-        }
-        (Route::MergeFields(id), Method::GET) => lock(&shared.state).get_merge_fields(id, ctx),
+        (Route::DeletePermanent(id, key), Method::POST) => st(id)?.delete_permanent(id, key, ctx),
+        (Route::MergeFields(id), Method::GET) => st(id)?.get_merge_fields(id, ctx),
         (Route::MergeFields(id), Method::POST) => {
             let body = json()?;
-            lock(&shared.state).create_merge_field(id, &body)
+            st(id)?.create_merge_field(id, &body)
         }
-        (Route::MergeField(id, merge_id), Method::GET) => {
-            lock(&shared.state).get_merge_field(id, merge_id)
-        }
+        (Route::MergeField(id, merge_id), Method::GET) => st(id)?.get_merge_field(id, merge_id),
         (Route::MergeField(id, merge_id), Method::DELETE) => {
-            lock(&shared.state).delete_merge_field(id, merge_id)
+            st(id)?.delete_merge_field(id, merge_id)
         }
-        (Route::Webhooks(id), Method::GET) => lock(&shared.state).get_webhooks(id, ctx),
-        (Route::Webhook(id, hook), Method::GET) => lock(&shared.state).get_webhook(id, hook, ctx),
-        (Route::Webhook(id, hook), Method::DELETE) => lock(&shared.state).delete_webhook(id, hook),
+        (Route::Webhooks(id), Method::GET) => st(id)?.get_webhooks(id, ctx),
+        (Route::Webhook(id, hook), Method::GET) => st(id)?.get_webhook(id, hook, ctx),
+        (Route::Webhook(id, hook), Method::DELETE) => st(id)?.delete_webhook(id, hook),
         _ => not_allowed(),
     }
 }
@@ -115,9 +113,13 @@ fn dispatch(shared: &Shared, route: Route, method: &Method, body: &Bytes, ctx: &
 /// answer 200), then registers the webhook. "A url may only exist on a list once."
 async fn create_webhook(shared: &Shared, list_id: &str, body: &Bytes, ctx: &Ctx<'_>) -> Answer {
     let new = NewWebhook::parse(&parse_json(body)?)?;
-    lock(&shared.state).check_webhook_url(list_id, &new.url)?;
+    shared
+        .state_for(ctx.account, list_id)?
+        .check_webhook_url(list_id, &new.url)?;
     validate_url(&new.url).await?;
-    lock(&shared.state).add_webhook(list_id, new, ctx)
+    shared
+        .state_for(ctx.account, list_id)?
+        .add_webhook(list_id, new, ctx)
 }
 
 /// Test-only routes under `/_emulator` (no authentication, no faults, not counted).
@@ -146,8 +148,12 @@ pub(crate) fn simulation(shared: &Shared, method: &Method, path: &str, query: &Q
             serde_json::to_value(shared.stats()).unwrap_or_default(),
         ),
         (&Method::PUT | &Method::POST, ["lists", id]) => {
-            lock(&shared.state).ensure_audience(id, &now);
-            done(true)
+            // `?account=KEY` names the account; the default one otherwise.
+            let account = match query.get("account") {
+                Some(key) => shared.accounts.account_of(key),
+                None => Some(DEFAULT_ACCOUNT),
+            };
+            done(account.is_some_and(|a| lock(&shared.state).ensure_audience(id, a, &now)))
         }
         (&Method::POST, ["lists", id, "members", who, action]) => {
             let mut state = lock(&shared.state);

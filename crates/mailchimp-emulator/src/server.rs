@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::accounts::AccountId;
 use crate::auth::authenticate;
 use crate::faults::Fault;
 use crate::lock::lock;
@@ -105,6 +106,7 @@ pub(crate) async fn serve(
 enum Which {
     Open,
     InFlight,
+    Account(AccountId),
 }
 
 /// Holds one count of a gauge for as long as it lives (also when hyper drops the request).
@@ -115,6 +117,7 @@ impl Drop for Counted {
         let gauge = match self.1 {
             Which::Open => &self.0.open,
             Which::InFlight => &self.0.in_flight,
+            Which::Account(id) => &self.0.accounts.get(id).in_flight,
         };
         gauge.fetch_sub(1, Ordering::SeqCst);
     }
@@ -135,6 +138,9 @@ async fn handle(
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let request_id = uuid::Uuid::new_v4().to_string();
     let latency = Duration::from_micros(shared.latency_micros.load(Ordering::Relaxed));
+    // The key is read first, as the cap on requests in flight is per account; a refused key is
+    // answered after the latency, like any other answer, and takes no account's slot.
+    let account = authenticate(&shared.accounts, req.headers());
 
     // `open` counts every request being answered (refused ones too, while they wait out the
     // latency): that is the client's concurrency. `in_flight` counts the admitted ones only.
@@ -143,15 +149,19 @@ async fn handle(
     shared
         .max_concurrent
         .fetch_max(now_open as u64, Ordering::Relaxed);
+    let _account_slot = match &account {
+        Ok(id) => match admit(&shared, *id) {
+            Ok(slot) => Some(slot),
+            Err(limit) => {
+                shared.throttled.fetch_add(1, Ordering::Relaxed);
+                sleep(latency).await;
+                return Ok(problem(&ApiError::too_many_requests(limit), &request_id));
+            }
+        },
+        Err(_) => None,
+    };
     let now_in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    let guard = Counted(shared.clone(), Which::InFlight);
-    let limit = shared.max_connections.load(Ordering::Relaxed);
-    if now_in_flight > limit {
-        drop(guard);
-        shared.throttled.fetch_add(1, Ordering::Relaxed);
-        sleep(latency).await;
-        return Ok(problem(&ApiError::too_many_requests(limit), &request_id));
-    }
+    let _in_flight = Counted(shared.clone(), Which::InFlight);
     shared
         .max_in_flight
         .fetch_max(now_in_flight as u64, Ordering::Relaxed);
@@ -168,9 +178,10 @@ async fn handle(
         }
     };
 
-    if let Err(e) = authenticate(shared.api_key.as_deref(), &parts.headers) {
-        return Ok(problem(&e, &request_id));
-    }
+    let account = match account {
+        Ok(id) => id,
+        Err(e) => return Ok(problem(&e, &request_id)),
+    };
 
     let is_write = matches!(
         parts.method,
@@ -220,6 +231,7 @@ async fn handle(
         base: &base,
         peer_ip: &peer_ip,
         query: &query,
+        account,
     };
     let started = std::time::Instant::now();
     let route = Route::of(parts.uri.path());
@@ -253,6 +265,24 @@ async fn handle(
             Err(e) => problem(&e, &request_id),
         }),
     }
+}
+
+/// Takes one of the account's slots of requests in flight, or answers the limit it is at.
+fn admit(shared: &Arc<Shared>, id: AccountId) -> Result<Counted, usize> {
+    let account = shared.accounts.get(id);
+    account.requests.fetch_add(1, Ordering::Relaxed);
+    let now_in_flight = account.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let slot = Counted(shared.clone(), Which::Account(id));
+    let limit = shared.max_connections.load(Ordering::Relaxed);
+    if now_in_flight > limit {
+        drop(slot);
+        account.throttled.fetch_add(1, Ordering::Relaxed);
+        return Err(limit);
+    }
+    account
+        .max_in_flight
+        .fetch_max(now_in_flight as u64, Ordering::Relaxed);
+    Ok(slot)
 }
 
 async fn sleep(d: Duration) {

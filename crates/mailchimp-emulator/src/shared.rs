@@ -2,24 +2,27 @@
 //! faults, the limits, the counters and the webhook delivery queue.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::accounts::{AccountId, Accounts};
 use crate::faults::FaultState;
 use crate::lock::lock;
 use crate::outbound::Outbound;
+use crate::problem::ApiError;
 use crate::state::State;
 
 /// Everything the connections share.
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub faults: Mutex<FaultState>,
-    pub api_key: Option<String>,
+    pub accounts: Accounts,
     pub latency_micros: AtomicU64,
-    /// `usize::MAX` means unlimited.
+    /// Requests in flight per account; `usize::MAX` means unlimited.
     pub max_connections: AtomicUsize,
+    /// Requests admitted and in flight, all accounts together.
     pub in_flight: AtomicUsize,
     pub open: AtomicUsize,
     pub requests: AtomicU64,
@@ -38,13 +41,14 @@ pub(crate) struct Shared {
 pub struct Stats {
     /// Requests under `/3.0` received (the `/_emulator` routes are not counted).
     pub requests: u64,
-    /// `429` answers because more requests than `max_connections` were in flight.
+    /// `429` answers because an account had `max_connections` requests in flight.
     pub throttled: u64,
     /// Injected failures answered (503, injected 429/403, garbage bodies).
     pub failed: u64,
     /// Connections closed without an answer after applying the write.
     pub dropped: u64,
-    /// The most requests admitted at once (never above `max_connections` when it is set).
+    /// The most requests admitted at once, all accounts together (with one account, never above
+    /// `max_connections` when it is set).
     pub max_in_flight: u64,
     /// The most requests being answered at once, including ones refused with 429 (while they
     /// wait out the latency): the client's concurrency as the emulator saw it.
@@ -77,14 +81,14 @@ impl Shared {
     pub(crate) fn new(
         state: State,
         faults: FaultState,
-        api_key: Option<String>,
+        accounts: Accounts,
         latency: Duration,
         max_connections: Option<usize>,
     ) -> Self {
         Self {
             state: Mutex::new(state),
             faults: Mutex::new(faults),
-            api_key,
+            accounts,
             latency_micros: AtomicU64::new(duration_micros(latency)),
             max_connections: AtomicUsize::new(max_connections.unwrap_or(usize::MAX)),
             in_flight: AtomicUsize::new(0),
@@ -98,6 +102,20 @@ impl Shared {
             busy_nanos: AtomicU64::new(0),
             outbound: Outbound::start(),
         }
+    }
+
+    /// The state, locked, if the audience `list_id` is the account's; `404 Resource Not Found`
+    /// otherwise, exactly as for an audience that does not exist.
+    pub(crate) fn state_for(
+        &self,
+        account: AccountId,
+        list_id: &str,
+    ) -> Result<MutexGuard<'_, State>, ApiError> {
+        let state = lock(&self.state);
+        if state.owner(list_id) != Some(account) {
+            return Err(ApiError::not_found());
+        }
+        Ok(state)
     }
 
     /// Hands the webhook events recorded so far to the delivery task (never waits for them).

@@ -9,7 +9,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use serde_json::{Map, Value};
 
 use crate::events::{self, Before, Delivery, Event, Source};
-use crate::model::{Audience, Member, Now, Status};
+use crate::model::{AccountId, Audience, Member, Now, Status};
 use crate::problem::ApiError;
 use crate::query::Query;
 
@@ -20,9 +20,12 @@ pub(crate) struct Ctx<'a> {
     pub base: &'a str,
     pub peer_ip: &'a str,
     pub query: &'a Query,
+    /// The account of the request's API key.
+    pub account: AccountId,
 }
 
-/// Everything the emulator knows about its audiences.
+/// Everything the emulator knows about its audiences, of every account: audience ids are unique
+/// across accounts, so an id alone names an audience (`Audience::account` says whose).
 pub(crate) struct State {
     pub audiences: HashMap<String, Audience>,
     /// Creation order of the audiences (`GET /lists`).
@@ -105,14 +108,41 @@ impl State {
         }
     }
 
-    /// Creates the audience with the default merge fields unless it exists.
-    pub(crate) fn ensure_audience(&mut self, id: &str, now: &Now) {
-        if !self.audiences.contains_key(id) {
-            let web_id = self.rng.gen_range(100_000..1_000_000);
-            self.audiences
-                .insert(id.to_owned(), Audience::new(id.to_owned(), web_id, now));
-            self.audience_order.push(id.to_owned());
+    /// Creates the audience in `account` with the default merge fields unless it exists; false
+    /// if it exists in another account.
+    pub(crate) fn ensure_audience(&mut self, id: &str, account: AccountId, now: &Now) -> bool {
+        if let Some(owner) = self.owner(id) {
+            return owner == account;
         }
+        let web_id = self.rng.gen_range(100_000..1_000_000);
+        self.audiences.insert(
+            id.to_owned(),
+            Audience::new(id.to_owned(), account, web_id, now),
+        );
+        self.audience_order.push(id.to_owned());
+        true
+    }
+
+    /// The account that owns the audience, if it exists.
+    pub(crate) fn owner(&self, list_id: &str) -> Option<AccountId> {
+        self.audiences.get(list_id).map(|a| a.account)
+    }
+
+    /// The account's audiences in creation order.
+    pub(crate) fn audiences_of(&self, account: AccountId) -> impl Iterator<Item = &Audience> {
+        self.audience_order
+            .iter()
+            .filter_map(|id| self.audiences.get(id))
+            .filter(move |a| a.account == account)
+    }
+
+    /// Deletes the audience with everything in it; false if it does not exist.
+    pub(crate) fn remove_audience(&mut self, list_id: &str) -> bool {
+        if self.audiences.remove(list_id).is_none() {
+            return false;
+        }
+        self.audience_order.retain(|id| id != list_id);
+        true
     }
 
     /// The audience, or `404 Resource Not Found`.

@@ -12,8 +12,7 @@ impl State {
     /// `GET /`: the account.
     pub(crate) fn account(&self, ctx: &Ctx<'_>) -> Reply {
         let subscribers: usize = self
-            .audiences
-            .values()
+            .audiences_of(ctx.account)
             .map(|a| {
                 a.members
                     .values()
@@ -22,7 +21,8 @@ impl State {
             })
             .sum();
         json_reply(&json!({
-            "account_id": "0123456789abcdef01234567",
+            // The first account keeps the id the emulator always answered; each has its own.
+            "account_id": format!("0123456789abcdef{:08x}", 0x0123_4567 + ctx.account),
             "login_id": "10000001",
             "account_name": "Mailchimp Emulator",
             "email": "emulator@chimpsync.invalid",
@@ -48,21 +48,20 @@ impl State {
 
     pub(crate) fn get_lists(&self, ctx: &Ctx<'_>) -> Answer {
         let (count, offset) = ctx.query.page()?;
+        let total = self.audiences_of(ctx.account).count();
         let lists: Vec<Value> = self
-            .audience_order
-            .iter()
+            .audiences_of(ctx.account)
             .skip(offset)
             .take(count)
-            .filter_map(|id| self.audiences.get(id))
             .map(|a| a.to_json(ctx.base))
             .collect();
         Ok(json_reply(&json!({
             "lists": lists,
-            "total_items": self.audience_order.len(),
+            "total_items": total,
             "constraints": {
                 "may_create": true,
                 "max_instances": -1,
-                "current_total_instances": self.audience_order.len(),
+                "current_total_instances": total,
             },
             "_links": [],
         })))
@@ -73,14 +72,14 @@ impl State {
     }
 
     pub(crate) fn delete_list(&mut self, list_id: &str) -> Answer {
-        self.audiences
-            .remove(list_id)
-            .ok_or_else(ApiError::not_found)?;
-        self.audience_order.retain(|id| id != list_id);
+        if !self.remove_audience(list_id) {
+            return Err(ApiError::not_found());
+        }
         Ok(Reply::NoContent)
     }
 
-    /// `POST /lists`: a new audience with the default merge fields.
+    /// `POST /lists`: a new audience of the caller's account, with the default merge fields. The
+    /// id is unique across accounts.
     pub(crate) fn create_list(&mut self, body: &Value, ctx: &Ctx<'_>) -> Answer {
         let new = NewList::parse(body)?;
         let id = loop {
@@ -89,7 +88,7 @@ impl State {
                 break id;
             }
         };
-        self.ensure_audience(&id, ctx.now);
+        self.ensure_audience(&id, ctx.account, ctx.now);
         let aud = self.audience_mut(&id)?;
         new.name.clone_into(&mut aud.name);
         new.permission_reminder

@@ -90,10 +90,33 @@ impl Harness {
         path: &str,
         body: Option<&Value>,
     ) -> reqwest::Result<Answer> {
+        self.try_send_as(&self.key, method, path, body).await
+    }
+
+    /// Like `send`, with another API key than `self.key`.
+    pub async fn send_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
+        self.try_send_as(key, method, path, body)
+            .await
+            .expect("an answer")
+    }
+
+    pub async fn try_send_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Result<Answer> {
         let mut req = self
             .client
             .request(method, self.url(path))
-            .basic_auth("anystring", Some(&self.key));
+            .basic_auth("anystring", Some(key));
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -136,6 +159,16 @@ impl Harness {
             "/lists/{LIST}/members/{}",
             mailchimp_emulator::subscriber_hash(email)
         )
+    }
+
+    /// Subscribes a member of `list` with `self.key` (upsert) and asserts 200.
+    pub async fn upsert_in(&self, list: &str, email: &str) -> Value {
+        let body = serde_json::json!({"email_address": email, "status_if_new": "subscribed"});
+        let path = format!(
+            "/lists/{list}/members/{}",
+            mailchimp_emulator::subscriber_hash(email)
+        );
+        self.put(&path, &body).await.ok().clone()
     }
 
     /// Upserts a member with `status_if_new` and asserts 200.

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::harness::{Harness, LIST};
 
-fn audience_body() -> serde_json::Value {
+pub(crate) fn audience_body() -> serde_json::Value {
     json!({
         "name": "Customers",
         "contact": {"company": "Acme", "address1": "1 Main St", "city": "Atlanta", "state": "GA", "zip": "30308", "country": "US"},

@@ -1,5 +1,6 @@
 //! End-to-end tests of the emulator over real HTTP (one test binary).
 
+mod accounts;
 mod auth;
 mod batch;
 mod faults;

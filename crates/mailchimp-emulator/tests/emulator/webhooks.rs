@@ -17,17 +17,17 @@ use crate::harness::{Harness, LIST};
 
 /// A request the receiver got.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     method: String,
     user_agent: String,
     content_type: String,
-    form: BTreeMap<String, String>,
+    pub(crate) form: BTreeMap<String, String>,
 }
 
 /// A tiny HTTP endpoint standing in for chimpsync's receiver: records every request and answers
 /// GETs with `get_status`, POSTs with the scripted statuses first, then 200.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Received>>>,
     get_status: Arc<Mutex<u16>>,
@@ -35,7 +35,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let r = Receiver {
             addr: listener.local_addr().unwrap(),
@@ -96,11 +96,11 @@ impl Receiver {
         r
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn posts(&self) -> Vec<Received> {
+    pub(crate) fn posts(&self) -> Vec<Received> {
         self.seen
             .lock()
             .unwrap()
@@ -112,7 +112,7 @@ impl Receiver {
 }
 
 /// Waits until the emulator has no delivery queued or in flight.
-async fn settled(h: &Harness) {
+pub(crate) async fn settled(h: &Harness) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while h.emu.stats().webhooks_pending > 0 {
         assert!(
