@@ -42,6 +42,12 @@ remembered as (
         set email = excluded.email, consent = excluded.consent, tags = excluded.tags, synced_at = excluded.synced_at
     returning s.customer_key
 )
+last_sync as (
+    -- the account's "Last Sync" (no row with one account)
+    update chimpsync.accounts a set last_synced_at = now()
+    where a.account = (select h.account from held h limit 1)
+    returning 1
+)
 select (select count(*) from deleted)    as deleted,
        (select count(*) from released)   as released,
        (select count(*) from forgotten)  as forgotten,

@@ -24,6 +24,9 @@ pub enum Command {
         /// Rows per chunk (each chunk is one short transaction).
         #[arg(long, default_value_t = defaults::BACKFILL_CHUNK, env = "CHIMPSYNC_BACKFILL_CHUNK")]
         chunk_size: i64,
+        /// Only this account's customers (Sync Contacts; needs `[source].account`).
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Run the worker.
     Run {

@@ -1,9 +1,12 @@
 //! `chimpsync backfill`: enqueues every row that should be in the audience, chunk by chunk, so
 //! that a table that existed before the triggers reaches Mailchimp too.
 
+use chrono::{DateTime, Utc};
+
 use crate::generated::Generated;
 use crate::mapping::Mapping;
-use crate::Result;
+use crate::sql::queries;
+use crate::{Pool, Result};
 
 /// One chunk's result.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,8 +40,17 @@ impl Backfill {
 
     /// How many rows the table has (for progress).
     pub async fn total(&self, client: &impl tokio_postgres::GenericClient) -> Result<u64> {
+        self.total_of(client, None).await
+    }
+
+    /// How many rows of `account` the table has (`None`: all).
+    pub async fn total_of(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        account: Option<&str>,
+    ) -> Result<u64> {
         Ok(client
-            .query_one(&self.count_sql, &[])
+            .query_one(&self.count_sql, &[&account])
             .await?
             .get::<_, i64>(0) as u64)
     }
@@ -76,4 +88,24 @@ impl Backfill {
             },
         })
     }
+}
+
+/// The accounts whose Sync Contacts was requested, with when (oldest first).
+pub async fn requested(pool: &Pool) -> Result<Vec<(String, DateTime<Utc>)>> {
+    let client = pool.get().await?;
+    Ok(client
+        .query(queries::SYNC_REQUESTS, &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// The request of `account` made at `at` is served (a newer one stays).
+pub async fn request_served(pool: &Pool, account: &str, at: DateTime<Utc>) -> Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute(queries::SYNC_REQUEST_DONE, &[&account, &at])
+        .await?;
+    Ok(())
 }

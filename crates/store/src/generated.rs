@@ -252,6 +252,11 @@ impl Generated {
         })
     }
 
+    /// Whether the mapping serves many accounts.
+    pub fn multi_account(&self) -> bool {
+        self.account.is_some()
+    }
+
     /// The source table.
     pub fn table(&self) -> &TableName {
         &self.table
@@ -531,7 +536,13 @@ impl Generated {
 
     /// Counts the source table's rows (for the backfill progress bar).
     pub fn count_rows(&self) -> String {
-        templates::fill(templates::COUNT_ROWS, &[("table", &self.table.quoted())])
+        templates::fill(
+            templates::COUNT_ROWS,
+            &[
+                ("table", &self.table.quoted()),
+                ("account", &self.account_of("c")),
+            ],
+        )
     }
 
     /// The placeholders every statement over chunks of customers shares.

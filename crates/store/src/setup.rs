@@ -400,6 +400,9 @@ async fn finish(
         &[&generated.table().quoted(), generated.expected_columns()],
     )
     .await?;
+    if generated.multi_account() {
+        tx.batch_execute(queries::ACCOUNT_DUE_INDEX).await?;
+    }
     report.ddl_guard = ddl_guard(&mut tx, options.ddl_guard).await?;
     tx.commit().await?;
     Ok(report)

@@ -15,7 +15,8 @@ const SLOT_LOCK_KEY: i32 = 0x6368_6d70;
 
 struct Held {
     connection: Option<deadpool_postgres::Object>,
-    slots: BTreeSet<i32>,
+    /// (key, slot) pairs: the key is [`SLOT_LOCK_KEY`], or an API key's group with many accounts.
+    slots: BTreeSet<(i32, i32)>,
 }
 
 /// Drops the slot session for good: detached from the pool and closed, so Postgres releases
@@ -66,35 +67,46 @@ impl SlotTable {
     /// (a timeout, a shutdown) cannot leave a lock taken in Postgres but unrecorded here; a slot
     /// taken for a caller that is gone is given back at once.
     pub async fn try_acquire(self: &Arc<Self>) -> Result<Option<i32>> {
+        self.try_acquire_in(SLOT_LOCK_KEY).await
+    }
+
+    /// [`SlotTable::try_acquire`] among the slots of `key`: each API key has `cap` slots of its
+    /// own (with many accounts, `key` is the key's group; see `chimpsync.accounts.key_group`).
+    pub async fn try_acquire_in(self: &Arc<Self>, key: i32) -> Result<Option<i32>> {
         let this = Arc::clone(self);
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let result = this.try_acquire_inner().await;
+            let result = this.try_acquire_inner(key).await;
             if let Err(Ok(Some(slot))) = tx.send(result) {
-                this.release_inner(slot).await;
+                this.release_inner(key, slot).await;
             }
         });
         rx.await.unwrap_or(Ok(None))
     }
 
-    async fn try_acquire_inner(&self) -> Result<Option<i32>> {
+    async fn try_acquire_inner(&self, key: i32) -> Result<Option<i32>> {
         let mut held = self.held.lock().await;
         if held.connection.is_none() {
             held.connection = Some(self.pool.get().await?);
             // A new session holds nothing: whatever the old one held died with it.
             held.slots.clear();
         }
-        let mine: Vec<i32> = held.slots.iter().copied().collect();
+        let mine: Vec<i32> = held
+            .slots
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, slot)| *slot)
+            .collect();
         let result = {
             let connection = held.connection.as_ref().expect("connection was just set");
             connection
-                .query_opt(queries::ACQUIRE_SLOT, &[&self.cap, &mine, &SLOT_LOCK_KEY])
+                .query_opt(queries::ACQUIRE_SLOT, &[&self.cap, &mine, &key])
                 .await
         };
         match result {
             Ok(Some(row)) => {
                 let slot: i32 = row.get(0);
-                held.slots.insert(slot);
+                held.slots.insert((key, slot));
                 Ok(Some(slot))
             }
             Ok(None) => Ok(None),
@@ -108,19 +120,24 @@ impl SlotTable {
     /// Gives a slot back. A slot whose session died is already free. Runs to completion even
     /// if the caller is dropped.
     pub async fn release(self: &Arc<Self>, slot: i32) {
-        let this = Arc::clone(self);
-        let _ = tokio::spawn(async move { this.release_inner(slot).await }).await;
+        self.release_in(SLOT_LOCK_KEY, slot).await
     }
 
-    async fn release_inner(&self, slot: i32) {
+    /// [`SlotTable::release`] of a slot of `key`.
+    pub async fn release_in(self: &Arc<Self>, key: i32, slot: i32) {
+        let this = Arc::clone(self);
+        let _ = tokio::spawn(async move { this.release_inner(key, slot).await }).await;
+    }
+
+    async fn release_inner(&self, key: i32, slot: i32) {
         let mut held = self.held.lock().await;
-        if !held.slots.remove(&slot) {
+        if !held.slots.remove(&(key, slot)) {
             return;
         }
         let result = match held.connection.as_ref() {
             Some(connection) => {
                 connection
-                    .query_one(queries::RELEASE_SLOT, &[&SLOT_LOCK_KEY, &slot])
+                    .query_one(queries::RELEASE_SLOT, &[&key, &slot])
                     .await
             }
             None => return,
@@ -142,9 +159,14 @@ impl SlotTable {
 
     /// How many slots all replicas hold together.
     pub async fn in_use(&self) -> Result<i64> {
+        self.in_use_in(SLOT_LOCK_KEY).await
+    }
+
+    /// How many slots of `key` all replicas hold together.
+    pub async fn in_use_in(&self, key: i32) -> Result<i64> {
         let client = self.pool.get().await?;
         Ok(client
-            .query_one(queries::SLOTS_IN_USE, &[&SLOT_LOCK_KEY])
+            .query_one(queries::SLOTS_IN_USE, &[&key])
             .await?
             .get(0))
     }

@@ -13,6 +13,9 @@ macro_rules! sql_files {
 /// Named runtime queries (`sql/queries`), one statement each.
 pub mod queries {
     sql_files!("queries":
+        ACCOUNT_DUE_INDEX => "account_due_index.sql",
+        ACCOUNT_NEEDS_ATTENTION => "account_needs_attention.sql",
+        ACCOUNT_TARGET => "account_target.sql",
         ACK_BATCH => "ack_batch.sql",
         ACQUIRE_SLOT => "acquire_slot.sql",
         ALLOW_DDL => "allow_ddl.sql",
@@ -39,6 +42,7 @@ pub mod queries {
         MARK_INBOUND_ORIGIN => "mark_inbound_origin.sql",
         MIGRATION_LOCK => "migration_lock.sql",
         PARK_BATCH => "park_batch.sql",
+        PAUSE_KEY_GROUP => "pause_key_group.sql",
         PRUNE_INBOUND_EVENTS => "prune_inbound_events.sql",
         QUEUE_SUMMARY => "queue_summary.sql",
         RECORD_DRIFT_CHECK => "record_drift_check.sql",
@@ -55,6 +59,8 @@ pub mod queries {
         RETRY_PARKED => "retry_parked.sql",
         SCHEMA_EXISTS => "schema_exists.sql",
         SLOTS_IN_USE => "slots_in_use.sql",
+        SYNC_REQUESTS => "sync_requests.sql",
+        SYNC_REQUEST_DONE => "sync_request_done.sql",
         TABLE_COLUMNS => "table_columns.sql",
         UNPARK_ADDRESS => "unpark_address.sql",
     );
@@ -62,6 +68,8 @@ pub mod queries {
     /// The queries that run against a migrated schema with fixed text, for the test that
     /// prepares each of them (a typo fails `cargo test`, not production).
     pub const PREPARED: &[(&str, &str)] = &[
+        ("account_needs_attention", ACCOUNT_NEEDS_ATTENTION),
+        ("account_target", ACCOUNT_TARGET),
         ("ack_batch", ACK_BATCH),
         ("acquire_slot", ACQUIRE_SLOT),
         ("applied_migrations", APPLIED_MIGRATIONS),
@@ -82,6 +90,7 @@ pub mod queries {
         ("mark_inbound_origin", MARK_INBOUND_ORIGIN),
         ("migration_lock", MIGRATION_LOCK),
         ("park_batch", PARK_BATCH),
+        ("pause_key_group", PAUSE_KEY_GROUP),
         ("prune_inbound_events", PRUNE_INBOUND_EVENTS),
         ("queue_summary", QUEUE_SUMMARY),
         ("record_drift_check", RECORD_DRIFT_CHECK),
@@ -98,6 +107,8 @@ pub mod queries {
         ("retry_parked", RETRY_PARKED),
         ("schema_exists", SCHEMA_EXISTS),
         ("slots_in_use", SLOTS_IN_USE),
+        ("sync_requests", SYNC_REQUESTS),
+        ("sync_request_done", SYNC_REQUEST_DONE),
         ("table_columns", TABLE_COLUMNS),
         ("unpark_address", UNPARK_ADDRESS),
     ];

@@ -5,11 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use mailchimp::{Client, TagChange};
+use mailchimp::TagChange;
 use store::{Claim, ClaimedRow, Queue};
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
+use crate::accounts::{self, Accounts, Sending, Unsendable};
 use crate::gate::{CallError, Gate};
 use crate::members::Calls;
 use crate::plan::{plan, Action, Progress, Upsert};
@@ -20,9 +21,13 @@ use crate::settings::Settings;
 /// Everything processing needs; shared by the tasks of the run loop.
 pub(crate) struct Engine {
     pub(crate) queue: Queue,
-    pub(crate) client: Client,
     pub(crate) settings: Settings,
-    pub(crate) gate: Gate,
+    /// The gate of the one account (with many accounts, each key has its own: `accounts`).
+    pub(crate) gate: std::sync::Arc<Gate>,
+    /// The one account's client; `None` with many accounts.
+    pub(crate) client: Option<mailchimp::Client>,
+    /// With many accounts: their clients and gates.
+    pub(crate) accounts: Option<Accounts>,
 }
 
 /// A row whose upsert Mailchimp acknowledged, with the tag changes its answer left to do.
@@ -51,15 +56,22 @@ impl Engine {
     pub(crate) async fn process(&self, claim: Claim, cancel: &CancellationToken) -> DrainOutcome {
         let started = Instant::now();
         let s = &self.settings;
+        let sending = match self.sending(&claim).await {
+            Ok(sending) => sending,
+            Err(unsendable) => return self.unsendable(&claim, unsendable, started).await,
+        };
         let calls = Calls {
-            client: &self.client,
-            gate: &self.gate,
-            audience_id: &s.audience_id,
+            client: &sending.client,
+            gate: &sending.gate,
+            audience_id: &sending.audience_id,
             cancel,
             // Stop starting calls early enough that the last one ends before the lease does.
             deadline: tokio::time::Instant::now() + s.request_window(),
         };
         let mut results = Results::new(s.retry);
+        if sending.account.is_some() {
+            results = results.of_account();
+        }
         let mut batch: Vec<(&ClaimedRow, Upsert)> = Vec::new();
         // Upserts an earlier attempt had acknowledged: only their tags are left.
         let mut upserted: Vec<(&ClaimedRow, Upsert)> = Vec::new();
@@ -145,7 +157,59 @@ impl Engine {
             }
         }
 
-        results.record(&self.queue, &claim, started).await
+        let refusal = results.refusal().map(str::to_owned);
+        let outcome = results.record(&self.queue, &claim, started).await;
+        if let Some(seen) = &sending.account {
+            if let Some(reason) = refusal {
+                accounts::needs_attention(
+                    self.queue.pool(),
+                    &claim.account,
+                    &reason,
+                    seen.updated_at,
+                )
+                .await;
+            }
+            // Mailchimp throttled this key: the other replicas pause its accounts too.
+            if let Some(pause) = sending.gate.pause_remaining().filter(|_| outcome.throttled) {
+                if let Err(e) =
+                    store::account_state::pause_key_group(self.queue.pool(), seen.key_group, pause)
+                        .await
+                {
+                    tracing::warn!(error = %e, "could not record the key's throttle pause");
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Where the claim's rows go: the one account, or the claimed account of many.
+    async fn sending(&self, claim: &Claim) -> Result<Sending, Unsendable> {
+        match (&self.accounts, &self.client) {
+            (Some(accounts), _) => accounts.sending(self.queue.pool(), &claim.account).await,
+            (None, Some(client)) => Ok(Sending {
+                client: client.clone(),
+                gate: self.gate.clone(),
+                audience_id: self.settings.audience_id.clone(),
+                account: None,
+            }),
+            (None, None) => unreachable!("a worker has one account or many"),
+        }
+    }
+
+    /// Gives the claim back untried: its account cannot be sent to now.
+    async fn unsendable(&self, claim: &Claim, why: Unsendable, started: Instant) -> DrainOutcome {
+        let mut results = Results::new(self.settings.retry).of_account();
+        let reason = match &why {
+            Unsendable::Gone => "the account was removed or has no audience".to_string(),
+            Unsendable::Key(reason, _) => reason.clone(),
+            Unsendable::Database(e) => format!("could not read the account: {e}"),
+        };
+        results.release_all(claim, reason.clone());
+        let outcome = results.record(&self.queue, claim, started).await;
+        if let Unsendable::Key(_, seen) = why {
+            accounts::needs_attention(self.queue.pool(), &claim.account, &reason, seen).await;
+        }
+        outcome
     }
 
     /// Sends the batch upsert and records the rows it settled; returns those whose tags may
@@ -162,10 +226,10 @@ impl Engine {
         metrics::histogram!("chimpsync_batch_size").record(batch.len() as f64);
         let members: Vec<mailchimp::BatchMember> =
             batch.iter().map(|(_, u)| u.member.clone()).collect();
-        let client = &self.client;
+        let client = calls.client;
         // Written before and decoded after the slot is held: a slot is one of the connections
         // Mailchimp allows, and it is busy only while the request is out.
-        let sent = match client.prepare_batch_upsert(&self.settings.audience_id, &members) {
+        let sent = match client.prepare_batch_upsert(calls.audience_id, &members) {
             Ok(prepared) => calls
                 .call("batch_upsert", || client.send_batch(prepared))
                 .await

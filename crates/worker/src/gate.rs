@@ -26,6 +26,8 @@ struct ThrottleState {
 /// See the module docs.
 pub struct Gate {
     slots: std::sync::Arc<SlotTable>,
+    /// Whose slots: `None` the one account's, `Some(group)` an API key's (many accounts).
+    key: Option<i32>,
     released: Notify,
     throttle: Mutex<ThrottleState>,
 }
@@ -77,8 +79,24 @@ fn status_class<T>(result: &Result<T, mailchimp::Error>) -> &'static str {
 impl Gate {
     /// A gate over the shared slots.
     pub fn new(slots: SlotTable) -> Gate {
+        Gate::for_one(std::sync::Arc::new(slots))
+    }
+
+    /// The gate of the one account over `slots`.
+    pub fn for_one(slots: std::sync::Arc<SlotTable>) -> Gate {
+        Gate::over(slots, None)
+    }
+
+    /// The gate of one API key (its group, `chimpsync.accounts.key_group`) over slots shared
+    /// with other keys' gates: each key has its own cap and its own throttle pause.
+    pub fn for_key(slots: std::sync::Arc<SlotTable>, key_group: i32) -> Gate {
+        Gate::over(slots, Some(key_group))
+    }
+
+    fn over(slots: std::sync::Arc<SlotTable>, key: Option<i32>) -> Gate {
         Gate {
-            slots: std::sync::Arc::new(slots),
+            slots,
+            key,
             released: Notify::new(),
             throttle: Mutex::new(ThrottleState {
                 until: None,
@@ -166,7 +184,10 @@ impl Gate {
         loop {
             self.wait_throttle(cancel).await?;
             let t = std::time::Instant::now();
-            let acquired = self.slots.try_acquire().await;
+            let acquired = match self.key {
+                Some(key) => self.slots.try_acquire_in(key).await,
+                None => self.slots.try_acquire().await,
+            };
             if t.elapsed() > Duration::from_secs(1) {
                 warn!(seconds = t.elapsed().as_secs_f64(), "slow slot acquisition");
             }
@@ -202,9 +223,18 @@ impl Gate {
 
     /// Gives a slot back.
     async fn leave(&self, slot: i32) {
-        self.slots.release(slot).await;
+        match self.key {
+            Some(key) => self.slots.release_in(key, slot).await,
+            None => self.slots.release(slot).await,
+        }
         metrics::gauge!("chimpsync_slots_held").decrement(1.0);
         self.released.notify_one();
+    }
+
+    /// What is left of the throttle pause in force, if any.
+    pub fn pause_remaining(&self) -> Option<Duration> {
+        let until = self.throttle.lock().expect("throttle lock").until?;
+        until.checked_duration_since(Instant::now())
     }
 
     /// Waits until no throttle pause is in force (`Err(CallError::Cancelled)`: cancelled first).

@@ -23,6 +23,8 @@ mod plan;
 
 pub mod gate;
 
+mod accounts;
+
 mod results;
 
 mod members;
@@ -33,6 +35,7 @@ mod run;
 
 pub mod reconcile;
 
+pub use accounts::OpenKey;
 pub use error::Error;
 pub use results::DrainOutcome;
 pub use run::{Hold, Worker};

@@ -63,6 +63,10 @@ pub(crate) struct Results {
     labels: HashMap<i64, &'static str>,
     /// The steps Mailchimp acknowledged, per row, kept with the row if it is retried.
     progress: HashMap<i64, store::DoneSteps>,
+    /// With many accounts: a refusal of the account's key or audience (not of any row) gives
+    /// the rows back untried and puts the account in `needs_attention` with this reason.
+    account_level: bool,
+    refusal: Option<String>,
 }
 
 impl Results {
@@ -78,7 +82,63 @@ impl Results {
             throttled: false,
             labels: HashMap::new(),
             progress: HashMap::new(),
+            account_level: false,
+            refusal: None,
         }
+    }
+
+    /// Results of one account of many: see [`Results::refusal`].
+    pub(crate) fn of_account(mut self) -> Results {
+        self.account_level = true;
+        self
+    }
+
+    /// Why Mailchimp refused the account itself (its key; its audience, for `audience`
+    /// calls), if it did and these are one account's results.
+    fn account_refusal(&mut self, error: &mailchimp::Error, audience: bool) -> bool {
+        if !self.account_level {
+            return false;
+        }
+        let reason = match error.problem_kind() {
+            Some(mailchimp::ProblemKind::ApiKeyInvalid | mailchimp::ProblemKind::ApiKeyMissing) => {
+                format!("Mailchimp refused the API key: {error}")
+            }
+            Some(mailchimp::ProblemKind::NotFound) if audience => {
+                format!("Mailchimp has no such audience for this key: {error}")
+            }
+            _ => return false,
+        };
+        self.refusal.get_or_insert(reason);
+        true
+    }
+
+    /// The account-level refusal met while sending, if any (see [`Results::of_account`]).
+    pub(crate) fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
+    }
+
+    /// A row not sent because the account cannot be sent to now: given back untried, or, if an
+    /// earlier call of this attempt may have applied something, due again when the account is,
+    /// remembering it.
+    fn account_refused(&mut self, row: &ClaimedRow, applied: Option<MaybeApplied>) {
+        match applied {
+            None => self.release(row),
+            Some(maybe) => self.retries.push(store::Retry {
+                id: row.id,
+                after: Duration::ZERO,
+                error: self.refusal.clone().unwrap_or_default(),
+                maybe_applied: Some(maybe),
+                done_steps: None,
+            }),
+        }
+    }
+
+    /// Gives every row of `claim` back untried: the account cannot be sent to (`reason`).
+    pub(crate) fn release_all(&mut self, claim: &Claim, reason: String) {
+        for row in &claim.rows {
+            self.release(row);
+        }
+        self.refusal = Some(reason);
     }
 
     /// Notes what the row asks of Mailchimp, for the metrics.
@@ -125,6 +185,9 @@ impl Results {
         match error {
             CallError::Cancelled | CallError::NoSlot(_) => self.release(row),
             CallError::Abandoned => self.cut_off(row, attempted),
+            CallError::Api(e) if self.account_refusal(&e, false) => {
+                self.account_refused(row, attempted.map(Upsert::maybe_applied))
+            }
             CallError::Api(e) => {
                 self.throttled |= e.is_throttled();
                 self.fail(row, &Failure::of(&e), attempted)
@@ -173,6 +236,9 @@ impl Results {
                     done_steps: None,
                 })
             }
+            CallError::Api(e) if self.account_refusal(&e, false) => {
+                self.account_refused(row, Some(maybe))
+            }
             CallError::Api(e) => {
                 self.throttled |= e.is_throttled();
                 self.fail_with(row, &Failure::of(&e), Some(maybe))
@@ -182,6 +248,15 @@ impl Results {
 
     /// A whole batch was refused (`error`) or not sent: each of its rows fails alike.
     pub(crate) fn batch_failed(&mut self, batch: &[(&ClaimedRow, Upsert)], error: CallError) {
+        if let CallError::Api(e) = &error {
+            if self.account_refusal(e, true) {
+                // Refused before anything was applied: each row as it was before this attempt.
+                for (row, _) in batch {
+                    self.release(row);
+                }
+                return;
+            }
+        }
         let failure = match &error {
             CallError::Api(e) => {
                 self.throttled |= e.is_throttled();

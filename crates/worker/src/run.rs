@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
+use crate::accounts::{Accounts, OpenKey};
 use crate::batch::Engine;
 use crate::error::Error;
 use crate::gate::Gate;
@@ -46,11 +47,37 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     /// A worker over `queue` and `client`; the connection cap's slots live in `queue`'s database.
     pub fn new(queue: Queue, client: Client, settings: Settings) -> Result<Worker, Error> {
-        settings.validate()?;
-        let slots = store::slots::SlotTable::new(queue.pool().clone(), settings.concurrency);
+        Worker::build(queue, Some(client), None, settings)
+    }
+
+    /// A worker of many accounts over `queue` (made by [`Queue::for_accounts`]): each claim is
+    /// one account's, sent through a client for its own key (`opener` opens the keys) under that
+    /// key's own cap of `settings.concurrency` connections. `settings.audience_id` is unused.
+    pub fn for_accounts(
+        queue: Queue,
+        opener: Arc<dyn OpenKey>,
+        settings: Settings,
+    ) -> Result<Worker, Error> {
+        Worker::build(queue, None, Some(opener), settings)
+    }
+
+    fn build(
+        queue: Queue,
+        client: Option<Client>,
+        opener: Option<Arc<dyn OpenKey>>,
+        settings: Settings,
+    ) -> Result<Worker, Error> {
+        if opener.is_none() {
+            settings.validate()?;
+        }
+        let slots = Arc::new(store::slots::SlotTable::new(
+            queue.pool().clone(),
+            settings.concurrency,
+        ));
         Ok(Worker {
             engine: Arc::new(Engine {
-                gate: Gate::new(slots),
+                gate: Arc::new(Gate::for_one(slots.clone())),
+                accounts: opener.map(|opener| Accounts::new(opener, slots)),
                 queue,
                 client,
                 settings,

@@ -23,7 +23,10 @@ pub async fn execute(command: Command, config: &Config) -> Result<ExitCode> {
     match command {
         Command::Setup(args) => setup::run(config, args).await?,
         Command::Check => return check::run(config).await,
-        Command::Backfill { chunk_size } => backfill::run(config, chunk_size).await?,
+        Command::Backfill {
+            chunk_size,
+            account,
+        } => backfill::run(config, chunk_size, account.as_deref()).await?,
         Command::Run {
             once,
             wait_for_schema,

@@ -12,8 +12,10 @@ use tracing::{debug, info, warn};
 use crate::cli::Tuning;
 use crate::config::{seconds, Config, Timeouts};
 use crate::handshake::Handshake;
+use crate::keys::KeyOpener;
 use crate::webhook::{self, Receiver};
-use crate::{db, http};
+use crate::commands::backfill;
+use crate::{db, defaults, http};
 
 /// How often applied webhook events past their retention are deleted...
 const PRUNE_EVERY: Duration = Duration::from_secs(15);
@@ -65,17 +67,29 @@ fn settings(
 
 async fn build_worker(config: &Config, tuning: &Tuning) -> Result<(worker::Worker, Mapping)> {
     let mapping = config.mapping()?;
-    let audience = config.audience_id(&mapping)?;
-    let settings = settings(config, tuning, audience, &mapping)?;
     let timeouts = Timeouts::from_seconds(
         tuning.connect_timeout_seconds,
         tuning.request_timeout_seconds,
     )?;
+    if mapping.multi_account() {
+        // Each account's audience and key come from chimpsync.accounts.
+        let settings = settings(config, tuning, MANY_ACCOUNTS.into(), &mapping)?;
+        let opener = KeyOpener::new(config.key_ring()?, config.base_url.clone(), timeouts);
+        let pool = db::queue(config, tuning.db_pool_size.max(2)).await?.pool().clone();
+        let queue = store::Queue::for_accounts(pool);
+        let worker = worker::Worker::for_accounts(queue, std::sync::Arc::new(opener), settings)?;
+        return Ok((worker, mapping));
+    }
+    let audience = config.audience_id(&mapping)?;
+    let settings = settings(config, tuning, audience, &mapping)?;
     let client = config.client(&timeouts)?;
     let queue = db::queue(config, tuning.db_pool_size.max(2)).await?;
     let worker = worker::Worker::new(queue, client, settings)?;
     Ok((worker, mapping))
 }
+
+/// The worker's audience with many accounts: each account has its own.
+const MANY_ACCOUNTS: &str = "(each account's own)";
 
 /// The webhook receiver, when `CHIMPSYNC_WEBHOOK_SECRET` is set.
 async fn receiver(
@@ -86,6 +100,10 @@ async fn receiver(
     let Some(secret) = &config.webhook_secret else {
         return Ok(None);
     };
+    if mapping.multi_account() {
+        warn!("CHIMPSYNC_WEBHOOK_SECRET is ignored with many accounts: webhooks are not served per account yet");
+        return Ok(None);
+    }
     let inbound = Inbound::new(worker.queue().pool().clone(), mapping).await?;
     let audience = config.audience_id(mapping)?;
     Ok(Some(Receiver::new(inbound, audience, secret.clone())?))
@@ -115,6 +133,63 @@ async fn prune_inbound(
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
         }
     }
+}
+
+/// How often the accounts are checked for a Sync Contacts request.
+const SYNC_REQUESTS_EVERY: Duration = Duration::from_secs(5);
+
+/// With many accounts: serves each account's Sync Contacts request (`chimpsync.sync_contacts`,
+/// `account add --sync-contacts`) by queueing the account's customers, one account at a time,
+/// with progress in the log, while the schema fits, until `shutdown`.
+async fn serve_sync_requests(
+    pool: Pool,
+    mapping: Mapping,
+    chunk_size: i64,
+    hold: worker::Hold,
+    shutdown: CancellationToken,
+) {
+    let mut backfill = None;
+    loop {
+        if hold.borrow().is_none() {
+            if let Err(e) = sync_requested(&pool, &mapping, &mut backfill, chunk_size).await {
+                warn!(error = %e, "cannot serve Sync Contacts requests");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SYNC_REQUESTS_EVERY) => {}
+        }
+    }
+}
+
+async fn sync_requested(
+    pool: &Pool,
+    mapping: &Mapping,
+    backfill: &mut Option<store::backfill::Backfill>,
+    chunk_size: i64,
+) -> Result<()> {
+    let requests = store::backfill::requested(pool).await?;
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let client = pool.get().await?;
+    if backfill.is_none() {
+        *backfill = Some(store::backfill::Backfill::new(&**client, mapping).await?);
+    }
+    let backfill = backfill.as_ref().expect("just set");
+    for (account, at) in requests {
+        let total = backfill.total_of(&**client, Some(&account)).await?;
+        info!(account, total, "Sync Contacts: queueing the account's customers");
+        let done = backfill::fill(&**client, backfill, Some(&account), chunk_size, |done, chunks| {
+            if chunks % 20 == 0 {
+                info!(account, scanned = done.scanned, enqueued = done.enqueued, total, "Sync Contacts progress");
+            }
+        })
+        .await?;
+        store::backfill::request_served(pool, &account, at).await?;
+        info!(account, scanned = done.scanned, enqueued = done.enqueued, "Sync Contacts: the account's customers are queued");
+    }
+    Ok(())
 }
 
 /// Runs the worker until a signal (or, with `once`, until nothing is due). Refuses to start
@@ -147,6 +222,15 @@ pub async fn run(config: &Config, options: Options, tuning: Tuning) -> Result<()
     let server = if once {
         None
     } else {
+        if mapping.multi_account() {
+            tokio::spawn(serve_sync_requests(
+                pool.clone(),
+                mapping.clone(),
+                defaults::BACKFILL_CHUNK,
+                handshake.hold(),
+                shutdown.clone(),
+            ));
+        }
         if let Some(retention) = retention {
             tokio::spawn(prune_inbound(
                 pool,

@@ -1,0 +1,131 @@
+//! Where a claim's rows go: the one account of the environment, or, with many accounts, the
+//! claimed account's audience through a client for its own API key and the gate of that key
+//! (each key has its own connection cap and throttle pause, shared by every account on it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use mailchimp::Client;
+use store::slots::SlotTable;
+use store::Pool;
+use tracing::{info, warn};
+
+use crate::gate::Gate;
+
+/// Opens an account's sealed API key into a client. The binary provides it: it holds the
+/// secret that decrypts the keys, and the client settings of the environment. An error says
+/// why, without the key.
+pub trait OpenKey: Send + Sync {
+    /// A client for the key `sealed_key`, encrypted for the key-encryption key `encrypted_for`.
+    fn client(&self, sealed_key: &[u8], encrypted_for: &str) -> Result<Client, String>;
+}
+
+/// Where one claim's rows go.
+#[derive(Clone)]
+pub(crate) struct Sending {
+    pub(crate) client: Client,
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) audience_id: String,
+    /// With many accounts: the account as read (its key group and `updated_at`).
+    pub(crate) account: Option<AccountSeen>,
+}
+
+#[derive(Clone)]
+pub(crate) struct AccountSeen {
+    pub(crate) key_group: i32,
+    pub(crate) updated_at: DateTime<Utc>,
+}
+
+/// Why a claimed account cannot be sent to now.
+pub(crate) enum Unsendable {
+    /// The account was removed or lost its audience since the claim: its rows go back.
+    Gone,
+    /// Its key cannot be opened (the reason): the account needs attention.
+    Key(String, DateTime<Utc>),
+    /// The database failed.
+    Database(store::Error),
+}
+
+/// The accounts' clients and gates, cached until the account changes.
+pub(crate) struct Accounts {
+    opener: Arc<dyn OpenKey>,
+    slots: Arc<SlotTable>,
+    gates: Mutex<HashMap<i32, Arc<Gate>>>,
+    sendings: Mutex<HashMap<String, Sending>>,
+}
+
+impl Accounts {
+    pub(crate) fn new(opener: Arc<dyn OpenKey>, slots: Arc<SlotTable>) -> Accounts {
+        Accounts {
+            opener,
+            slots,
+            gates: Mutex::new(HashMap::new()),
+            sendings: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The gate of `key_group`, made on first use.
+    fn gate(&self, key_group: i32) -> Arc<Gate> {
+        let mut gates = self.gates.lock().expect("gates lock");
+        gates
+            .entry(key_group)
+            .or_insert_with(|| Arc::new(Gate::for_key(self.slots.clone(), key_group)))
+            .clone()
+    }
+
+    /// Where the rows of `account` go, reading the account (one short query) and opening its
+    /// key only when the account changed since the last time.
+    pub(crate) async fn sending(&self, pool: &Pool, account: &str) -> Result<Sending, Unsendable> {
+        let target = match store::account_state::target(pool, account).await {
+            Ok(Some(target)) => target,
+            Ok(None) => return Err(Unsendable::Gone),
+            Err(e) => return Err(Unsendable::Database(e)),
+        };
+        let Some(audience_id) = target.audience_id.clone() else {
+            return Err(Unsendable::Gone);
+        };
+        if let Some(cached) = self.sendings.lock().expect("sendings lock").get(account) {
+            if cached.account.as_ref().map(|a| a.updated_at) == Some(target.updated_at) {
+                return Ok(cached.clone());
+            }
+        }
+        let client = self
+            .opener
+            .client(&target.sealed_key, &target.encrypted_for)
+            .map_err(|reason| Unsendable::Key(reason, target.updated_at))?;
+        let sending = Sending {
+            client,
+            gate: self.gate(target.key_group),
+            audience_id,
+            account: Some(AccountSeen {
+                key_group: target.key_group,
+                updated_at: target.updated_at,
+            }),
+        };
+        self.sendings
+            .lock()
+            .expect("sendings lock")
+            .insert(account.to_string(), sending.clone());
+        Ok(sending)
+    }
+}
+
+/// Puts `account` in `needs_attention` with `reason` (unless it changed since `seen`), logged and
+/// counted.
+pub(crate) async fn needs_attention(
+    pool: &Pool,
+    account: &str,
+    reason: &str,
+    seen: DateTime<Utc>,
+) {
+    match store::account_state::needs_attention(pool, account, reason, seen).await {
+        Ok(true) => {
+            metrics::counter!("chimpsync_account_state_changes_total", "state" => "needs_attention")
+                .increment(1);
+            warn!(account, reason, "account needs attention: its rows wait until its key or audience is updated");
+        }
+        Ok(false) => info!(account, "account changed meanwhile; not marked"),
+        Err(e) => warn!(account, error = %e, "could not mark the account as needing attention"),
+    }
+}
