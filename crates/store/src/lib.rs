@@ -4,6 +4,7 @@
 //! This is the only crate that talks to Postgres, and all the SQL it runs comes from `sql/`
 //! through [`sql`]. It knows nothing about Mailchimp.
 
+pub mod accounts;
 pub mod admin;
 pub mod backfill;
 pub mod drift;
