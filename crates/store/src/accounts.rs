@@ -287,17 +287,26 @@ impl std::fmt::Debug for SealedKey {
     }
 }
 
-/// Every account's encrypted key, locked until `client`'s transaction ends.
+fn sealed(r: &tokio_postgres::Row) -> SealedKey {
+    SealedKey {
+        account: r.get("account"),
+        ciphertext: r.get("api_key"),
+        encrypted_for: r.get("encrypted_for"),
+    }
+}
+
+/// Every account's encrypted key, locked until `client`'s transaction ends (for a rotation).
 pub async fn sealed_keys(client: &impl GenericClient) -> Result<Vec<SealedKey>> {
     let rows = client.query(queries::SEALED_API_KEYS, &[]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| SealedKey {
-            account: r.get("account"),
-            ciphertext: r.get("api_key"),
-            encrypted_for: r.get("encrypted_for"),
-        })
-        .collect())
+    Ok(rows.iter().map(sealed).collect())
+}
+
+/// One account's encrypted key (`None` when there is no such account); takes no lock.
+pub async fn sealed_key(client: &impl GenericClient, account: &str) -> Result<Option<SealedKey>> {
+    let row = client
+        .query_opt(queries::SEALED_API_KEY, &[&account])
+        .await?;
+    Ok(row.as_ref().map(sealed))
 }
 
 /// What [`rotate`] did.
