@@ -124,7 +124,9 @@ begin
         raise exception 'pgcrypto is not installed in this database'
             using errcode = '55000', hint = 'Run `chimpsync setup` with a mapping that names [source].account; it installs pgcrypto.';
     end if;
-    select k.public_key, k.fingerprint into public_key, fingerprint from chimpsync.key_encryption k;
+    -- for share: a rotation (which locks it for update) waits, or is waited for; a key sealed
+    -- meanwhile is never sealed for the key being replaced.
+    select k.public_key, k.fingerprint into public_key, fingerprint from chimpsync.key_encryption k for share;
     if public_key is null then
         raise exception 'no key-encryption key is installed'
             using errcode = '55000', hint = 'Run `chimpsync setup` with CHIMPSYNC_SECRET_KEY set.';

@@ -29,3 +29,12 @@ grant select, insert, update, delete on chimpsync.inbound_events to {{role}};
 -- (through a function: the role may not read chimpsync.installation).
 grant select on chimpsync.schema_migrations to {{role}};
 grant execute on function chimpsync.installed_mapping() to {{role}};
+-- Multi-account mode: the accounts and their encrypted API keys (only the worker's
+-- CHIMPSYNC_SECRET_KEY decrypts them), and the state the worker keeps of each account. Their
+-- keys, audiences and switches change through the chimpsync.*_account functions, not the worker.
+grant select on chimpsync.accounts, chimpsync.key_encryption, chimpsync.account_summary,
+    chimpsync.account_events to {{role}};
+grant update (state, state_reason, state_changed_at, paused_until, last_synced_at, last_claimed_at,
+    sync_requested_at, updated_at) on chimpsync.accounts to {{role}};
+-- A change of an account's state is logged by a trigger that runs as the worker.
+grant insert on chimpsync.account_events to {{role}};

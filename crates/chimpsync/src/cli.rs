@@ -80,6 +80,16 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// Manage the Mailchimp accounts of multi-account mode (`chimpsync.accounts`).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// The key-encryption secret that account API keys are encrypted for (CHIMPSYNC_SECRET_KEY).
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// Compare the audience with the table (members changed since the last run, or --full) and
     /// report the differences; --apply fixes them.
     Reconcile(ReconcileArgs),
@@ -119,6 +129,81 @@ pub struct SetupArgs {
     /// either way.
     #[arg(long, conflicts_with = "uninstall")]
     pub no_ddl_guard: bool,
+}
+
+/// `chimpsync account ...`. Each works wherever schema chimpsync has its accounts table; the
+/// worker serves the accounts when the mapping names `[source].account`.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Connect an account (its key from MAILCHIMP_API_KEY, or one line of stdin), or replace the
+    /// audience and key of a connected one.
+    Add(AccountAddArgs),
+    /// Change an account's audience or key; clears "needs attention".
+    Set(AccountSetArgs),
+    /// Switch an account's sync off: nothing is sent, its queue keeps its rows.
+    Disable {
+        /// The account (the value of the mapping's [source].account column).
+        account: String,
+    },
+    /// Switch an account's sync on: what changed while it was off is sent.
+    Enable {
+        /// The account.
+        account: String,
+    },
+    /// Forget an account, its queue rows, synced contacts and webhook events (its audience in
+    /// Mailchimp is left alone).
+    Remove {
+        /// The account.
+        account: String,
+    },
+    /// The accounts, their state and queues (keys show as their last 4 characters).
+    List {
+        /// A JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `chimpsync account add`.
+#[derive(Debug, Args)]
+pub struct AccountAddArgs {
+    /// The account (the value of the mapping's [source].account column).
+    pub account: String,
+    /// The account's audience id.
+    #[arg(long = "audience", value_name = "ID")]
+    pub audience: String,
+    /// Read the API key from one line of stdin instead of MAILCHIMP_API_KEY.
+    #[arg(long)]
+    pub api_key_stdin: bool,
+    /// Connect it switched off.
+    #[arg(long)]
+    pub disabled: bool,
+    /// Queue every customer of the account (its first sync).
+    #[arg(long)]
+    pub sync_contacts: bool,
+}
+
+/// `chimpsync account set`.
+#[derive(Debug, Args)]
+pub struct AccountSetArgs {
+    /// The account.
+    pub account: String,
+    /// The new audience id.
+    #[arg(long = "audience", value_name = "ID")]
+    pub audience: Option<String>,
+    /// Read a new API key from one line of stdin.
+    #[arg(long)]
+    pub api_key_stdin: bool,
+}
+
+/// `chimpsync secret ...`.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Print a new CHIMPSYNC_SECRET_KEY value (one line on stdout, nothing else).
+    Generate,
+    /// Re-encrypt every account API key from CHIMPSYNC_SECRET_KEY to CHIMPSYNC_NEW_SECRET_KEY in
+    /// one transaction, and install the new public key.
+    Rotate,
 }
 
 /// `chimpsync webhook ...`.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use mailchimp::{ApiKey, Client, ClientConfig};
 use secrecy::{ExposeSecret, SecretString};
+use secrets::{KeyRing, SecretKey};
 use store::Mapping;
 
 use crate::defaults;
@@ -30,6 +31,14 @@ pub struct Config {
     /// `CHIMPSYNC_WEBHOOK_SECRET`, trimmed: the last path segment of the webhook route, which
     /// is served only when it is set.
     pub webhook_secret: Option<SecretString>,
+    /// `CHIMPSYNC_SECRET_KEY`: the key-encryption secret that decrypts account API keys
+    /// (multi-account mode).
+    pub secret_key: Option<SecretString>,
+    /// `CHIMPSYNC_PREVIOUS_SECRET_KEY`: the secret before the last rotation, while replicas
+    /// move to the new one.
+    pub previous_secret_key: Option<SecretString>,
+    /// `CHIMPSYNC_NEW_SECRET_KEY`: the secret `secret rotate` re-encrypts the keys for.
+    pub new_secret_key: Option<SecretString>,
     /// `HOSTNAME`: who claims queue rows, with the process id.
     pub hostname: String,
     /// `LOG_FORMAT` and `RUST_LOG`.
@@ -70,6 +79,9 @@ impl Config {
                 .unwrap_or_else(|| defaults::HTTP_ADDR.into()),
             webhook_secret: set(var("CHIMPSYNC_WEBHOOK_SECRET"))
                 .map(|s| SecretString::from(s.trim())),
+            secret_key: set(var("CHIMPSYNC_SECRET_KEY")).map(SecretString::from),
+            previous_secret_key: set(var("CHIMPSYNC_PREVIOUS_SECRET_KEY")).map(SecretString::from),
+            new_secret_key: set(var("CHIMPSYNC_NEW_SECRET_KEY")).map(SecretString::from),
             hostname: var("HOSTNAME").unwrap_or_else(|| defaults::HOSTNAME.into()),
             log: LogConfig {
                 format: var("LOG_FORMAT"),
@@ -124,10 +136,51 @@ impl Config {
         Client::new(config).map_err(|e| anyhow!("Mailchimp client: {e}"))
     }
 
+    /// `CHIMPSYNC_SECRET_KEY`, read, or an error saying how to make one.
+    pub fn secret_key(&self) -> Result<SecretKey> {
+        read_secret(
+            "CHIMPSYNC_SECRET_KEY",
+            self.secret_key.as_ref(),
+            "multi-account mode ([source].account) encrypts account API keys for it; \
+             `chimpsync secret generate` makes one",
+        )
+    }
+
+    /// `CHIMPSYNC_NEW_SECRET_KEY`, read (for `secret rotate`).
+    pub fn new_secret_key(&self) -> Result<SecretKey> {
+        read_secret(
+            "CHIMPSYNC_NEW_SECRET_KEY",
+            self.new_secret_key.as_ref(),
+            "`secret rotate` re-encrypts the account API keys for it; \
+             `chimpsync secret generate` makes one",
+        )
+    }
+
+    /// The secrets that decrypt account API keys: `CHIMPSYNC_SECRET_KEY` and, when set,
+    /// `CHIMPSYNC_PREVIOUS_SECRET_KEY`.
+    pub fn key_ring(&self) -> Result<KeyRing> {
+        let previous = match &self.previous_secret_key {
+            Some(text) => Some(
+                SecretKey::from_env_text(text.expose_secret())
+                    .map_err(|e| anyhow!("CHIMPSYNC_PREVIOUS_SECRET_KEY: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(KeyRing::new(self.secret_key()?, previous))
+    }
+
     /// Who claims queue rows: `<HOSTNAME>/<pid>` (`sync_queue.lease_owner`).
     pub fn worker_owner(&self) -> String {
         worker::settings::owner(Some(&self.hostname))
     }
+}
+
+/// A secret key setting, parsed; the errors name the setting and never show its value.
+fn read_secret(name: &str, value: Option<&SecretString>, why: &str) -> Result<SecretKey> {
+    let Some(text) = value else {
+        bail!("{name} is not set: {why}");
+    };
+    SecretKey::from_env_text(text.expose_secret()).map_err(|e| anyhow!("{name}: {e}"))
 }
 
 /// `seconds` as a duration, or an error naming the setting.
@@ -176,6 +229,9 @@ mod tests {
             "MAILCHIMP_API_KEY" => Some("0123456789abcdefPLANTED23456789ab-us6".into()),
             "CHIMPSYNC_WEBHOOK_SECRET" => Some("  hook-PLANTED-0123456789  ".into()),
             "MAILCHIMP_AUDIENCE_ID" => Some("a1b2c3d4e5".into()),
+            "CHIMPSYNC_SECRET_KEY" => Some("secret-PLANTED-current".into()),
+            "CHIMPSYNC_PREVIOUS_SECRET_KEY" => Some("secret-PLANTED-previous".into()),
+            "CHIMPSYNC_NEW_SECRET_KEY" => Some("secret-PLANTED-new".into()),
             _ => None,
         }
     }
@@ -192,6 +248,17 @@ mod tests {
         );
         let secret = config.webhook_secret.as_ref().unwrap().expose_secret();
         assert_eq!(secret, "hook-PLANTED-0123456789");
+        let previous = config.previous_secret_key.as_ref().unwrap().expose_secret();
+        assert_eq!(previous, "secret-PLANTED-previous");
+        // An unusable secret is refused by name, without its value.
+        for error in [
+            config.secret_key().unwrap_err().to_string(),
+            config.new_secret_key().unwrap_err().to_string(),
+            config.key_ring().unwrap_err().to_string(),
+        ] {
+            assert!(!error.contains("PLANTED"), "{error}");
+            assert!(error.contains("SECRET_KEY:"), "{error}");
+        }
     }
 
     #[test]
@@ -199,6 +266,9 @@ mod tests {
         let config = Config::from_vars(|name| (name != "HOSTNAME").then(|| " ".to_string()));
         assert!(config.database_url().is_err());
         assert!(config.api_key.is_none() && config.webhook_secret.is_none());
+        assert!(config.secret_key.is_none() && config.previous_secret_key.is_none());
+        let error = config.secret_key().unwrap_err().to_string();
+        assert!(error.contains("CHIMPSYNC_SECRET_KEY is not set"), "{error}");
         assert_eq!(config.mapping_path, PathBuf::from(defaults::MAPPING_FILE));
         assert_eq!(config.http_addr, defaults::HTTP_ADDR);
         assert!(config.worker_owner().starts_with("chimpsync/"));

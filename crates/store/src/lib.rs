@@ -5,6 +5,7 @@
 //! through [`sql`]. It knows nothing about Mailchimp.
 
 pub mod account_state;
+pub mod accounts;
 pub mod admin;
 pub mod backfill;
 pub mod drift;

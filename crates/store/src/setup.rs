@@ -19,6 +19,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_postgres::error::SqlState;
 use tracing::{info, instrument};
 
+use crate::accounts::{install_key_encryption, KeyEncryption, KeyInstall};
 use crate::generated::{table_columns, Generated, TriggerShape};
 use crate::mapping::{Mapping, TableName};
 use crate::migrations;
@@ -30,9 +31,9 @@ const RETRY_FIRST: Duration = Duration::from_millis(250);
 /// ...up to this.
 const RETRY_LONGEST: Duration = Duration::from_secs(15);
 
-/// How long `setup` waits for locks.
+/// How long `setup` waits for locks, and what else it installs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetupOptions {
+pub struct SetupOptions<'a> {
     /// The longest any one lock request waits (`lock_timeout`), and so the longest the
     /// application's statements queue behind one.
     pub lock_timeout: Duration,
@@ -42,14 +43,18 @@ pub struct SetupOptions {
     /// it is removed if present, and the capture guard alone keeps the application's writes
     /// working through a schema change.
     pub ddl_guard: bool,
+    /// The key-encryption key's public half (from `CHIMPSYNC_SECRET_KEY`), installed when the
+    /// mapping is multi-account; such a mapping is refused without it.
+    pub key_encryption: Option<KeyEncryption<'a>>,
 }
 
-impl Default for SetupOptions {
+impl Default for SetupOptions<'_> {
     fn default() -> Self {
         SetupOptions {
             lock_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(300),
             ddl_guard: true,
+            key_encryption: None,
         }
     }
 }
@@ -89,6 +94,8 @@ pub struct SetupReport {
     /// Changes the capture guard held while the table did not fit the mapping, now queued again
     /// (as `queued` customers).
     pub replayed: Option<Replayed>,
+    /// The key-encryption key, for a multi-account mapping.
+    pub key_encryption: Option<KeyInstall>,
 }
 
 /// The held changes a `setup` queued again.
@@ -108,6 +115,10 @@ impl SetupReport {
             && !self.mapping_recorded
             && !matches!(self.ddl_guard, DdlGuard::Installed | DdlGuard::Removed)
             && self.replayed.is_none()
+            && matches!(
+                self.key_encryption,
+                None | Some(KeyInstall::AlreadyInstalled)
+            )
     }
 }
 
@@ -158,8 +169,16 @@ pub async fn setup_with(
     client: &mut tokio_postgres::Client,
     mapping: &Mapping,
     shape: TriggerShape,
-    options: SetupOptions,
+    options: SetupOptions<'_>,
 ) -> Result<SetupReport> {
+    if mapping.multi_account() && options.key_encryption.is_none() {
+        return Err(Error::Argument(
+            "source.account: a multi-account mapping needs the key-encryption key that account \
+             API keys are encrypted with: set CHIMPSYNC_SECRET_KEY (`chimpsync secret generate` \
+             makes one)"
+                .into(),
+        ));
+    }
     let started = Instant::now();
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(RETRY_FIRST)
@@ -275,7 +294,7 @@ async fn attempt(
     client: &mut tokio_postgres::Client,
     mapping: &Mapping,
     shape: TriggerShape,
-    options: SetupOptions,
+    options: SetupOptions<'_>,
     waiting_on: &mut LockTarget,
 ) -> Result<SetupReport> {
     let tx = client.transaction().await?;
@@ -289,6 +308,9 @@ async fn attempt(
         applied_migrations: migrations::migrate(&tx).await?,
         ..SetupReport::default()
     };
+    if let Some(key) = options.key_encryption.filter(|_| mapping.multi_account()) {
+        report.key_encryption = Some(install_key_encryption(&tx, key).await?);
+    }
     let generated = Generated::for_mapping(&tx, mapping).await?;
     let table = generated.table();
     report.table = table.to_string();
@@ -392,7 +414,7 @@ async fn replay(
 async fn finish(
     mut tx: tokio_postgres::Transaction<'_>,
     generated: &Generated,
-    options: SetupOptions,
+    options: SetupOptions<'_>,
     mut report: SetupReport,
 ) -> Result<SetupReport> {
     tx.execute(

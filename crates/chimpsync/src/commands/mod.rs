@@ -1,5 +1,6 @@
 //! One module per command; [`execute`] dispatches the parsed command line to them.
 
+mod account;
 mod audience;
 mod backfill;
 mod check;
@@ -7,6 +8,7 @@ mod reconcile;
 mod release_removals;
 mod retry;
 mod run;
+mod secret;
 mod setup;
 mod status;
 mod webhook;
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cli::{AudienceCommand, Command, WebhookCommand};
+use crate::cli::{AudienceCommand, Command, SecretCommand, WebhookCommand};
 use crate::config::Config;
 
 /// Runs `command` with the settings of `config`.
@@ -49,6 +51,13 @@ pub async fn execute(command: Command, config: &Config) -> Result<ExitCode> {
         Command::Webhook {
             command: WebhookCommand::Register(args),
         } => webhook::register(config, args).await?,
+        Command::Account { command } => account::run(config, command).await?,
+        Command::Secret {
+            command: SecretCommand::Generate,
+        } => secret::generate().await?,
+        Command::Secret {
+            command: SecretCommand::Rotate,
+        } => secret::rotate(config).await?,
         Command::Reconcile(args) => reconcile::run(config, args).await?,
         #[cfg(feature = "demo")]
         Command::Demo { customers } => {

@@ -3,6 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use mailchimp::NewMergeField;
+use store::accounts::{KeyEncryption, KeyInstall};
 use store::{DdlGuard, TriggerShape};
 
 use crate::cli::SetupArgs;
@@ -42,8 +43,24 @@ async fn install(
         print!("{}", store::setup_sql(&generated, shape));
         return Ok(());
     }
+    // A multi-account mapping installs the public half of CHIMPSYNC_SECRET_KEY, which account
+    // API keys are encrypted for.
+    let secret = if mapping.multi_account() {
+        Some(config.secret_key()?)
+    } else {
+        None
+    };
+    let public = secret
+        .as_ref()
+        .map(|k| (k.public_key_armored(), k.fingerprint()));
     let options = store::SetupOptions {
         ddl_guard,
+        key_encryption: public
+            .as_ref()
+            .map(|(public_key, fingerprint)| KeyEncryption {
+                public_key,
+                fingerprint,
+            }),
         ..store::SetupOptions::default()
     };
     let report = store::setup_with(&mut client, &mapping, shape, options).await?;
@@ -78,6 +95,18 @@ async fn install(
         DdlGuard::NotInstalled(why) => println!(
             "DDL guard: not installed: {why}; drift will be caught by the capture guard instead"
         ),
+    }
+    match (&report.key_encryption, &public) {
+        (Some(KeyInstall::Installed), Some((_, fingerprint))) => {
+            println!("key-encryption key {fingerprint} installed (account API keys are encrypted for it)")
+        }
+        (Some(KeyInstall::Replaced), Some((_, fingerprint))) => println!(
+            "key-encryption key {fingerprint} installed, replacing one no account was encrypted for"
+        ),
+        (Some(KeyInstall::AlreadyInstalled), Some((_, fingerprint))) => {
+            println!("key-encryption key {fingerprint} is installed")
+        }
+        _ => {}
     }
     if let Some(replayed) = &report.replayed {
         println!(

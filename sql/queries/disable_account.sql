@@ -1,0 +1,1 @@
+select chimpsync.disable_account($1::text)

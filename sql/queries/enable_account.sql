@@ -1,0 +1,1 @@
+select chimpsync.enable_account($1::text)

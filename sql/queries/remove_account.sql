@@ -1,0 +1,1 @@
+select chimpsync.remove_account($1::text)

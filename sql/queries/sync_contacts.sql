@@ -1,0 +1,1 @@
+select chimpsync.sync_contacts($1::text)
