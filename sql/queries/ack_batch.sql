@@ -41,7 +41,7 @@ remembered as (
     on conflict (account, customer_key) do update
         set email = excluded.email, consent = excluded.consent, tags = excluded.tags, synced_at = excluded.synced_at
     returning s.customer_key
-)
+),
 last_sync as (
     -- the account's "Last Sync" (no row with one account)
     update chimpsync.accounts a set last_synced_at = now()

@@ -4,6 +4,7 @@
 mod accounts;
 mod binary;
 mod inbound;
+mod many_accounts;
 mod operations;
 mod reliability;
 mod setup_locks;

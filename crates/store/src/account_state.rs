@@ -38,13 +38,16 @@ impl std::fmt::Debug for Target {
 pub async fn target(pool: &Pool, account: &str) -> Result<Option<Target>> {
     let client = pool.get().await?;
     let statement = client.prepare_cached(queries::ACCOUNT_TARGET).await?;
-    Ok(client.query_opt(&statement, &[&account]).await?.map(|r| Target {
-        audience_id: r.get("audience_id"),
-        sealed_key: r.get("api_key"),
-        encrypted_for: r.get("encrypted_for"),
-        key_group: r.get("key_group"),
-        updated_at: r.get("updated_at"),
-    }))
+    Ok(client
+        .query_opt(&statement, &[&account])
+        .await?
+        .map(|r| Target {
+            audience_id: r.get("audience_id"),
+            sealed_key: r.get("api_key"),
+            encrypted_for: r.get("encrypted_for"),
+            key_group: r.get("key_group"),
+            updated_at: r.get("updated_at"),
+        }))
 }
 
 /// Puts the account in `needs_attention` with `reason`, if it is active and unchanged since
@@ -57,7 +60,10 @@ pub async fn needs_attention(
 ) -> Result<bool> {
     let client = pool.get().await?;
     Ok(client
-        .query_opt(queries::ACCOUNT_NEEDS_ATTENTION, &[&account, &reason, &seen])
+        .query_opt(
+            queries::ACCOUNT_NEEDS_ATTENTION,
+            &[&account, &reason, &seen],
+        )
         .await?
         .is_some())
 }

@@ -155,9 +155,7 @@ impl Reconcile {
     pub async fn wanted_customers(&self, mut each: impl FnMut(Customer)) -> Result<u64> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let portal = tx
-            .bind(self.wanted_sql.as_str(), &[&self.account])
-            .await?;
+        let portal = tx.bind(self.wanted_sql.as_str(), &[&self.account]).await?;
         let mut seen = 0u64;
         loop {
             let rows = tx.query_portal(&portal, SCAN_CHUNK).await?;

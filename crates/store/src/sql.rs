@@ -166,11 +166,22 @@ fn render_claim(multi: bool) -> String {
         [
             ("with", "with recursive "),
             ("pick", &pick),
-            ("q_in_account", "\n      and q.account = (select p.account from pick p)"),
-            ("in_account", " and account = (select p.account from pick p)"),
+            (
+                "q_in_account",
+                "\n      and q.account = (select p.account from pick p)",
+            ),
+            (
+                "in_account",
+                " and account = (select p.account from pick p)",
+            ),
         ]
     } else {
-        [("with", "with "), ("pick", ""), ("q_in_account", ""), ("in_account", "")]
+        [
+            ("with", "with "),
+            ("pick", ""),
+            ("q_in_account", ""),
+            ("in_account", ""),
+        ]
     };
     templates::fill(queries::CLAIM_BATCH, &values)
 }

@@ -113,17 +113,16 @@ impl Accounts {
 
 /// Puts `account` in `needs_attention` with `reason` (unless it changed since `seen`), logged and
 /// counted.
-pub(crate) async fn needs_attention(
-    pool: &Pool,
-    account: &str,
-    reason: &str,
-    seen: DateTime<Utc>,
-) {
+pub(crate) async fn needs_attention(pool: &Pool, account: &str, reason: &str, seen: DateTime<Utc>) {
     match store::account_state::needs_attention(pool, account, reason, seen).await {
         Ok(true) => {
             metrics::counter!("chimpsync_account_state_changes_total", "state" => "needs_attention")
                 .increment(1);
-            warn!(account, reason, "account needs attention: its rows wait until its key or audience is updated");
+            warn!(
+                account,
+                reason,
+                "account needs attention: its rows wait until its key or audience is updated"
+            );
         }
         Ok(false) => info!(account, "account changed meanwhile; not marked"),
         Err(e) => warn!(account, error = %e, "could not mark the account as needing attention"),

@@ -412,7 +412,10 @@ impl Results {
             warn!(error = %e, "could not release rows");
         }
         if !self.freed_addresses.is_empty() {
-            if let Err(e) = queue.unpark_addresses(&claim.account, &self.freed_addresses).await {
+            if let Err(e) = queue
+                .unpark_addresses(&claim.account, &self.freed_addresses)
+                .await
+            {
                 warn!(error = %e, "could not unpark rows waiting for a freed address");
             }
         }

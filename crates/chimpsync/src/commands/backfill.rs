@@ -72,14 +72,20 @@ pub async fn run(config: &Config, chunk_size: i64, account: Option<&str>) -> Res
         "{elapsed_precise} [{bar:40}] {pos}/{len} rows ({per_sec}, eta {eta}) {msg}",
     );
     let started = Instant::now();
-    let Filled { scanned, enqueued } = fill(&client, &backfill, account, chunk_size, |done, chunks| {
-        bar.set_position(done.scanned);
-        bar.set_message(format!("{} enqueued", done.enqueued));
-        if chunks % LOG_EVERY == 0 {
-            info!(scanned = done.scanned, enqueued = done.enqueued, total, "backfill progress");
-        }
-    })
-    .await?;
+    let Filled { scanned, enqueued } =
+        fill(&client, &backfill, account, chunk_size, |done, chunks| {
+            bar.set_position(done.scanned);
+            bar.set_message(format!("{} enqueued", done.enqueued));
+            if chunks % LOG_EVERY == 0 {
+                info!(
+                    scanned = done.scanned,
+                    enqueued = done.enqueued,
+                    total,
+                    "backfill progress"
+                );
+            }
+        })
+        .await?;
     bar.finish_and_clear();
     let took = started.elapsed();
     info!(

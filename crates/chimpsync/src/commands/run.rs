@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cli::Tuning;
+use crate::commands::backfill;
 use crate::config::{seconds, Config, Timeouts};
 use crate::handshake::Handshake;
 use crate::keys::KeyOpener;
 use crate::webhook::{self, Receiver};
-use crate::commands::backfill;
 use crate::{db, defaults, http};
 
 /// How often applied webhook events past their retention are deleted...
@@ -75,7 +75,10 @@ async fn build_worker(config: &Config, tuning: &Tuning) -> Result<(worker::Worke
         // Each account's audience and key come from chimpsync.accounts.
         let settings = settings(config, tuning, MANY_ACCOUNTS.into(), &mapping)?;
         let opener = KeyOpener::new(config.key_ring()?, config.base_url.clone(), timeouts);
-        let pool = db::queue(config, tuning.db_pool_size.max(2)).await?.pool().clone();
+        let pool = db::queue(config, tuning.db_pool_size.max(2))
+            .await?
+            .pool()
+            .clone();
         let queue = store::Queue::for_accounts(pool);
         let worker = worker::Worker::for_accounts(queue, std::sync::Arc::new(opener), settings)?;
         return Ok((worker, mapping));
@@ -179,15 +182,35 @@ async fn sync_requested(
     let backfill = backfill.as_ref().expect("just set");
     for (account, at) in requests {
         let total = backfill.total_of(&**client, Some(&account)).await?;
-        info!(account, total, "Sync Contacts: queueing the account's customers");
-        let done = backfill::fill(&**client, backfill, Some(&account), chunk_size, |done, chunks| {
-            if chunks % 20 == 0 {
-                info!(account, scanned = done.scanned, enqueued = done.enqueued, total, "Sync Contacts progress");
-            }
-        })
+        info!(
+            account,
+            total, "Sync Contacts: queueing the account's customers"
+        );
+        let done = backfill::fill(
+            &**client,
+            backfill,
+            Some(&account),
+            chunk_size,
+            |done, chunks| {
+                if chunks % 20 == 0 {
+                    info!(
+                        account,
+                        scanned = done.scanned,
+                        enqueued = done.enqueued,
+                        total,
+                        "Sync Contacts progress"
+                    );
+                }
+            },
+        )
         .await?;
         store::backfill::request_served(pool, &account, at).await?;
-        info!(account, scanned = done.scanned, enqueued = done.enqueued, "Sync Contacts: the account's customers are queued");
+        info!(
+            account,
+            scanned = done.scanned,
+            enqueued = done.enqueued,
+            "Sync Contacts: the account's customers are queued"
+        );
     }
     Ok(())
 }
