@@ -9,8 +9,6 @@ comment on column chimpsync.sync_queue.account is 'The account (business) the cu
 comment on column chimpsync.synced_contacts.account is 'The account whose audience holds the member; '''' in single-account mode.';
 comment on column chimpsync.inbound_events.account is 'The account whose webhook received the event; '''' in single-account mode.';
 
--- One queue row per customer and account: a customer moving to another account is a removal in
--- the old account and an upsert in the new one.
 -- The same webhook delivered to two accounts is two events (unchanged for single-account rows).
 alter table chimpsync.inbound_events drop column dedupe_key;
 alter table chimpsync.inbound_events add column dedupe_key text generated always as
@@ -18,14 +16,9 @@ alter table chimpsync.inbound_events add column dedupe_key text generated always
          || coalesce(fired_at, '') || '|' || payload::text)) stored;
 alter table chimpsync.inbound_events add constraint inbound_events_dedupe_key_key unique (dedupe_key);
 
-create unique index sync_queue_account_customer_key_key on chimpsync.sync_queue (account, customer_key);
-alter table chimpsync.sync_queue drop constraint sync_queue_customer_key_key;
-
-alter table chimpsync.synced_contacts drop constraint synced_contacts_pkey;
-alter table chimpsync.synced_contacts add primary key (account, customer_key);
--- One address, one customer: within an account (two accounts may share an address).
-drop index chimpsync.synced_contacts_email_idx;
-create index synced_contacts_email_idx on chimpsync.synced_contacts (account, lower(email));
+-- The keys by account (one queue row per customer and account, one address per account) are made
+-- by `setup` of a mapping with many accounts (sql/queries/account_indexes.sql): with one account
+-- the keys stay as they were, so a worker of an earlier release still acknowledges its claims.
 
 -- The key-encryption key's public half. Account API keys are encrypted with it (pgcrypto's
 -- pgp_pub_encrypt), so the application's SQL can store a key it cannot read back; only the worker

@@ -38,7 +38,7 @@ forgotten as (
 remembered as (
     insert into chimpsync.synced_contacts as s (account, customer_key, email, consent, tags, synced_at)
     select h.account, h.customer_key, h.email, h.consent, h.tags, now() from held h where not h.removed
-    on conflict (account, customer_key) do update
+    on conflict ({{conflict}}) do update
         set email = excluded.email, consent = excluded.consent, tags = excluded.tags, synced_at = excluded.synced_at
     returning s.customer_key
 ),

@@ -14,7 +14,7 @@ projected as (
 enqueued as (
     insert into chimpsync.sync_queue (account, customer_key, operation, email, previous_email, payload)
     select a, k, 'upsert', e, null, p from projected where f
-    on conflict (account, customer_key) do nothing
+    on conflict ({{conflict}}) do nothing
     returning 1
 )
 select (select count(*) from chunk)    as scanned,

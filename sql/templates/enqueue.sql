@@ -1,6 +1,6 @@
 insert into chimpsync.sync_queue as q (account, customer_key, operation, email, previous_email, payload)
 {{changes}}
-on conflict (account, customer_key) do update set
+on conflict ({{conflict}}) do update set
     operation       = excluded.operation,
     email           = excluded.email,
     previous_email  = case when lower(coalesce(q.previous_email, excluded.previous_email)) = lower(excluded.email) then null

@@ -17,7 +17,7 @@ forgotten as (
 observed as (
     insert into chimpsync.synced_contacts as s (account, customer_key, email, consent, tags)
     select $6::text, f.k, f.email, f.consent, f.tags from fixes f where f.present
-    on conflict (account, customer_key) do update
+    on conflict ({{conflict}}) do update
         set email = excluded.email, consent = excluded.consent, tags = excluded.tags
     returning s.customer_key
 ),

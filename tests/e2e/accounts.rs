@@ -482,6 +482,9 @@ async fn a_multi_account_setup_without_the_key_is_refused_and_changes_nothing() 
 async fn remove_account_deletes_its_queue_rows_and_synced_contacts_only() -> Result<()> {
     let secret = generate().await?;
     let (db, c) = installed(&secret).await?;
+    // The keys by account, as setup of a mapping with many accounts makes them.
+    c.batch_execute(store::sql::queries::ACCOUNT_INDEXES)
+        .await?;
     c.batch_execute(&format!(
         "select chimpsync.connect_account('store-1', 'aud1', '{KEY_A}');
          select chimpsync.connect_account('store-2', 'aud2', '{KEY_B}');

@@ -20,6 +20,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("input", "Bad input"),
     ("load", "Load"),
     ("host", "Living inside the customer's database"),
+    ("accounts", "Many accounts"),
 ];
 
 /// Where the records go: `CHIMPSYNC_RELIABILITY_DIR`, else `<target dir>/reliability` (found

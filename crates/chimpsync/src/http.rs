@@ -28,7 +28,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct HttpState {
     worker: worker::Worker,
-    client: mailchimp::Client,
+    /// The one account's client, whose key readiness checks; `None` with many accounts (one
+    /// account's refused key must not make every replica unready: it shows in `status`).
+    client: Option<mailchimp::Client>,
     metrics: PrometheusHandle,
     ready_until: Arc<Mutex<Option<Instant>>>,
     addr: SocketAddr,
@@ -158,7 +160,11 @@ impl HttpState {
             .http_addr
             .parse()
             .context("CHIMPSYNC_HTTP_ADDR is not an address like 0.0.0.0:9187")?;
-        let client = config.client(&Timeouts::default())?;
+        let client = if worker.is_multi_account() {
+            None
+        } else {
+            Some(config.client(&Timeouts::default())?)
+        };
         Ok(HttpState {
             worker,
             client,
@@ -215,8 +221,8 @@ async fn readiness(state: &HttpState) -> (StatusCode, String) {
         .lock()
         .expect("ready lock")
         .is_some_and(|t| t > Instant::now());
-    if !key_known_good {
-        match tokio::time::timeout(READY_TIMEOUT, state.client.ping()).await {
+    if let (false, Some(client)) = (key_known_good, &state.client) {
+        match tokio::time::timeout(READY_TIMEOUT, client.ping()).await {
             Err(_) => return (unready, "mailchimp: no answer in time\n".into()),
             Ok(Err(e)) => return (unready, format!("mailchimp: {e}\n")),
             Ok(Ok(())) => {

@@ -1,5 +1,6 @@
 //! Logs: JSON lines off a terminal (or with `LOG_FORMAT=json`), pretty on a terminal; `RUST_LOG`
-//! filters (default `info`). Email addresses and keys are never logged at info level.
+//! filters (default `info`). Email addresses and keys are never logged at info level; the
+//! OpenPGP library, which would print key material at debug level, never logs.
 
 use std::io::IsTerminal;
 
@@ -13,7 +14,10 @@ pub fn init(log: &LogConfig) {
         .filter
         .as_deref()
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new("info"))
+        // The OpenPGP library's own debug output prints key material; whatever RUST_LOG says,
+        // it stays off (the key-encryption code reports its errors itself).
+        .add_directive("pgp=off".parse().expect("a valid directive"));
     let json = match log.format.as_deref() {
         Some("json") => true,
         Some("pretty") => false,

@@ -78,3 +78,49 @@ pub async fn pause_key_group(pool: &Pool, key_group: i32, pause: Duration) -> Re
         )
         .await?)
 }
+
+/// A change of an account's state (`chimpsync.account_events`).
+#[derive(Debug, Clone)]
+pub struct AccountEvent {
+    /// Its id: the next read starts after it.
+    pub id: i64,
+    /// The account.
+    pub account: String,
+    /// The new state (`connected: active`, `disabled`, `needs_attention`, `removed`, ...).
+    pub state: String,
+    /// Why, when the state says (needs_attention: Mailchimp's reason).
+    pub reason: Option<String>,
+}
+
+/// The changes after event `after`; with `None`, none, and the newest event's id to start from.
+pub async fn events_since(pool: &Pool, after: Option<i64>) -> Result<(Vec<AccountEvent>, i64)> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(queries::ACCOUNT_EVENTS_SINCE, &[&after])
+        .await?;
+    let mut last = after.unwrap_or(0);
+    let mut events = Vec::new();
+    for r in &rows {
+        last = last.max(r.get::<_, i64>(0));
+        if after.is_some() {
+            events.push(AccountEvent {
+                id: r.get(0),
+                account: r.get(1),
+                state: r.get(2),
+                reason: r.get(3),
+            });
+        }
+    }
+    Ok((events, last))
+}
+
+/// How many accounts are in each state.
+pub async fn count_by_state(pool: &Pool) -> Result<Vec<(String, i64)>> {
+    let client = pool.get().await?;
+    Ok(client
+        .query(queries::ACCOUNTS_BY_STATE, &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}

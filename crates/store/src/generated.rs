@@ -293,7 +293,15 @@ impl Generated {
     }
 
     fn enqueue(&self, changes: &str) -> String {
-        templates::fill(templates::ENQUEUE, &[("changes", changes)])
+        templates::fill(
+            templates::ENQUEUE,
+            &[("changes", changes), ("conflict", self.conflict())],
+        )
+    }
+
+    /// The unique key of queue rows and synced contacts for this mapping.
+    fn conflict(&self) -> &'static str {
+        crate::sql::conflict_key(self.multi_account())
     }
 
     fn insert_changes(&self, new_rows: &str) -> String {
@@ -518,6 +526,7 @@ impl Generated {
             templates::BACKFILL_CHUNK,
             &[
                 ("account", &self.account_of("c")),
+                ("conflict", self.conflict()),
                 ("table", &self.table.quoted()),
                 ("key", &self.key),
                 ("key_type", &self.key_type),
@@ -624,7 +633,10 @@ impl Generated {
     /// Records what Mailchimp holds for customers and queues them again (see the template).
     pub fn reconcile_requeue(&self) -> String {
         let enqueue = self.enqueue(templates::CHANGES_REQUEUE);
-        self.fill_chunk(templates::RECONCILE_REQUEUE, &[("enqueue", &enqueue)])
+        self.fill_chunk(
+            templates::RECONCILE_REQUEUE,
+            &[("enqueue", &enqueue), ("conflict", self.conflict())],
+        )
     }
 }
 

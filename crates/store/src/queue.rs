@@ -466,7 +466,9 @@ impl Queue {
         let tags: Vec<Value> = acks.iter().map(|a| Value::from(a.tags.clone())).collect();
         let removed: Vec<bool> = acks.iter().map(|a| a.removed).collect();
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(queries::ACK_BATCH).await?;
+        let statement = client
+            .prepare_cached(crate::sql::ack_batch(self.multi_account))
+            .await?;
         // One statement, no row locks taken beforehand. A change a trigger commits while it
         // runs is handled by READ COMMITTED's re-check of the latest row version
         // (EvalPlanQual): the delete re-checks the version on it and leaves the row; the

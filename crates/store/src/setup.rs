@@ -423,7 +423,7 @@ async fn finish(
     )
     .await?;
     if generated.multi_account() {
-        tx.batch_execute(queries::ACCOUNT_DUE_INDEX).await?;
+        tx.batch_execute(queries::ACCOUNT_INDEXES).await?;
     }
     report.ddl_guard = ddl_guard(&mut tx, options.ddl_guard).await?;
     tx.commit().await?;

@@ -13,10 +13,12 @@ macro_rules! sql_files {
 /// Named runtime queries (`sql/queries`), one statement each.
 pub mod queries {
     sql_files!("queries":
-        ACCOUNT_DUE_INDEX => "account_due_index.sql",
+        ACCOUNT_EVENTS_SINCE => "account_events_since.sql",
+        ACCOUNT_INDEXES => "account_indexes.sql",
         ACCOUNT_NEEDS_ATTENTION => "account_needs_attention.sql",
         ACCOUNT_TARGET => "account_target.sql",
         ACCOUNT_SUMMARY => "account_summary.sql",
+        ACCOUNTS_BY_STATE => "accounts_by_state.sql",
         ACCOUNTS_INSTALLED => "accounts_installed.sql",
         ACK_BATCH => "ack_batch.sql",
         ACQUIRE_SLOT => "acquire_slot.sql",
@@ -83,11 +85,12 @@ pub mod queries {
     /// The queries that run against a migrated schema with fixed text, for the test that
     /// prepares each of them (a typo fails `cargo test`, not production).
     pub const PREPARED: &[(&str, &str)] = &[
+        ("account_events_since", ACCOUNT_EVENTS_SINCE),
         ("account_needs_attention", ACCOUNT_NEEDS_ATTENTION),
         ("account_target", ACCOUNT_TARGET),
         ("account_summary", ACCOUNT_SUMMARY),
+        ("accounts_by_state", ACCOUNTS_BY_STATE),
         ("accounts_installed", ACCOUNTS_INSTALLED),
-        ("ack_batch", ACK_BATCH),
         ("acquire_slot", ACQUIRE_SLOT),
         ("applied_migrations", APPLIED_MIGRATIONS),
         ("claim_inbound_event", CLAIM_INBOUND_EVENT),
@@ -152,6 +155,32 @@ pub fn claim_batch(multi: bool) -> &'static str {
         &MULTI
     } else {
         &SINGLE
+    }
+}
+
+/// The acknowledgement statement (`ack_batch.sql`) of one account (`multi = false`: the synced
+/// contacts are keyed by customer) or of many (by account and customer).
+pub fn ack_batch(multi: bool) -> &'static str {
+    static SINGLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        templates::fill(queries::ACK_BATCH, &[("conflict", conflict_key(false))])
+    });
+    static MULTI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        templates::fill(queries::ACK_BATCH, &[("conflict", conflict_key(true))])
+    });
+    if multi {
+        &MULTI
+    } else {
+        &SINGLE
+    }
+}
+
+/// The unique key of a queue row and of a synced contact: the customer, or with many accounts
+/// the account and the customer (`account_indexes.sql`).
+pub fn conflict_key(multi: bool) -> &'static str {
+    if multi {
+        "account, customer_key"
+    } else {
+        "customer_key"
     }
 }
 

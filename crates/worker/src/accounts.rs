@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use mailchimp::Client;
 use store::slots::SlotTable;
 use store::Pool;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::gate::Gate;
 
@@ -111,20 +111,22 @@ impl Accounts {
     }
 }
 
-/// Puts `account` in `needs_attention` with `reason` (unless it changed since `seen`), logged and
-/// counted.
+/// Puts `account` in `needs_attention` with `reason` (unless it changed since `seen`), logged
+/// (`chimpsync run` counts every state change from `chimpsync.account_events`).
 pub(crate) async fn needs_attention(pool: &Pool, account: &str, reason: &str, seen: DateTime<Utc>) {
     match store::account_state::needs_attention(pool, account, reason, seen).await {
         Ok(true) => {
-            metrics::counter!("chimpsync_account_state_changes_total", "state" => "needs_attention")
-                .increment(1);
             warn!(
                 account,
                 reason,
                 "account needs attention: its rows wait until its key or audience is updated"
             );
         }
-        Ok(false) => info!(account, "account changed meanwhile; not marked"),
+        // Marked already (by another batch of the account), or changed since it was read.
+        Ok(false) => debug!(
+            account,
+            "account not marked: not active, or changed since read"
+        ),
         Err(e) => warn!(account, error = %e, "could not mark the account as needing attention"),
     }
 }

@@ -108,6 +108,11 @@ impl Worker {
         }
     }
 
+    /// Whether it serves many accounts (see [`Worker::for_accounts`]).
+    pub fn is_multi_account(&self) -> bool {
+        self.engine.accounts.is_some()
+    }
+
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.engine.settings

@@ -6,6 +6,7 @@
 //! What the other end-to-end tests prove is not repeated (see the list at the end of
 //! `RELIABILITY.md`).
 
+mod accounts;
 mod crash;
 mod database;
 mod host_ddl;

@@ -138,13 +138,17 @@ async fn prune_inbound(
     }
 }
 
-/// How often the accounts are checked for a Sync Contacts request.
-const SYNC_REQUESTS_EVERY: Duration = Duration::from_secs(5);
+/// How often the accounts are looked at (state changes, Sync Contacts requests).
+const ACCOUNTS_EVERY: Duration = Duration::from_secs(5);
 
-/// With many accounts: serves each account's Sync Contacts request (`chimpsync.sync_contacts`,
-/// `account add --sync-contacts`) by queueing the account's customers, one account at a time,
-/// with progress in the log, while the schema fits, until `shutdown`.
-async fn serve_sync_requests(
+/// The states an account gauge is kept for (a state never seen reads 0, not absent).
+const ACCOUNT_STATES: [&str; 4] = ["active", "disabled", "needs_attention", "unknown"];
+
+/// With many accounts, while the schema fits, until `shutdown`: logs and counts every change of
+/// an account's state (whoever made it: the settings page's SQL, a command, a worker), keeps the
+/// gauge of accounts by state, and serves each Sync Contacts request (`chimpsync.sync_contacts`,
+/// `account add --sync-contacts`) by queueing the account's customers, with progress in the log.
+async fn tend_accounts(
     pool: Pool,
     mapping: Mapping,
     chunk_size: i64,
@@ -152,16 +156,56 @@ async fn serve_sync_requests(
     shutdown: CancellationToken,
 ) {
     let mut backfill = None;
+    let mut seen: Option<i64> = None;
     loop {
         if hold.borrow().is_none() {
+            if let Err(e) = account_changes(&pool, &mut seen).await {
+                warn!(error = %e, "cannot read the accounts' state changes");
+            }
             if let Err(e) = sync_requested(&pool, &mapping, &mut backfill, chunk_size).await {
                 warn!(error = %e, "cannot serve Sync Contacts requests");
             }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(SYNC_REQUESTS_EVERY) => {}
+            _ = tokio::time::sleep(ACCOUNTS_EVERY) => {}
         }
+    }
+}
+
+async fn account_changes(pool: &Pool, seen: &mut Option<i64>) -> Result<()> {
+    let (events, last) = store::account_state::events_since(pool, *seen).await?;
+    for event in events {
+        metrics::counter!("chimpsync_account_state_changes_total", "state" => state_label(&event.state))
+            .increment(1);
+        info!(
+            account = event.account,
+            state = event.state,
+            reason = event.reason.as_deref().unwrap_or(""),
+            "account state changed"
+        );
+    }
+    *seen = Some(last);
+    let counts = store::account_state::count_by_state(pool).await?;
+    for state in ACCOUNT_STATES {
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("chimpsync_accounts", "state" => state).set(n as f64);
+    }
+    Ok(())
+}
+
+/// The metric label of an account event's state: one of a few words, never free text.
+fn state_label(state: &str) -> &'static str {
+    match state {
+        s if s.starts_with("connected") => "connected",
+        "active" => "active",
+        "disabled" => "disabled",
+        "needs_attention" => "needs_attention",
+        "removed" => "removed",
+        _ => "other",
     }
 }
 
@@ -246,7 +290,7 @@ pub async fn run(config: &Config, options: Options, tuning: Tuning) -> Result<()
         None
     } else {
         if mapping.multi_account() {
-            tokio::spawn(serve_sync_requests(
+            tokio::spawn(tend_accounts(
                 pool.clone(),
                 mapping.clone(),
                 defaults::BACKFILL_CHUNK,
