@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use chimpsync_tests::{TestDb, CUSTOMERS, MAPPING};
-use secrecy::ExposeSecret;
 use secrets::{KeyRing, SecretKey};
 use store::accounts::KeyEncryption;
 use store::{Mapping, SetupOptions, TriggerShape};
@@ -29,26 +28,6 @@ pub fn mapping_text() -> String {
         "filter  = \"deleted_at is null\"",
         "filter  = \"deleted_at is null\"\naccount = \"store\"",
     )
-}
-
-/// Opens the accounts' keys as the binary does, for the emulator.
-struct TestKeys {
-    ring: KeyRing,
-    base_url: String,
-}
-
-impl worker::OpenKey for TestKeys {
-    fn client(&self, sealed: &[u8], encrypted_for: &str) -> Result<mailchimp::Client, String> {
-        let key = self
-            .ring
-            .decrypt(sealed, encrypted_for)
-            .map_err(|e| e.to_string())?;
-        let key = mailchimp::ApiKey::parse(key.expose_secret()).map_err(|e| e.to_string())?;
-        let mut config = mailchimp::ClientConfig::new(key);
-        config.base_url = Some(self.base_url.clone());
-        config.request_timeout = Duration::from_secs(10);
-        mailchimp::Client::new(config).map_err(|e| e.to_string())
-    }
 }
 
 /// A database with the demo table in multi-account mode, three accounts connected through the
@@ -134,10 +113,12 @@ impl Many {
         };
         s.poll_interval = Duration::from_millis(20);
         s.shutdown_deadline = Duration::from_secs(5);
-        let keys = TestKeys {
-            ring: KeyRing::new(self.secret.clone(), None),
-            base_url: self.emulator.base_url(),
-        };
+        let keys = worker::KeyRingOpener::new(
+            KeyRing::new(self.secret.clone(), None),
+            Some(self.emulator.base_url()),
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+        );
         Ok(worker::Worker::for_accounts(
             store::Queue::for_accounts(self.pool.clone()),
             Arc::new(keys),

@@ -15,8 +15,6 @@ mod db;
 mod handshake;
 mod progress;
 
-mod keys;
-
 pub mod webhook;
 
 mod http;

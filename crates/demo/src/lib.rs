@@ -1,6 +1,7 @@
 //! `chimpsync demo`: a pet business's customer table, the Mailchimp emulator in-process, and the
 //! whole loop: setup, backfill, live changes flowing through the queue, and a final side-by-side
-//! check that the audience matches the table.
+//! check that the audience matches the table; then many businesses from one installation, one
+//! synced and one switched off, then on (`accounts`).
 //!
 //! The [`fixture`] (table, mapping, audience, key) is also what the end-to-end tests and the
 //! benchmark start from. The demo calls the store and the worker directly, so that this crate
@@ -9,6 +10,8 @@
 mod compare;
 pub mod fixture;
 pub mod server;
+
+mod accounts;
 
 use std::time::{Duration, Instant};
 
@@ -40,7 +43,7 @@ const STEPS: [(&str, &str, &str); 7] = [
     ("a fake address (Mailchimp refuses it: parked, not retried forever)", "insert into customers (id, email, first_name, last_name, consent_contact) values (900002, 'nobody@example.com', 'No', 'Body', true)", "nobody@example.com"),
 ];
 
-fn say(line: impl AsRef<str>) {
+pub(crate) fn say(line: impl AsRef<str>) {
     println!("{}", line.as_ref());
 }
 
@@ -189,7 +192,7 @@ pub async fn run(server: Option<&str>, customers: i64) -> Result<()> {
         );
     }
     say(format!("The audience matches the table. Demo database left in place: psql -d {DEMO_DB} -c 'table chimpsync.queue_summary'"));
-    Ok(())
+    accounts::run(server, &admin, customers.min(4000)).await
 }
 
 /// Enqueues every customer, chunk by chunk; returns how many rows were enqueued.

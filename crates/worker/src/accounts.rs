@@ -21,6 +21,50 @@ pub trait OpenKey: Send + Sync {
     fn client(&self, sealed_key: &[u8], encrypted_for: &str) -> Result<Client, String>;
 }
 
+/// Opens keys with the key-encryption secrets of `ring` into clients of the Mailchimp at
+/// `base_url` (`None`: the key's data centre) with these timeouts. The key lives only inside the
+/// client.
+pub struct KeyRingOpener {
+    ring: secrets::KeyRing,
+    base_url: Option<String>,
+    connect_timeout: std::time::Duration,
+    request_timeout: std::time::Duration,
+}
+
+impl KeyRingOpener {
+    /// See the type.
+    pub fn new(
+        ring: secrets::KeyRing,
+        base_url: Option<String>,
+        connect_timeout: std::time::Duration,
+        request_timeout: std::time::Duration,
+    ) -> KeyRingOpener {
+        KeyRingOpener {
+            ring,
+            base_url,
+            connect_timeout,
+            request_timeout,
+        }
+    }
+}
+
+impl OpenKey for KeyRingOpener {
+    fn client(&self, sealed_key: &[u8], encrypted_for: &str) -> Result<Client, String> {
+        use secrecy::ExposeSecret;
+        let key = self
+            .ring
+            .decrypt(sealed_key, encrypted_for)
+            .map_err(|e| format!("the account's API key cannot be decrypted: {e}"))?;
+        let key = mailchimp::ApiKey::parse(key.expose_secret())
+            .map_err(|e| format!("the account's API key is malformed: {e}"))?;
+        let mut config = mailchimp::ClientConfig::new(key);
+        config.base_url = self.base_url.clone();
+        config.connect_timeout = self.connect_timeout;
+        config.request_timeout = self.request_timeout;
+        Client::new(config).map_err(|e| format!("Mailchimp client: {e}"))
+    }
+}
+
 /// Where one claim's rows go.
 #[derive(Clone)]
 pub(crate) struct Sending {

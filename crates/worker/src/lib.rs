@@ -35,7 +35,7 @@ mod run;
 
 pub mod reconcile;
 
-pub use accounts::OpenKey;
+pub use accounts::{KeyRingOpener, OpenKey};
 pub use error::Error;
 pub use results::DrainOutcome;
 pub use run::{Hold, Worker};

@@ -13,7 +13,6 @@ use crate::cli::Tuning;
 use crate::commands::backfill;
 use crate::config::{seconds, Config, Timeouts};
 use crate::handshake::Handshake;
-use crate::keys::KeyOpener;
 use crate::webhook::{self, Receiver};
 use crate::{db, defaults, http};
 
@@ -74,7 +73,12 @@ async fn build_worker(config: &Config, tuning: &Tuning) -> Result<(worker::Worke
     if mapping.multi_account() {
         // Each account's audience and key come from chimpsync.accounts.
         let settings = settings(config, tuning, MANY_ACCOUNTS.into(), &mapping)?;
-        let opener = KeyOpener::new(config.key_ring()?, config.base_url.clone(), timeouts);
+        let opener = worker::KeyRingOpener::new(
+            config.key_ring()?,
+            config.base_url.clone(),
+            timeouts.connect,
+            timeouts.request,
+        );
         let pool = db::queue(config, tuning.db_pool_size.max(2))
             .await?
             .pool()
