@@ -38,6 +38,8 @@ pub struct Many {
     pub emulator: mailchimp_emulator::Emulator,
     pub secret: SecretKey,
     pub pool: store::Pool,
+    /// (store, key, audience) of each account.
+    pub accounts: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 /// The test secret: generated once per test binary (an RSA key takes a while in a debug build).
@@ -49,7 +51,15 @@ pub fn test_secret() -> SecretKey {
 }
 
 impl Many {
-    pub async fn new(mut config: mailchimp_emulator::Config) -> Result<Many> {
+    pub async fn new(config: mailchimp_emulator::Config) -> Result<Many> {
+        Many::with_accounts(config, &ACCOUNTS).await
+    }
+
+    /// [`Many::new`] with these accounts (store, key, audience); a key may serve two.
+    pub async fn with_accounts(
+        mut config: mailchimp_emulator::Config,
+        accounts: &[(&'static str, &'static str, &'static str)],
+    ) -> Result<Many> {
         let db = TestDb::new().await?;
         let mut sql = db.client().await?;
         sql.batch_execute(CUSTOMERS).await?;
@@ -69,7 +79,7 @@ impl Many {
             options,
         )
         .await?;
-        config.accounts = ACCOUNTS
+        config.accounts = accounts
             .iter()
             .map(|(_, key, audience)| (key.to_string(), audience.to_string()))
             .collect();
@@ -77,7 +87,7 @@ impl Many {
         config.fail_rate = 0.0;
         config.drop_rate = 0.0;
         let emulator = mailchimp_emulator::Emulator::start("127.0.0.1:0".parse()?, config).await?;
-        for (store_name, key, audience) in ACCOUNTS {
+        for &(store_name, key, audience) in accounts {
             let mut c = mailchimp::ClientConfig::new(mailchimp::ApiKey::parse(key)?);
             c.base_url = Some(emulator.base_url());
             mailchimp::Client::new(c)?
@@ -98,6 +108,7 @@ impl Many {
             emulator,
             secret,
             pool,
+            accounts: accounts.to_vec(),
         })
     }
 
@@ -178,7 +189,7 @@ impl Many {
                 .insert(r.get(1), (r.get(2), r.get(3)));
         }
         let mut diffs = Vec::new();
-        for (store_name, key, audience) in ACCOUNTS {
+        for &(store_name, key, audience) in &self.accounts {
             let want = wanted.remove(store_name).unwrap_or_default();
             let members = self.emulator.members_of(key, audience);
             let live: BTreeMap<String, &mailchimp_emulator::MemberView> = members
@@ -490,5 +501,57 @@ async fn customers_of_an_unknown_account_wait_unsent() -> Result<()> {
         .emulator
         .member_of(key, "aud9999999", "new@pets.test")
         .is_some());
+    m.db.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_key_pauses_only_the_accounts_on_it() -> Result<()> {
+    // S0 and S1 share one key; S2 has its own. Mailchimp allows one connection per key.
+    let shared = "d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3-us4";
+    let accounts = [
+        ("S0", shared, "aud0000000"),
+        ("S1", shared, "aud1111111"),
+        ACCOUNTS[2],
+    ];
+    let m = Many::with_accounts(
+        mailchimp_emulator::Config {
+            latency: Duration::from_millis(300),
+            max_connections: Some(1),
+            ..Default::default()
+        },
+        &accounts,
+    )
+    .await?;
+    m.insert_customers(90, 1).await?;
+    // One batch per account, sent at once: S0's and S1's batches meet at the shared key's limit.
+    m.drain(1).await?;
+    let diffs = m.differences().await?;
+    ensure!(diffs.is_empty(), "differences: {diffs:#?}");
+    let shared_stats = m.emulator.account_stats(shared).context("stats")?;
+    let own_stats = m.emulator.account_stats(ACCOUNTS[2].1).context("stats")?;
+    ensure!(
+        shared_stats.throttled > 0,
+        "the shared key was never throttled"
+    );
+    ensure!(own_stats.throttled == 0, "the other key was throttled");
+    let paused: Vec<(String, bool)> = m
+        .sql
+        .query(
+            "select account, paused_until is not null from chimpsync.accounts order by account",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    ensure!(
+        paused
+            == [
+                ("S0".to_string(), true),
+                ("S1".to_string(), true),
+                ("S2".to_string(), false)
+            ],
+        "paused: {paused:?}"
+    );
     m.db.finish().await
 }

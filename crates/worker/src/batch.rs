@@ -157,18 +157,14 @@ impl Engine {
             }
         }
 
-        let refusal = results.refusal().map(str::to_owned);
+        // The account is marked before its rows are given back: marked after, another claim could
+        // take them in between and send them with the refused key again.
+        if let (Some(seen), Some(reason)) = (&sending.account, results.refusal()) {
+            accounts::needs_attention(self.queue.pool(), &claim.account, reason, seen.updated_at)
+                .await;
+        }
         let outcome = results.record(&self.queue, &claim, started).await;
         if let Some(seen) = &sending.account {
-            if let Some(reason) = refusal {
-                accounts::needs_attention(
-                    self.queue.pool(),
-                    &claim.account,
-                    &reason,
-                    seen.updated_at,
-                )
-                .await;
-            }
             // Mailchimp throttled this key: the other replicas pause its accounts too.
             if let Some(pause) = sending.gate.pause_remaining().filter(|_| outcome.throttled) {
                 if let Err(e) =
@@ -204,12 +200,11 @@ impl Engine {
             Unsendable::Key(reason, _) => reason.clone(),
             Unsendable::Database(e) => format!("could not read the account: {e}"),
         };
-        results.release_all(claim, reason.clone());
-        let outcome = results.record(&self.queue, claim, started).await;
         if let Unsendable::Key(_, seen) = why {
             accounts::needs_attention(self.queue.pool(), &claim.account, &reason, seen).await;
         }
-        outcome
+        results.release_all(claim, reason);
+        results.record(&self.queue, claim, started).await
     }
 
     /// Sends the batch upsert and records the rows it settled; returns those whose tags may
