@@ -14,9 +14,11 @@ macro_rules! sql_files {
 pub mod queries {
     sql_files!("queries":
         ACCOUNT_DUE_INDEX => "account_due_index.sql",
+        ACCOUNT_EVENTS => "account_events.sql",
         ACCOUNT_NEEDS_ATTENTION => "account_needs_attention.sql",
         ACCOUNT_TARGET => "account_target.sql",
         ACCOUNT_SUMMARY => "account_summary.sql",
+        ACCOUNT_WEBHOOK => "account_webhook.sql",
         ACCOUNTS_INSTALLED => "accounts_installed.sql",
         ACK_BATCH => "ack_batch.sql",
         ACQUIRE_SLOT => "acquire_slot.sql",
@@ -86,6 +88,8 @@ pub mod queries {
         ("account_needs_attention", ACCOUNT_NEEDS_ATTENTION),
         ("account_target", ACCOUNT_TARGET),
         ("account_summary", ACCOUNT_SUMMARY),
+        ("account_events", ACCOUNT_EVENTS),
+        ("account_webhook", ACCOUNT_WEBHOOK),
         ("accounts_installed", ACCOUNTS_INSTALLED),
         ("ack_batch", ACK_BATCH),
         ("acquire_slot", ACQUIRE_SLOT),
