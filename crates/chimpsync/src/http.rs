@@ -28,7 +28,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct HttpState {
     worker: worker::Worker,
-    client: mailchimp::Client,
+    /// The key `/readyz` checks; `None` with many accounts, whose keys the worker checks one by
+    /// one (a refused key puts its account in needs_attention, not the replica out of service).
+    client: Option<mailchimp::Client>,
     metrics: PrometheusHandle,
     ready_until: Arc<Mutex<Option<Instant>>>,
     addr: SocketAddr,
@@ -154,11 +156,24 @@ fn describe_metrics() {
 impl HttpState {
     /// State for the endpoints, served at `CHIMPSYNC_HTTP_ADDR`.
     pub fn new(worker: worker::Worker, config: &Config) -> Result<HttpState> {
+        let client = config.client(&Timeouts::default())?;
+        HttpState::with_client(worker, config, Some(client))
+    }
+
+    /// State for a worker of many accounts: `/readyz` checks no Mailchimp key.
+    pub fn for_accounts(worker: worker::Worker, config: &Config) -> Result<HttpState> {
+        HttpState::with_client(worker, config, None)
+    }
+
+    fn with_client(
+        worker: worker::Worker,
+        config: &Config,
+        client: Option<mailchimp::Client>,
+    ) -> Result<HttpState> {
         let addr: SocketAddr = config
             .http_addr
             .parse()
             .context("CHIMPSYNC_HTTP_ADDR is not an address like 0.0.0.0:9187")?;
-        let client = config.client(&Timeouts::default())?;
         Ok(HttpState {
             worker,
             client,
@@ -210,13 +225,16 @@ async fn readiness(state: &HttpState) -> (StatusCode, String) {
     if let Ok(Ok(Some(reason))) = tokio::time::timeout(READY_TIMEOUT, drift(&state.worker)).await {
         return (unready, format!("{reason}\n"));
     }
+    let Some(client) = &state.client else {
+        return (StatusCode::OK, "ready\n".into());
+    };
     let key_known_good = state
         .ready_until
         .lock()
         .expect("ready lock")
         .is_some_and(|t| t > Instant::now());
     if !key_known_good {
-        match tokio::time::timeout(READY_TIMEOUT, state.client.ping()).await {
+        match tokio::time::timeout(READY_TIMEOUT, client.ping()).await {
             Err(_) => return (unready, "mailchimp: no answer in time\n".into()),
             Ok(Err(e)) => return (unready, format!("mailchimp: {e}\n")),
             Ok(Ok(())) => {

@@ -278,9 +278,12 @@ pub async fn run(config: &Config, options: Options, tuning: Tuning) -> Result<()
                     .retry_loop(webhook::RETRY_INTERVAL, shutdown.clone()),
             );
         }
-        let state = http::HttpState::new(worker.clone(), config)?
-            .with_webhooks(receiver)
-            .with_hold(handshake.hold());
+        let state = if mapping.multi_account() {
+            http::HttpState::for_accounts(worker.clone(), config)?
+        } else {
+            http::HttpState::new(worker.clone(), config)?
+        };
+        let state = state.with_webhooks(receiver).with_hold(handshake.hold());
         Some(http::serve(state, shutdown.clone()).await?)
     };
     {
