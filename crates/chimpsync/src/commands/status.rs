@@ -83,10 +83,19 @@ pub async fn run(config: &Config, json: bool) -> Result<()> {
             .map(|a| a.account.as_str())
             .collect();
         if !unknown.is_empty() {
+            // The first few names: `account list` has them all.
+            let mut names = unknown
+                .iter()
+                .take(UNKNOWN_NAMED)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if unknown.len() > UNKNOWN_NAMED {
+                names.push_str(", …");
+            }
             println!(
-                "not served              {} ({}): customers name them, no account is connected; their rows wait",
+                "not served              {} ({names}): customers name them, no account is connected; their rows wait",
                 unknown.len(),
-                unknown.join(", ")
             );
         }
     }
@@ -131,6 +140,9 @@ fn count_by_state(accounts: &[AccountSummary]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// How many of the accounts no one serves the table names.
+const UNKNOWN_NAMED: usize = 10;
 
 /// How many state changes `status --account` shows.
 const RECENT_EVENTS: i64 = 10;
