@@ -48,11 +48,15 @@ pub enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
-    /// The queue at a glance.
+    /// The queue at a glance (with many accounts, a count of accounts by state too).
     Status {
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// One account of many: its state, audience, key (last 4), queue, last sync and recent
+        /// state changes.
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Put parked rows back in line.
     Retry {
@@ -75,7 +79,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AudienceCommand,
     },
-    /// Manage the Mailchimp webhook that feeds `chimpsync run` (CHIMPSYNC_WEBHOOK_SECRET).
+    /// Manage the Mailchimp webhook that feeds `chimpsync run` (CHIMPSYNC_WEBHOOK_SECRET, or
+    /// each account's own secret with many accounts).
     Webhook {
         #[command(subcommand)]
         command: WebhookCommand,
@@ -217,9 +222,13 @@ pub enum WebhookCommand {
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
     /// The public URL of `chimpsync run`'s receiver:
-    /// https://<host>/webhooks/mailchimp/<CHIMPSYNC_WEBHOOK_SECRET>.
+    /// https://<host>/webhooks/mailchimp/<CHIMPSYNC_WEBHOOK_SECRET>; with --account, only the
+    /// base (https://<host>): the account's path and secret are added.
     #[arg(long)]
     pub url: String,
+    /// One account of many: registers its URL on its audience, with its key.
+    #[arg(long)]
+    pub account: Option<String>,
     /// Also hear about changes made through the API, chimpsync's own included (off by default:
     /// chimpsync knows what it wrote).
     #[arg(long)]
@@ -236,6 +245,9 @@ pub enum AudienceCommand {
 /// `chimpsync audience create`.
 #[derive(Debug, Args)]
 pub struct AudienceArgs {
+    /// One account of many: create the audience with its key and make it the account's.
+    #[arg(long)]
+    pub account: Option<String>,
     /// The audience name (default: "<company> Customers").
     #[arg(long)]
     pub name: Option<String>,
@@ -296,6 +308,9 @@ pub struct ReconcileArgs {
     /// Mailchimp requests in flight at once, shared with the workers (must match theirs).
     #[arg(long, default_value_t = defaults::CONCURRENCY, env = "CHIMPSYNC_CONCURRENCY")]
     pub concurrency: usize,
+    /// The account whose audience and customers are compared (required with many accounts).
+    #[arg(long)]
+    pub account: Option<String>,
 }
 
 /// Worker limits, each with its documented default.

@@ -28,8 +28,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct HttpState {
     worker: worker::Worker,
-    /// The one account's client, whose key readiness checks; `None` with many accounts (one
-    /// account's refused key must not make every replica unready: it shows in `status`).
+    /// The key `/readyz` checks; `None` with many accounts, whose keys the worker checks one by
+    /// one (a refused key puts its account in needs_attention, not the replica out of service).
     client: Option<mailchimp::Client>,
     metrics: PrometheusHandle,
     ready_until: Arc<Mutex<Option<Instant>>>,
@@ -156,15 +156,24 @@ fn describe_metrics() {
 impl HttpState {
     /// State for the endpoints, served at `CHIMPSYNC_HTTP_ADDR`.
     pub fn new(worker: worker::Worker, config: &Config) -> Result<HttpState> {
+        let client = config.client(&Timeouts::default())?;
+        HttpState::with_client(worker, config, Some(client))
+    }
+
+    /// State for a worker of many accounts: `/readyz` checks no Mailchimp key.
+    pub fn for_accounts(worker: worker::Worker, config: &Config) -> Result<HttpState> {
+        HttpState::with_client(worker, config, None)
+    }
+
+    fn with_client(
+        worker: worker::Worker,
+        config: &Config,
+        client: Option<mailchimp::Client>,
+    ) -> Result<HttpState> {
         let addr: SocketAddr = config
             .http_addr
             .parse()
             .context("CHIMPSYNC_HTTP_ADDR is not an address like 0.0.0.0:9187")?;
-        let client = if worker.is_multi_account() {
-            None
-        } else {
-            Some(config.client(&Timeouts::default())?)
-        };
         Ok(HttpState {
             worker,
             client,
@@ -216,12 +225,15 @@ async fn readiness(state: &HttpState) -> (StatusCode, String) {
     if let Ok(Ok(Some(reason))) = tokio::time::timeout(READY_TIMEOUT, drift(&state.worker)).await {
         return (unready, format!("{reason}\n"));
     }
+    let Some(client) = &state.client else {
+        return (StatusCode::OK, "ready\n".into());
+    };
     let key_known_good = state
         .ready_until
         .lock()
         .expect("ready lock")
         .is_some_and(|t| t > Instant::now());
-    if let (false, Some(client)) = (key_known_good, &state.client) {
+    if !key_known_good {
         match tokio::time::timeout(READY_TIMEOUT, client.ping()).await {
             Err(_) => return (unready, "mailchimp: no answer in time\n".into()),
             Ok(Err(e)) => return (unready, format!("mailchimp: {e}\n")),

@@ -15,6 +15,8 @@ mod db;
 mod handshake;
 mod progress;
 
+mod keys;
+
 pub mod webhook;
 
 mod http;

@@ -8,6 +8,12 @@
 //! `[inbound]` statements ([`store::inbound`]). A failed apply is retried by
 //! [`Receiver::retry_loop`]. The secret in the path is compared in constant time; a wrong one
 //! gets 401 and nothing is stored.
+//!
+//! With many accounts ([`Receiver::for_accounts`]) the route is
+//! `/webhooks/mailchimp/<account>/<secret>`, the secret being the account's
+//! `chimpsync.accounts.webhook_secret`. An event is stored as the account's, checked against its
+//! audience, so applying it touches only the account's customers. A wrong secret or an unknown
+//! account gets 404 (the route does not say which accounts exist) and nothing is stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +34,19 @@ use tracing::{debug, info, warn};
 
 /// The route, with the secret as its last segment.
 pub const ROUTE: &str = "/webhooks/mailchimp/{secret}";
+
+/// The route with many accounts: each account's own secret.
+pub const ACCOUNT_ROUTE: &str = "/webhooks/mailchimp/{account}/{secret}";
+
+/// The path of `account`'s webhook with its `secret` (the account percent-encoded).
+pub fn account_path(account: &str, secret: &str) -> String {
+    let mut url = url::Url::parse("http://localhost/webhooks/mailchimp").expect("a valid URL");
+    url.path_segments_mut()
+        .expect("an http URL has a path")
+        .push(account)
+        .push(secret);
+    url.path().to_string()
+}
 
 /// How often the retry loop looks for events whose apply failed (or never ran). Default 5 s.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -77,18 +96,33 @@ pub struct Receiver {
 }
 
 struct Inner {
-    secret: SecretString,
+    scope: Scope,
     inbound: Inbound,
-    audience_id: String,
     applying: tokio::sync::Semaphore,
+}
+
+/// Whose events the receiver takes.
+enum Scope {
+    /// One audience, behind `CHIMPSYNC_WEBHOOK_SECRET`.
+    One {
+        secret: SecretString,
+        audience_id: String,
+    },
+    /// Every account of `chimpsync.accounts`, each behind its own secret (read from `pool` on
+    /// every call, so a connected account or a new secret takes effect at once).
+    Accounts { pool: store::Pool },
 }
 
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver")
-            .field("audience_id", &self.inner.audience_id)
-            .field("secret", &"<redacted>")
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Receiver");
+        match &self.inner.scope {
+            Scope::One { audience_id, .. } => d
+                .field("audience_id", audience_id)
+                .field("secret", &"<redacted>"),
+            Scope::Accounts { .. } => d.field("accounts", &true),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -106,15 +140,29 @@ impl Receiver {
                  (e.g. `openssl rand -hex 24`)"
             );
         }
-        Ok(Receiver {
-            inner: Arc::new(Inner {
+        Ok(Receiver::with_scope(
+            inbound,
+            Scope::One {
                 secret,
-                inbound,
                 audience_id,
+            },
+        ))
+    }
+
+    /// A receiver for every account of many, at [`ACCOUNT_ROUTE`].
+    pub fn for_accounts(inbound: Inbound, pool: store::Pool) -> Receiver {
+        Receiver::with_scope(inbound, Scope::Accounts { pool })
+    }
+
+    fn with_scope(inbound: Inbound, scope: Scope) -> Receiver {
+        Receiver {
+            inner: Arc::new(Inner {
+                scope,
+                inbound,
                 applying: tokio::sync::Semaphore::new(APPLYING),
             }),
             hold: None,
-        })
+        }
     }
 
     /// The receiver, storing and applying events only while `hold` says nothing against it.
@@ -133,18 +181,43 @@ impl Receiver {
         &self.inner.inbound
     }
 
-    fn secret_matches(&self, given: &str) -> bool {
-        given
-            .as_bytes()
-            .ct_eq(self.inner.secret.expose_secret().as_bytes())
-            .into()
+    /// The single audience whose secret `given` is, if it is.
+    fn one_audience(&self, given: &str) -> Option<&str> {
+        match &self.inner.scope {
+            Scope::One {
+                secret,
+                audience_id,
+            } => secret_matches(given, secret.expose_secret()).then_some(audience_id.as_str()),
+            Scope::Accounts { .. } => None,
+        }
     }
 
-    /// `GET, POST /webhooks/mailchimp/{secret}`.
+    /// The audience of `account` if `given` is its secret (`""` while it has none); `None` for
+    /// a wrong secret or an unknown account, and on a database error (logged), which Mailchimp
+    /// retries.
+    async fn account_audience(&self, account: &str, given: &str) -> Result<Option<String>> {
+        let Scope::Accounts { pool } = &self.inner.scope else {
+            return Ok(None);
+        };
+        let client = pool.get().await?;
+        let hook = store::accounts::webhook(&**client, account).await?;
+        // An unknown account costs the same comparison as a wrong secret.
+        let secret = hook.as_ref().map(|h| h.secret.as_str()).unwrap_or("");
+        let matched = secret_matches(given, secret) && hook.is_some();
+        Ok(matched.then(|| hook.and_then(|h| h.audience_id).unwrap_or_default()))
+    }
+
+    /// `GET, POST /webhooks/mailchimp/{secret}`, or with many accounts
+    /// `GET, POST /webhooks/mailchimp/{account}/{secret}`.
     pub fn router(&self) -> Router {
-        Router::new()
-            .route(ROUTE, get(validate).post(receive))
-            .with_state(self.clone())
+        match self.inner.scope {
+            Scope::One { .. } => Router::new()
+                .route(ROUTE, get(validate).post(receive))
+                .with_state(self.clone()),
+            Scope::Accounts { .. } => Router::new()
+                .route(ACCOUNT_ROUTE, get(validate_account).post(receive_account))
+                .with_state(self.clone()),
+        }
     }
 
     /// Applies events whose apply failed or never ran (a crash between storing and applying),
@@ -191,9 +264,15 @@ fn log_outcome(id: i64, outcome: &Outcome) {
     }
 }
 
+/// Whether `given` is `secret`, in constant time. An empty secret matches nothing.
+fn secret_matches(given: &str, secret: &str) -> bool {
+    let equal: bool = given.as_bytes().ct_eq(secret.as_bytes()).into();
+    equal && !secret.is_empty()
+}
+
 /// The validator's GET: 200 with the right secret.
 async fn validate(State(r): State<Receiver>, Path(secret): Path<String>) -> StatusCode {
-    if r.secret_matches(&secret) {
+    if r.one_audience(&secret).is_some() {
         StatusCode::OK
     } else {
         StatusCode::UNAUTHORIZED
@@ -206,20 +285,73 @@ async fn receive(
     Path(secret): Path<String>,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
-    if !r.secret_matches(&secret) {
+    let Some(audience_id) = r.one_audience(&secret).map(str::to_owned) else {
         return (StatusCode::UNAUTHORIZED, "unauthorized\n");
+    };
+    store_and_apply(&r, "", &audience_id, &body).await
+}
+
+/// The validator's GET of an account's URL: 200 with the account's secret, else 404.
+async fn validate_account(
+    State(r): State<Receiver>,
+    Path((account, secret)): Path<(String, String)>,
+) -> StatusCode {
+    match r.account_audience(&account, &secret).await {
+        Ok(Some(_)) => StatusCode::OK,
+        Ok(None) => StatusCode::NOT_FOUND,
+        Err(e) => {
+            warn!(error = %e, "cannot check an account's webhook call");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
+}
+
+/// An event of one account: stored as the account's, against its audience.
+async fn receive_account(
+    State(r): State<Receiver>,
+    Path((account, secret)): Path<(String, String)>,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let checked = tokio::time::timeout(STORE_TIMEOUT, r.account_audience(&account, &secret)).await;
+    match checked {
+        Ok(Ok(Some(audience_id))) => store_and_apply(&r, &account, &audience_id, &body).await,
+        Ok(Ok(None)) => {
+            metrics::counter!("chimpsync_webhook_calls_total", "result" => "not_found")
+                .increment(1);
+            (StatusCode::NOT_FOUND, "not found\n")
+        }
+        Ok(Err(e)) => {
+            metrics::counter!("chimpsync_webhook_calls_total", "result" => "error").increment(1);
+            warn!(error = %e, "cannot check an account's webhook call");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again\n")
+        }
+        Err(_) => {
+            metrics::counter!("chimpsync_webhook_calls_total", "result" => "error").increment(1);
+            warn!("no database connection in time to check an account's webhook call");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again\n")
+        }
+    }
+}
+
+/// Stores the event of `body` as `account`'s (`""` with one account), answers, and applies it
+/// in the background.
+async fn store_and_apply(
+    r: &Receiver,
+    account: &str,
+    audience_id: &str,
+    body: &[u8],
+) -> (StatusCode, &'static str) {
     if r.held() {
         // Not stored: the schema is not the one this receiver writes; Mailchimp retries.
         metrics::counter!("chimpsync_webhook_calls_total", "result" => "held").increment(1);
         return (StatusCode::SERVICE_UNAVAILABLE, "try again\n");
     }
-    let Some(event) = event_from_form(&body) else {
+    let Some(event) = event_from_form(body) else {
         return (StatusCode::BAD_REQUEST, "no event type\n");
     };
     let stored = tokio::time::timeout(
         STORE_TIMEOUT,
-        r.inner.inbound.record(&event, &r.inner.audience_id),
+        r.inner.inbound.record_for(account, &event, audience_id),
     )
     .await
     .unwrap_or_else(|_| {

@@ -382,3 +382,62 @@ pub async fn sealed_for_others(client: &impl GenericClient, fingerprint: &str) -
         .await?
         .get(0))
 }
+
+/// What an account's webhook calls are checked against.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountWebhook {
+    /// The secret last segment of the account's webhook URL.
+    pub secret: String,
+    /// The account's audience (events about another audience are stored, then ignored).
+    pub audience_id: Option<String>,
+}
+
+impl std::fmt::Debug for AccountWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountWebhook")
+            .field("secret", &"<redacted>")
+            .field("audience_id", &self.audience_id)
+            .finish()
+    }
+}
+
+/// The account's webhook secret and audience (`None` when there is no such account).
+pub async fn webhook(client: &impl GenericClient, account: &str) -> Result<Option<AccountWebhook>> {
+    let row = client
+        .query_opt(queries::ACCOUNT_WEBHOOK, &[&account])
+        .await?;
+    Ok(row.map(|r| AccountWebhook {
+        secret: r.get("webhook_secret"),
+        audience_id: r.get("audience_id"),
+    }))
+}
+
+/// One change of an account's state (`chimpsync.account_events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountEvent {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The state it went to (`connected: active`, `needs_attention`, `removed`, ...).
+    pub state: String,
+    /// Why, when recorded.
+    pub reason: Option<String>,
+}
+
+/// The account's `limit` latest state changes, newest first.
+pub async fn events(
+    client: &impl GenericClient,
+    account: &str,
+    limit: i64,
+) -> Result<Vec<AccountEvent>> {
+    let rows = client
+        .query(queries::ACCOUNT_EVENTS, &[&account, &limit])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| AccountEvent {
+            at: r.get("at"),
+            state: r.get("state"),
+            reason: r.get("reason"),
+        })
+        .collect())
+}

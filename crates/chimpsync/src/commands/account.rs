@@ -144,7 +144,7 @@ fn last4(key: &str) -> String {
     format!("…{tail}")
 }
 
-fn time(t: Option<DateTime<Utc>>) -> Option<String> {
+pub(super) fn time(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
@@ -221,7 +221,8 @@ async fn list(client: &tokio_postgres::Client, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn to_json(a: &AccountSummary) -> serde_json::Value {
+/// An account as `account list --json` and `status --json` show it (the key as its last 4).
+pub(super) fn to_json(a: &AccountSummary) -> serde_json::Value {
     serde_json::json!({
         "account": a.account,
         "state": a.state,

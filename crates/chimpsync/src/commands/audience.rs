@@ -1,13 +1,28 @@
 //! `chimpsync audience create`.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 
 use crate::cli::AudienceArgs;
 use crate::config::{Config, Timeouts};
+use crate::{db, keys};
 
-/// Creates the audience and prints its id.
+/// Creates the audience and prints its id. With `--account`, the audience is created with the
+/// account's key and becomes the account's.
 pub async fn create(config: &Config, args: AudienceArgs) -> Result<()> {
-    let client = config.client(&Timeouts::default())?;
+    let account = match args.account.as_deref() {
+        Some(account) => {
+            let queue = db::queue(config, 1).await?;
+            Some((
+                keys::open_account(config, queue.pool(), account).await?,
+                queue,
+            ))
+        }
+        None => None,
+    };
+    let client = match &account {
+        Some((account, _)) => account.client.clone(),
+        None => config.client(&Timeouts::default())?,
+    };
     let name = args
         .name
         .clone()
@@ -34,6 +49,17 @@ pub async fn create(config: &Config, args: AudienceArgs) -> Result<()> {
         .create_audience(&request)
         .await
         .map_err(|e| anyhow!("creating the audience: {e}"))?;
+    if let Some((account, queue)) = &account {
+        let db = queue.pool().get().await?;
+        store::accounts::update(&**db, &account.account, Some(&audience.id), None)
+            .await
+            .with_context(|| {
+                format!(
+                    "audience {} was created, but setting it on account {} failed",
+                    audience.id, account.account
+                )
+            })?;
+    }
     println!("{}", audience.id);
     Ok(())
 }

@@ -42,7 +42,10 @@ pub async fn execute(command: Command, config: &Config) -> Result<ExitCode> {
             };
             run::run(config, options, tuning).await?
         }
-        Command::Status { json } => status::run(config, json).await?,
+        Command::Status { json, account } => match account {
+            Some(account) => status::account(config, &account, json).await?,
+            None => status::run(config, json).await?,
+        },
         Command::Retry { all, ids } => retry::run(config, all, &ids).await?,
         Command::ReleaseRemovals { all, ids } => release_removals::run(config, all, &ids).await?,
         Command::Audience {

@@ -1,14 +1,14 @@
 //! `chimpsync reconcile`: the command line around [`worker::reconcile`] (arguments, progress,
 //! the table or JSON it prints).
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use tracing::info;
 use worker::reconcile::{Options, Progress, Reconciler, Report};
 
 use crate::cli::ReconcileArgs;
 use crate::config::{Config, Timeouts};
-use crate::{db, progress};
+use crate::{db, keys, progress};
 
 /// Parses `--since`.
 fn parse_since(text: &str) -> Result<DateTime<Utc>> {
@@ -36,9 +36,25 @@ fn parse_since(text: &str) -> Result<DateTime<Utc>> {
 pub async fn run(config: &Config, args: ReconcileArgs) -> Result<()> {
     let since = args.since.as_deref().map(parse_since).transpose()?;
     let mapping = config.mapping()?;
-    let audience = config.audience_id(&mapping)?;
-    let client = config.client(&Timeouts::default())?;
     let queue = db::queue(config, 4).await?;
+    // With many accounts, one account's audience with its key, against its customers only.
+    let (client, audience) = match (mapping.multi_account(), args.account.as_deref()) {
+        (true, Some(account)) => {
+            let opened = keys::open_account(config, queue.pool(), account).await?;
+            let audience = opened.audience()?.to_string();
+            (opened.client, audience)
+        }
+        (true, None) => bail!(
+            "the mapping serves many accounts ([source].account): name the one to reconcile with --account ACCOUNT"
+        ),
+        (false, Some(_)) => bail!(
+            "--account: the mapping serves one account (it names no [source].account)"
+        ),
+        (false, None) => (
+            config.client(&Timeouts::default())?,
+            config.audience_id(&mapping)?,
+        ),
+    };
     let reconciler = Reconciler::new(
         client,
         queue.pool().clone(),
@@ -47,6 +63,10 @@ pub async fn run(config: &Config, args: ReconcileArgs) -> Result<()> {
         audience,
     )
     .await?;
+    let reconciler = match args.account.as_deref() {
+        Some(account) => reconciler.for_account(account),
+        None => reconciler,
+    };
     let options = Options {
         since,
         full: args.full,

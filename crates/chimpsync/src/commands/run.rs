@@ -98,20 +98,25 @@ async fn build_worker(config: &Config, tuning: &Tuning) -> Result<(worker::Worke
 /// The worker's audience with many accounts: each account has its own.
 const MANY_ACCOUNTS: &str = "(each account's own)";
 
-/// The webhook receiver, when `CHIMPSYNC_WEBHOOK_SECRET` is set.
+/// The webhook receiver: with many accounts always (each account's URL and secret), else when
+/// `CHIMPSYNC_WEBHOOK_SECRET` is set.
 async fn receiver(
     config: &Config,
     worker: &worker::Worker,
     mapping: &Mapping,
 ) -> Result<Option<Receiver>> {
+    let pool = worker.queue().pool().clone();
+    if mapping.multi_account() {
+        if config.webhook_secret.is_some() {
+            warn!("CHIMPSYNC_WEBHOOK_SECRET is ignored with many accounts: each account's webhook has its own secret");
+        }
+        let inbound = Inbound::new(pool.clone(), mapping).await?;
+        return Ok(Some(Receiver::for_accounts(inbound, pool)));
+    }
     let Some(secret) = &config.webhook_secret else {
         return Ok(None);
     };
-    if mapping.multi_account() {
-        warn!("CHIMPSYNC_WEBHOOK_SECRET is ignored with many accounts: webhooks are not served per account yet");
-        return Ok(None);
-    }
-    let inbound = Inbound::new(worker.queue().pool().clone(), mapping).await?;
+    let inbound = Inbound::new(pool, mapping).await?;
     let audience = config.audience_id(mapping)?;
     Ok(Some(Receiver::new(inbound, audience, secret.clone())?))
 }
@@ -321,9 +326,12 @@ pub async fn run(config: &Config, options: Options, tuning: Tuning) -> Result<()
                     .retry_loop(webhook::RETRY_INTERVAL, shutdown.clone()),
             );
         }
-        let state = http::HttpState::new(worker.clone(), config)?
-            .with_webhooks(receiver)
-            .with_hold(handshake.hold());
+        let state = if mapping.multi_account() {
+            http::HttpState::for_accounts(worker.clone(), config)?
+        } else {
+            http::HttpState::new(worker.clone(), config)?
+        };
+        let state = state.with_webhooks(receiver).with_hold(handshake.hold());
         Some(http::serve(state, shutdown.clone()).await?)
     };
     {

@@ -8,7 +8,7 @@ use store::{DdlGuard, TriggerShape};
 
 use crate::cli::SetupArgs;
 use crate::config::{Config, Timeouts};
-use crate::db;
+use crate::{db, keys};
 
 /// Runs `setup` as its arguments say.
 pub async fn run(config: &Config, args: SetupArgs) -> Result<()> {
@@ -179,35 +179,120 @@ fn display_name(column: &str) -> String {
         .join(" ")
 }
 
+/// A merge field the mapping needs: its tag, column, the column's SQL type and the field type
+/// that fits it.
+struct WantedField<'a> {
+    tag: &'a str,
+    column: &'a str,
+    sql_type: String,
+    wanted: &'static str,
+}
+
 /// `setup --mailchimp`: creates the merge fields of `[merge_fields]` the audience lacks, typed
-/// from the columns, and reports each.
+/// from the columns, and reports each; with many accounts, in every account's audience.
 async fn merge_fields(config: &Config) -> Result<()> {
     let mapping = config.mapping()?;
-    let audience = config.audience_id(&mapping)?;
-    let client = config.client(&Timeouts::default())?;
-    let db = db::connect(config).await?;
+    let queue = db::queue(config, 2).await?;
+    let db = queue.pool().get().await?;
     let table = mapping.table().map_err(|e| anyhow!("source.table: {e}"))?;
-    let columns = store::generated::table_columns(&db, &table).await?;
-    let existing = client
-        .merge_fields(&audience)
-        .await
-        .with_context(|| format!("reading the merge fields of audience {audience}"))?;
-    let (mut created, mut present) = (0, 0);
+    let columns = store::generated::table_columns(&**db, &table).await?;
+    let mut fields = Vec::new();
     for (tag, column) in &mapping.merge_fields {
         let Some(sql_type) = columns
             .iter()
             .find(|c| &c.name == column)
-            .map(|c| c.sql_type.as_str())
+            .map(|c| c.sql_type.clone())
         else {
             bail!("merge_fields.{tag}: column {column:?} does not exist in table {table}");
         };
-        let wanted = merge_field_type(sql_type);
-        if let Some(field) = existing.iter().find(|f| &f.tag == tag) {
+        let wanted = merge_field_type(&sql_type);
+        fields.push(WantedField {
+            tag,
+            column,
+            sql_type,
+            wanted,
+        });
+    }
+    if mapping.multi_account() {
+        return merge_fields_of_accounts(config, queue.pool(), &db, &fields).await;
+    }
+    let audience = config.audience_id(&mapping)?;
+    let client = config.client(&Timeouts::default())?;
+    create_merge_fields(&client, &audience, &fields, "").await?;
+    Ok(())
+}
+
+/// Creates the fields in every connected account's audience with the account's key. An account
+/// that fails (a refused key, no audience) is reported and the others go on; the command fails
+/// at the end if any did.
+async fn merge_fields_of_accounts(
+    config: &Config,
+    pool: &store::Pool,
+    db: &tokio_postgres::Client,
+    fields: &[WantedField<'_>],
+) -> Result<()> {
+    let connected: Vec<_> = store::accounts::list(db)
+        .await
+        .context("reading chimpsync.account_summary")?
+        .into_iter()
+        .filter(|a| a.state != "unknown")
+        .collect();
+    if connected.is_empty() {
+        println!("no accounts connected: no merge fields created (chimpsync account add ACCOUNT --audience ID)");
+        return Ok(());
+    }
+    let mut failed = Vec::new();
+    for a in &connected {
+        let prefix = format!("account {}: ", a.account);
+        let done = async {
+            let account = keys::open_account(config, pool, &a.account).await?;
+            create_merge_fields(&account.client, account.audience()?, fields, &prefix).await
+        }
+        .await;
+        if let Err(e) = done {
+            println!("{prefix}failed: {e:#}");
+            failed.push(a.account.as_str());
+        }
+    }
+    println!(
+        "merge fields: {} accounts done, {} failed",
+        connected.len() - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        bail!(
+            "the merge fields of account(s) {} could not be created (see above)",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Creates the `fields` the audience lacks and reports each, each line starting with `prefix`.
+async fn create_merge_fields(
+    client: &mailchimp::Client,
+    audience: &str,
+    fields: &[WantedField<'_>],
+    prefix: &str,
+) -> Result<()> {
+    let existing = client
+        .merge_fields(audience)
+        .await
+        .with_context(|| format!("reading the merge fields of audience {audience}"))?;
+    let (mut created, mut present) = (0, 0);
+    for WantedField {
+        tag,
+        column,
+        sql_type,
+        wanted,
+    } in fields
+    {
+        if let Some(field) = existing.iter().find(|f| f.tag == *tag) {
             present += 1;
-            println!("merge field {tag} exists ({})", field.r#type);
-            if field.r#type != wanted && wanted != "text" {
+            println!("{prefix}merge field {tag} exists ({})", field.r#type);
+            if field.r#type != *wanted && *wanted != "text" {
                 println!(
-                    "  note: column {column} is {sql_type}; Mailchimp keeps it as {}, a {wanted} field would fit",
+                    "{prefix}  note: column {column} is {sql_type}; Mailchimp keeps it as {}, a {wanted} field would fit",
                     field.r#type
                 );
             }
@@ -215,22 +300,24 @@ async fn merge_fields(config: &Config) -> Result<()> {
         }
         let field = client
             .create_merge_field(
-                &audience,
+                audience,
                 &NewMergeField {
-                    tag: tag.clone(),
+                    tag: tag.to_string(),
                     name: display_name(column),
-                    r#type: wanted.into(),
+                    r#type: wanted.to_string(),
                 },
             )
             .await
             .with_context(|| format!("creating merge field {tag}"))?;
         created += 1;
         println!(
-            "created merge field {} ({}) for column {column} ({sql_type})",
+            "{prefix}created merge field {} ({}) for column {column} ({sql_type})",
             field.tag, field.r#type
         );
     }
-    println!("merge fields of audience {audience}: {created} created, {present} already there");
+    println!(
+        "{prefix}merge fields of audience {audience}: {created} created, {present} already there"
+    );
     Ok(())
 }
 

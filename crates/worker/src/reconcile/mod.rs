@@ -137,6 +137,8 @@ pub struct Reconciler {
     gate: Gate,
     mapping: Mapping,
     audience_id: String,
+    /// The account reconciled (`""` with one account).
+    account: String,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -164,7 +166,16 @@ impl Reconciler {
             gate: Gate::new(SlotTable::new(pool, cap)),
             mapping,
             audience_id,
+            account: String::new(),
         })
+    }
+
+    /// The same, for one account of many: only its customers are compared and fixed, and its
+    /// inbound fixes are recorded as its events.
+    pub fn for_account(mut self, account: &str) -> Reconciler {
+        self.store = self.store.for_account(account);
+        self.account = account.to_string();
+        self
     }
 
     /// One Mailchimp call through the gate, retried while Mailchimp throttles or fails
@@ -405,7 +416,11 @@ impl Reconciler {
                     },
                 }),
             };
-            let outcome = match self.inbound.record(&event, &self.audience_id).await? {
+            let outcome = match self
+                .inbound
+                .record_for(&self.account, &event, &self.audience_id)
+                .await?
+            {
                 Recorded::New(id) => self.inbound.apply(id, retry::inbound_event).await?,
                 Recorded::Ignored(_) | Recorded::Duplicate => Outcome::NotDue,
             };
