@@ -524,7 +524,12 @@ async fn a_throttled_key_pauses_only_the_accounts_on_it() -> Result<()> {
     .await?;
     m.insert_customers(90, 1).await?;
     // One batch per account, sent at once: S0's and S1's batches meet at the shared key's limit.
-    m.drain(1).await?;
+    // The throttled rows wait out their backoff and the key's pause, then go.
+    chimpsync_tests::wait_until(Duration::from_secs(30), "every account drained", || async {
+        m.drain(1).await?;
+        Ok(m.queued("S0").await?.0 + m.queued("S1").await?.0 + m.queued("S2").await?.0 == 0)
+    })
+    .await?;
     let diffs = m.differences().await?;
     ensure!(diffs.is_empty(), "differences: {diffs:#?}");
     let shared_stats = m.emulator.account_stats(shared).context("stats")?;
@@ -553,5 +558,127 @@ async fn a_throttled_key_pauses_only_the_accounts_on_it() -> Result<()> {
             ],
         "paused: {paused:?}"
     );
+    m.db.finish().await
+}
+
+impl Many {
+    /// A `chimpsync` command of these accounts (`CHIMPSYNC_SECRET_KEY`, the emulator, test
+    /// timings).
+    pub fn command(&self, args: &[&str]) -> Result<std::process::Command> {
+        use secrecy::ExposeSecret;
+        let mapping = std::env::temp_dir().join(format!("{}-many.toml", self.db.name));
+        std::fs::write(&mapping, mapping_text())?;
+        let mut cmd = std::process::Command::new(chimpsync_tests::chimpsync_bin());
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db.url)
+            .env("CHIMPSYNC_CONFIG", mapping)
+            .env(
+                "CHIMPSYNC_SECRET_KEY",
+                self.secret.to_env_text().expose_secret(),
+            )
+            .env("MAILCHIMP_BASE_URL", self.emulator.base_url())
+            .env("CHIMPSYNC_HTTP_ADDR", "127.0.0.1:0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("CHIMPSYNC_POLL_INTERVAL_MS", "50");
+        Ok(cmd)
+    }
+
+    /// Queue rows per account.
+    pub async fn queued_by_account(&self) -> Result<Vec<(String, i64)>> {
+        Ok(self
+            .sql
+            .query(
+                "select account, count(*) from chimpsync.sync_queue group by account order by account",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+}
+
+/// Customers who were in the table before the triggers: only a backfill queues them.
+async fn customers_before_triggers(m: &Many, n: i64) -> Result<()> {
+    m.sql
+        .batch_execute("set session_replication_role = replica")
+        .await?;
+    m.insert_customers(n, 1).await?;
+    m.sql
+        .batch_execute("set session_replication_role = origin")
+        .await?;
+    ensure!(m.queued_by_account().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_contacts_of_one_account_queues_its_customers_only() -> Result<()> {
+    let m = Many::new(mailchimp_emulator::Config::default()).await?;
+    customers_before_triggers(&m, 60).await?;
+    // From a terminal: `backfill --account`.
+    let out = m.command(&["backfill", "--account", "S1"])?.output()?;
+    ensure!(
+        out.status.success(),
+        "backfill --account: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        m.queued_by_account().await? == [("S1".to_string(), 20)],
+        "queued: {:?}",
+        m.queued_by_account().await?
+    );
+    // From the settings page: the SQL function's request, served by a running worker.
+    m.sql
+        .batch_execute("select chimpsync.sync_contacts('S2')")
+        .await?;
+    let mut run = m.command(&["run"])?;
+    let mut child = run
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let served = chimpsync_tests::wait_until(
+        Duration::from_secs(60),
+        "S2's request served and its customers synced",
+        || async {
+            let pending: i64 = m
+                .sql
+                .query_one(
+                    "select count(*) from chimpsync.accounts where sync_requested_at is not null",
+                    &[],
+                )
+                .await?
+                .get(0);
+            let (_, key, audience) = ACCOUNTS[2];
+            Ok(pending == 0 && m.emulator.members_of(key, audience).len() == 20)
+        },
+    )
+    .await;
+    child.kill()?;
+    child.wait()?;
+    served?;
+    let (_, key0, aud0) = ACCOUNTS[0];
+    ensure!(
+        m.emulator.members_of(key0, aud0).is_empty(),
+        "S0 was synced without a request"
+    );
+    m.db.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audience_gone_puts_its_account_in_needs_attention() -> Result<()> {
+    let m = Many::new(mailchimp_emulator::Config::default()).await?;
+    let (_, key2, aud2) = ACCOUNTS[2];
+    ensure!(m.emulator.delete_audience(key2, aud2));
+    m.insert_customers(30, 1).await?;
+    let outcome = m.drain(1).await?;
+    let (state, reason) = m.state("S2").await?;
+    ensure!(state == "needs_attention", "S2 is {state}");
+    let reason = reason.unwrap_or_default();
+    ensure!(reason.contains("no such audience"), "reason: {reason}");
+    ensure!(outcome.parked == 0 && outcome.released == 10, "{outcome:?}");
+    ensure!(m.queued("S2").await? == (10, 0));
     m.db.finish().await
 }
