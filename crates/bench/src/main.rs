@@ -1,6 +1,7 @@
 //! `chimpsync-bench`: measures chimpsync against its performance goals (initial sync, the
 //! Mailchimp ceiling, trigger cost, latency, queue machinery) and compares the trigger shapes
-//! (statement-level against row-level), and prints one table.
+//! (statement-level against row-level) and multi-account mode (many accounts' initial sync,
+//! fairness, idle accounts), and prints one table.
 //!
 //! `cargo run --release -p chimpsync-bench -- all` runs every scenario at full size (and writes
 //! the table into `BENCHMARKS.md`); `-- all --small` runs them at CI size in about a minute.
@@ -70,6 +71,8 @@ enum What {
     Latency,
     /// 6: queue machinery against the naive outbox loop.
     Queue,
+    /// M1-M3: many accounts: initial sync of 1,000 accounts, fairness, idle accounts' claim cost.
+    Accounts,
 }
 
 fn main() -> ExitCode {
@@ -144,7 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>,
     >;
-    let scenarios: [(What, &str, Scenario); 5] = [
+    let scenarios: [(What, &str, Scenario); 8] = [
         (What::InitialSync, "1", |b, s, r| {
             Box::pin(scenario::initial_sync::run(b, s, r))
         }),
@@ -159,6 +162,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }),
         (What::Queue, "6", |b, s, r| {
             Box::pin(scenario::queue::run(b, s, r))
+        }),
+        (What::Accounts, "M1", |b, s, r| {
+            Box::pin(scenario::accounts::scale::run(b, s, r))
+        }),
+        (What::Accounts, "M2", |b, s, r| {
+            Box::pin(scenario::accounts::fairness::run(b, s, r))
+        }),
+        (What::Accounts, "M3", |b, s, r| {
+            Box::pin(scenario::accounts::idle::run(b, s, r))
         }),
     ];
     for (what, id, scenario) in scenarios {

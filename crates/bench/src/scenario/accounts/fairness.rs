@@ -1,0 +1,281 @@
+//! Many accounts, M2: fairness. Account A runs Sync Contacts of 1M customers
+//! (`chimpsync.sync_contacts`, served by the running worker: its backfill, then draining) while
+//! 200 other accounts, already synced, each make live changes, 200 changes/s in all, emulator at
+//! 20 ms (a cap of 10 connections per key). The worker (`chimpsync run`, its own process) runs
+//! throughout. The live load starts once A's customers are being queued and stops when A's
+//! queue is empty. Its commit -> ack latency is measured as scenario 5 measures it: a change is
+//! one UPDATE of a customer of a live account, committed on its own (paced over 5 connections,
+//! spread over the accounts); an observer reads those accounts' queue rows every 10 ms, and a
+//! row is gone only once Mailchimp acknowledged the change. Goal: p99 <= 1 s. Also reported:
+//! A's throughput meanwhile.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Result};
+
+use super::{check_members, connect, customers, install, pairs, sql, Account};
+use crate::env::{sql as bench_sql, terminate, Bench, CpuMark};
+use crate::report::{percentile, thousands, Report, Row};
+use crate::scenario::{mib, per_second, Sizes};
+
+const LATENCY_MS: u64 = 20;
+const CAP: usize = 10;
+const CONNECTIONS: u64 = 5;
+const OBSERVE_EVERY: Duration = Duration::from_millis(10);
+/// How often A's progress is read (two index probes).
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+type Committed = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Runs the scenario.
+pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()> {
+    let (big_n, live_n, rate) = (sizes.fair_big, sizes.fair_live_accounts, sizes.fair_rate);
+    let per_live = sizes.fair_live_customers;
+    eprintln!(
+        "== M2: {} accounts making {rate} changes/s while one runs Sync Contacts of {} customers, emulator {LATENCY_MS} ms",
+        thousands(live_n),
+        thousands(big_n)
+    );
+    let db = bench.database("accounts_fairness").await?;
+    db.customers_from(&format!(
+        "{}\n{}",
+        customers(1, big_n, big_n, "big-"),
+        customers(big_n + 1, live_n * per_live, per_live, "live-")
+    ))
+    .await?;
+    let big = Account::new("big-", 0, 1);
+    let live = Account::many("live-", live_n, 2);
+    let mut all = vec![big.clone()];
+    all.extend(live.iter().cloned());
+    let emulator = bench
+        .emulator_with(LATENCY_MS, Some(CAP), &pairs(&all))
+        .await?;
+    let http = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string();
+    let chimpsync = install(bench, &db, &emulator)
+        .await?
+        .env("CHIMPSYNC_HTTP_ADDR", &http);
+    connect(&db, &all).await?;
+    let client = db.client().await?;
+    let live_names: Vec<String> = live.iter().map(|a| a.name.clone()).collect();
+    client.execute(sql::SYNC_CONTACTS, &[&live_names]).await?;
+    let worker = chimpsync.spawn(&["run"])?;
+
+    // The live accounts' own Sync Contacts first: the measured changes are edits of contacts.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let requests: i64 = client.query_one(sql::REQUESTS, &[]).await?.get(0);
+        if requests == 0 && db.queued().await? == 0 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the live accounts' initial sync did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mark = CpuMark::now(bench);
+    let (worker_cpu, emulator_cpu) = (worker.cpu(), emulator.cpu());
+    let requested = Instant::now();
+    client
+        .execute(sql::SYNC_CONTACTS, &[&vec![big.name.clone()]])
+        .await?;
+    let progress = client.prepare(sql::PROGRESS).await?;
+    // The load starts when the worker has begun queueing A's customers.
+    loop {
+        let r = client.query_one(&progress, &[&big.name]).await?;
+        if r.get::<_, bool>("queued") || !r.get::<_, bool>("requested") {
+            break;
+        }
+        ensure!(
+            requested.elapsed() < Duration::from_secs(60),
+            "the worker did not start A's Sync Contacts"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let load_started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed: Committed = Arc::new(Mutex::new(HashMap::new()));
+    let mut writers = tokio::task::JoinSet::new();
+    for c in 0..CONNECTIONS {
+        let writer = Writer {
+            client: db.client().await?,
+            committed: committed.clone(),
+            stop: stop.clone(),
+            first_id: big_n as i64 + 1,
+            accounts: live_n as i64,
+            per_account: per_live as i64,
+        };
+        writers.spawn(writer.run(c, rate));
+    }
+
+    let keys = client.prepare(sql::QUEUE_KEYS).await?;
+    let mut latencies: Vec<f64> = Vec::new();
+    let (mut served, mut done) = (None, None);
+    let mut next_progress = Instant::now();
+    let give_up = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let looked = Instant::now();
+        let present: HashSet<String> = client
+            .query(&keys, &[&live_names])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        committed.lock().expect("committed").retain(|key, at| {
+            // Only changes committed before this look began are visible to it.
+            if *at < looked && !present.contains(key) {
+                latencies.push((looked - *at).as_secs_f64());
+                false
+            } else {
+                true
+            }
+        });
+        if done.is_none() && looked >= next_progress {
+            next_progress = looked + PROGRESS_EVERY;
+            let r = client.query_one(&progress, &[&big.name]).await?;
+            let (waiting, queued) = (r.get::<_, bool>("requested"), r.get::<_, bool>("queued"));
+            if !waiting && served.is_none() {
+                served = Some(requested.elapsed());
+            }
+            if !waiting && !queued {
+                done = Some(requested.elapsed());
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        while let Some(finished) = writers.try_join_next() {
+            finished??;
+        }
+        if writers.is_empty() && committed.lock().expect("committed").is_empty() {
+            break;
+        }
+        if Instant::now() > give_up {
+            stop.store(true, Ordering::Relaxed);
+            bail!(
+                "A's Sync Contacts or {} live changes did not finish in time",
+                committed.lock().expect("committed").len()
+            );
+        }
+        tokio::time::sleep_until((looked + OBSERVE_EVERY).into()).await;
+    }
+    let load_secs = load_started.elapsed().as_secs_f64();
+    let split = mark
+        .split(
+            bench,
+            vec![
+                ("worker", worker.cpu() - worker_cpu),
+                ("emulator", emulator.cpu() - emulator_cpu),
+            ],
+        )
+        .await;
+    terminate(worker.pid).await;
+    let worker = worker.finish().await?;
+    let (Some(served), Some(done)) = (served, done) else {
+        bail!("A's Sync Contacts did not finish");
+    };
+    check_members(&emulator, &all, |a| {
+        if a.name == big.name {
+            big_n
+        } else {
+            per_live
+        }
+    })
+    .await?;
+    ensure!(!latencies.is_empty(), "no live change was observed");
+
+    latencies.sort_by(f64::total_cmp);
+    let ms = |p: f64| percentile(&latencies, p) * 1000.0;
+    let (p50, p99) = (ms(50.0), ms(99.0));
+    let changes = latencies.len();
+    let what = format!(
+        "{} accounts' live changes ({rate}/s in all) while another account runs Sync Contacts of {} customers: commit -> ack latency",
+        thousands(live_n),
+        thousands(big_n)
+    );
+    report.rows.push(Row::goal(
+        "M2",
+        format!("{what} p99, emulator {LATENCY_MS} ms"),
+        format!("{p99:.0} ms"),
+        "<= 1000 ms",
+        1000.0 / p99,
+    ));
+    report.rows.push(Row::info(
+        "M2",
+        format!("{what} p50"),
+        format!("{p50:.0} ms"),
+        "scenario 5's goal: <= 200 ms",
+        Some(200.0 / p50),
+    ));
+    report.rows.push(Row::info(
+        "M2",
+        format!(
+            "meanwhile: Sync Contacts of {} customers, from the request to an empty queue",
+            thousands(big_n)
+        ),
+        format!(
+            "{:.1} s ({})",
+            done.as_secs_f64(),
+            per_second(big_n as f64 / done.as_secs_f64())
+        ),
+        "",
+        None,
+    ));
+    report.note(format!(
+        "M2 {} live changes in {load_secs:.1} s ({:.0}/s offered), p90 {:.0} ms, max {:.0} ms; A's customers all queued {:.1} s after the request (the worker looks for requests every 5 s), its queue empty after {:.1} s; worker peak RSS {:.1} MiB",
+        thousands(changes as u64),
+        changes as f64 / load_secs,
+        ms(90.0),
+        ms(100.0),
+        served.as_secs_f64(),
+        done.as_secs_f64(),
+        mib(worker.peak_rss_kib),
+    ));
+    report.note(format!("M2 from the request on {}", split.describe()));
+    emulator.stop().await;
+    db.finish().await
+}
+
+/// One connection of the live load.
+struct Writer {
+    client: tokio_postgres::Client,
+    committed: Committed,
+    stop: Arc<AtomicBool>,
+    first_id: i64,
+    accounts: i64,
+    per_account: i64,
+}
+
+impl Writer {
+    /// Commits changes at `rate / CONNECTIONS` per second until told to stop: change k (this
+    /// connection's k = c, c + CONNECTIONS, ...) edits a customer of live account k mod accounts,
+    /// so consecutive changes go to different accounts.
+    async fn run(self, c: u64, rate: u64) -> Result<()> {
+        let statement = self.client.prepare(bench_sql::SINGLE_UPDATE).await?;
+        let every = Duration::from_secs_f64(CONNECTIONS as f64 / rate as f64);
+        // Spread the connections' ticks over one period.
+        let first = tokio::time::Instant::now() + every.mul_f64(c as f64 / CONNECTIONS as f64);
+        let mut tick = tokio::time::interval_at(first, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut k = c as i64;
+        while !self.stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let account = k % self.accounts;
+            let nth = (k / self.accounts) % self.per_account;
+            let id = self.first_id + account * self.per_account + nth;
+            self.client
+                .execute(&statement, &[&id, &format!("changed-{k}")])
+                .await?;
+            self.committed
+                .lock()
+                .expect("committed")
+                .insert(id.to_string(), Instant::now());
+            k += CONNECTIONS as i64;
+        }
+        Ok(())
+    }
+}
