@@ -44,8 +44,9 @@ struct Cli {
     /// Keep the `chimpsync_bench_*` databases afterwards.
     #[arg(long)]
     keep_db: bool,
-    /// Write the table into this Markdown file (between its result markers). A full-size `all`
-    /// run writes into the workspace's `BENCHMARKS.md` unless `--no-markdown`.
+    /// Write the table into this Markdown file (between its result markers, those of the
+    /// many-accounts section for `accounts`). A full-size `all` or `accounts` run writes into
+    /// the workspace's `BENCHMARKS.md` unless `--no-markdown`.
     #[arg(long)]
     markdown: Option<PathBuf>,
     /// Multiply every row count by this factor (experiments; the table says so).
@@ -197,13 +198,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     println!("\n{table}");
     let markdown = match (&cli.markdown, cli.no_markdown) {
         (Some(path), _) => Some(path.clone()),
-        (None, false) if all && !cli.small && cli.scale == 1.0 => {
+        (None, false) if (all || cli.what == What::Accounts) && !cli.small && cli.scale == 1.0 => {
             Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md"))
         }
         _ => None,
     };
     if let Some(path) = markdown {
-        match report.write_into(&path) {
+        let markers = if cli.what == What::Accounts {
+            (report::ACCOUNTS_BEGIN, report::ACCOUNTS_END)
+        } else {
+            (report::BEGIN, report::END)
+        };
+        match report.write_into(&path, markers) {
             Ok(()) => eprintln!("wrote the table into {}", path.display()),
             Err(e) => eprintln!("could not write the table into {}: {e:#}", path.display()),
         }

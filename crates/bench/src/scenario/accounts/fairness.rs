@@ -99,6 +99,7 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let load_started = Instant::now();
+    let queueing_began = requested.elapsed();
     let stop = Arc::new(AtomicBool::new(false));
     let committed: Committed = Arc::new(Mutex::new(HashMap::new()));
     let mut writers = tokio::task::JoinSet::new();
@@ -214,23 +215,24 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
     report.rows.push(Row::info(
         "M2",
         format!(
-            "meanwhile: Sync Contacts of {} customers, from the request to an empty queue",
+            "meanwhile: Sync Contacts of {} customers, from its first queued row to an empty queue",
             thousands(big_n)
         ),
         format!(
             "{:.1} s ({})",
-            done.as_secs_f64(),
-            per_second(big_n as f64 / done.as_secs_f64())
+            (done - queueing_began).as_secs_f64(),
+            per_second(big_n as f64 / (done - queueing_began).as_secs_f64())
         ),
         "",
         None,
     ));
     report.note(format!(
-        "M2 {} live changes in {load_secs:.1} s ({:.0}/s offered), p90 {:.0} ms, max {:.0} ms; A's customers all queued {:.1} s after the request (the worker looks for requests every 5 s), its queue empty after {:.1} s; worker peak RSS {:.1} MiB",
+        "M2 {} live changes in {load_secs:.1} s ({:.0}/s offered), p90 {:.0} ms, max {:.0} ms; after A's request the worker began queueing its customers at {:.1} s (it looks for requests every 5 s), had queued them all at {:.1} s, and A's queue was empty at {:.1} s; worker peak RSS {:.1} MiB",
         thousands(changes as u64),
         changes as f64 / load_secs,
         ms(90.0),
         ms(100.0),
+        queueing_began.as_secs_f64(),
         served.as_secs_f64(),
         done.as_secs_f64(),
         mib(worker.peak_rss_kib),
