@@ -39,8 +39,10 @@ pub struct Sizes {
     pub fair_live_accounts: u64,
     /// ...customers of each (every change edits one)...
     pub fair_live_customers: u64,
-    /// ...and their changes per second, in all.
+    /// ...and their changes per second, in all...
     pub fair_rate: u64,
+    /// ...for as long as the Sync Contacts runs, at most this many seconds.
+    pub fair_seconds: u64,
     /// M3: enabled accounts, 10 of them with due rows.
     pub idle_accounts: u64,
     /// M3: timed claims per phase.
@@ -65,6 +67,7 @@ impl Sizes {
         fair_live_accounts: 200,
         fair_live_customers: 300,
         fair_rate: 200,
+        fair_seconds: 180,
         idle_accounts: 10_000,
         idle_claims: 300,
     };
@@ -86,6 +89,7 @@ impl Sizes {
         fair_live_accounts: 20,
         fair_live_customers: 20,
         fair_rate: 50,
+        fair_seconds: 20,
         idle_accounts: 1_000,
         idle_claims: 30,
     };

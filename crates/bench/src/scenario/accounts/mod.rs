@@ -25,8 +25,10 @@ pub mod sql {
     pub const CONNECT: &str = include_str!("../../../sql/accounts_connect.sql");
     /// `chimpsync.sync_contacts` of each account.
     pub const SYNC_CONTACTS: &str = include_str!("../../../sql/accounts_sync_contacts.sql");
-    /// The fairness observer: the queued customers of some accounts.
+    /// The fairness observer: which of some customers are still queued.
     pub const QUEUE_KEYS: &str = include_str!("../../../sql/accounts_queue_keys.sql");
+    /// The acknowledged contacts of one account.
+    pub const SYNCED: &str = include_str!("../../../sql/accounts_synced.sql");
     /// One account's Sync Contacts: requested still, rows queued.
     pub const PROGRESS: &str = include_str!("../../../sql/accounts_progress.sql");
     /// Sync Contacts requests not served yet.
