@@ -37,8 +37,6 @@ pub struct Sizes {
     pub fair_big: u64,
     /// M2: accounts making live changes...
     pub fair_live_accounts: u64,
-    /// ...customers of each (every change edits one)...
-    pub fair_live_customers: u64,
     /// ...and their changes per second, in all...
     pub fair_rate: u64,
     /// ...for as long as the Sync Contacts runs, at most this many seconds.
@@ -65,9 +63,8 @@ impl Sizes {
         account_customers: 1_000,
         fair_big: 1_000_000,
         fair_live_accounts: 200,
-        fair_live_customers: 300,
         fair_rate: 200,
-        fair_seconds: 180,
+        fair_seconds: 120,
         idle_accounts: 10_000,
         idle_claims: 300,
     };
@@ -87,7 +84,6 @@ impl Sizes {
         account_customers: 250,
         fair_big: 10_000,
         fair_live_accounts: 20,
-        fair_live_customers: 20,
         fair_rate: 50,
         fair_seconds: 20,
         idle_accounts: 1_000,

@@ -25,8 +25,8 @@ pub mod sql {
     pub const CONNECT: &str = include_str!("../../../sql/accounts_connect.sql");
     /// `chimpsync.sync_contacts` of each account.
     pub const SYNC_CONTACTS: &str = include_str!("../../../sql/accounts_sync_contacts.sql");
-    /// The fairness observer: which of some customers are still queued.
-    pub const QUEUE_KEYS: &str = include_str!("../../../sql/accounts_queue_keys.sql");
+    /// The fairness scenario: each change's time to its acknowledgement.
+    pub const ACKED: &str = include_str!("../../../sql/accounts_acked.sql");
     /// The acknowledged contacts of one account.
     pub const SYNCED: &str = include_str!("../../../sql/accounts_synced.sql");
     /// One account's Sync Contacts: requested still, rows queued.
