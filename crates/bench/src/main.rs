@@ -74,6 +74,23 @@ enum What {
     Queue,
     /// M1-M3: many accounts: initial sync of 1,000 accounts, fairness, idle accounts' claim cost.
     Accounts,
+    /// M1 alone.
+    AccountsScale,
+    /// M2 alone.
+    AccountsFairness,
+    /// M3 alone.
+    AccountsIdle,
+}
+
+impl What {
+    /// Whether choosing `self` runs `scenario`.
+    fn runs(self, scenario: What) -> bool {
+        let many = matches!(
+            scenario,
+            What::AccountsScale | What::AccountsFairness | What::AccountsIdle
+        );
+        self == What::All || self == scenario || (self == What::Accounts && many)
+    }
 }
 
 fn main() -> ExitCode {
@@ -164,18 +181,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         (What::Queue, "6", |b, s, r| {
             Box::pin(scenario::queue::run(b, s, r))
         }),
-        (What::Accounts, "M1", |b, s, r| {
+        (What::AccountsScale, "M1", |b, s, r| {
             Box::pin(scenario::accounts::scale::run(b, s, r))
         }),
-        (What::Accounts, "M2", |b, s, r| {
+        (What::AccountsFairness, "M2", |b, s, r| {
             Box::pin(scenario::accounts::fairness::run(b, s, r))
         }),
-        (What::Accounts, "M3", |b, s, r| {
+        (What::AccountsIdle, "M3", |b, s, r| {
             Box::pin(scenario::accounts::idle::run(b, s, r))
         }),
     ];
     for (what, id, scenario) in scenarios {
-        if !all && cli.what != what {
+        if !cli.what.runs(what) {
             continue;
         }
         let t = std::time::Instant::now();
