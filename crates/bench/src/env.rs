@@ -202,6 +202,17 @@ impl Bench {
         latency_ms: u64,
         max_connections: Option<usize>,
     ) -> Result<EmulatorProc> {
+        self.emulator_with(latency_ms, max_connections, &[]).await
+    }
+
+    /// [`Bench::emulator`] that also serves `accounts` (key, audience), each its own Mailchimp
+    /// account with its own connection cap; their audiences get the `STORE` merge field too.
+    pub async fn emulator_with(
+        &self,
+        latency_ms: u64,
+        max_connections: Option<usize>,
+        accounts: &[(String, String)],
+    ) -> Result<EmulatorProc> {
         let port = free_port()?;
         let log = std::fs::File::create(self.work.join(format!("emulator-{port}.log")))?;
         let mut cmd = Command::new(&self.emulator);
@@ -222,6 +233,9 @@ impl Bench {
             .kill_on_drop(true);
         if let Some(n) = max_connections {
             cmd.arg("--max-connections").arg(n.to_string());
+        }
+        for (key, audience) in accounts {
+            cmd.arg("--account").arg(format!("{key}={audience}"));
         }
         let child = cmd.spawn().context("starting mailchimp-emulator")?;
         let pid = child.id().ok_or_else(|| anyhow!("emulator has no pid"))?;
@@ -247,6 +261,25 @@ impl Bench {
                 .create_merge_field(list, &chimpsync_demo::fixture::store_merge_field())
                 .await
                 .context("creating the STORE merge field")?;
+        }
+        // A few at a time: each key has its own cap, and at 20 ms a thousand one after the other
+        // would take 20 s.
+        for chunk in accounts.chunks(16) {
+            let mut made = tokio::task::JoinSet::new();
+            for (key, audience) in chunk {
+                let (client, audience) = (emulator.client_for(key)?, audience.clone());
+                made.spawn(async move {
+                    client
+                        .create_merge_field(
+                            &audience,
+                            &chimpsync_demo::fixture::store_merge_field(),
+                        )
+                        .await
+                });
+            }
+            while let Some(done) = made.join_next().await {
+                done?.context("creating an account's STORE merge field")?;
+            }
         }
         Ok(emulator)
     }
@@ -317,13 +350,19 @@ impl BenchDb {
 
     /// Creates and fills the customer table.
     pub async fn customers(&self, count: u64) -> Result<()> {
+        self.customers_from(&sql::CUSTOMERS.replace("{{count}}", &count.to_string()))
+            .await
+    }
+
+    /// Creates the customer table and fills it with the statements `fill`.
+    pub async fn customers_from(&self, fill: &str) -> Result<()> {
         let client = self.client().await?;
         client
             .batch_execute(chimpsync_demo::fixture::CUSTOMERS)
             .await
             .context("creating the customer table")?;
         client
-            .batch_execute(&sql::CUSTOMERS.replace("{{count}}", &count.to_string()))
+            .batch_execute(fill)
             .await
             .context("filling the customer table")?;
         // A customer table in use is not freshly bulk-loaded: vacuumed (visibility map, hint
@@ -359,7 +398,12 @@ pub struct EmulatorProc {
 impl EmulatorProc {
     /// A client for it.
     pub fn client(&self) -> Result<mailchimp::Client> {
-        let mut config = mailchimp::ClientConfig::new(mailchimp::ApiKey::parse(API_KEY)?);
+        self.client_for(API_KEY)
+    }
+
+    /// A client with the API key `key` (one account of [`Bench::emulator_with`]).
+    pub fn client_for(&self, key: &str) -> Result<mailchimp::Client> {
+        let mut config = mailchimp::ClientConfig::new(mailchimp::ApiKey::parse(key)?);
         config.base_url = Some(self.base_url.clone());
         config.request_timeout = Duration::from_secs(30);
         Ok(mailchimp::Client::new(config)?)

@@ -1,6 +1,7 @@
 //! `chimpsync-bench`: measures chimpsync against its performance goals (initial sync, the
 //! Mailchimp ceiling, trigger cost, latency, queue machinery) and compares the trigger shapes
-//! (statement-level against row-level), and prints one table.
+//! (statement-level against row-level) and multi-account mode (many accounts' initial sync,
+//! fairness, idle accounts), and prints one table.
 //!
 //! `cargo run --release -p chimpsync-bench -- all` runs every scenario at full size (and writes
 //! the table into `BENCHMARKS.md`); `-- all --small` runs them at CI size in about a minute.
@@ -43,8 +44,9 @@ struct Cli {
     /// Keep the `chimpsync_bench_*` databases afterwards.
     #[arg(long)]
     keep_db: bool,
-    /// Write the table into this Markdown file (between its result markers). A full-size `all`
-    /// run writes into the workspace's `BENCHMARKS.md` unless `--no-markdown`.
+    /// Write the table into this Markdown file (between its result markers, those of the
+    /// many-accounts section for `accounts`). A full-size `all` or `accounts` run writes into
+    /// the workspace's `BENCHMARKS.md` unless `--no-markdown`.
     #[arg(long)]
     markdown: Option<PathBuf>,
     /// Multiply every row count by this factor (experiments; the table says so).
@@ -70,6 +72,25 @@ enum What {
     Latency,
     /// 6: queue machinery against the naive outbox loop.
     Queue,
+    /// M1-M3: many accounts: initial sync of 1,000 accounts, fairness, idle accounts' claim cost.
+    Accounts,
+    /// M1 alone.
+    AccountsScale,
+    /// M2 alone.
+    AccountsFairness,
+    /// M3 alone.
+    AccountsIdle,
+}
+
+impl What {
+    /// Whether choosing `self` runs `scenario`.
+    fn runs(self, scenario: What) -> bool {
+        let many = matches!(
+            scenario,
+            What::AccountsScale | What::AccountsFairness | What::AccountsIdle
+        );
+        self == What::All || self == scenario || (self == What::Accounts && many)
+    }
 }
 
 fn main() -> ExitCode {
@@ -144,7 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>,
     >;
-    let scenarios: [(What, &str, Scenario); 5] = [
+    let scenarios: [(What, &str, Scenario); 8] = [
         (What::InitialSync, "1", |b, s, r| {
             Box::pin(scenario::initial_sync::run(b, s, r))
         }),
@@ -160,9 +181,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         (What::Queue, "6", |b, s, r| {
             Box::pin(scenario::queue::run(b, s, r))
         }),
+        (What::AccountsScale, "M1", |b, s, r| {
+            Box::pin(scenario::accounts::scale::run(b, s, r))
+        }),
+        (What::AccountsFairness, "M2", |b, s, r| {
+            Box::pin(scenario::accounts::fairness::run(b, s, r))
+        }),
+        (What::AccountsIdle, "M3", |b, s, r| {
+            Box::pin(scenario::accounts::idle::run(b, s, r))
+        }),
     ];
     for (what, id, scenario) in scenarios {
-        if !all && cli.what != what {
+        if !cli.what.runs(what) {
             continue;
         }
         let t = std::time::Instant::now();
@@ -185,13 +215,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     println!("\n{table}");
     let markdown = match (&cli.markdown, cli.no_markdown) {
         (Some(path), _) => Some(path.clone()),
-        (None, false) if all && !cli.small && cli.scale == 1.0 => {
+        (None, false) if (all || cli.what == What::Accounts) && !cli.small && cli.scale == 1.0 => {
             Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md"))
         }
         _ => None,
     };
     if let Some(path) = markdown {
-        match report.write_into(&path) {
+        let markers = if cli.what == What::Accounts {
+            (report::ACCOUNTS_BEGIN, report::ACCOUNTS_END)
+        } else {
+            (report::BEGIN, report::END)
+        };
+        match report.write_into(&path, markers) {
             Ok(()) => eprintln!("wrote the table into {}", path.display()),
             Err(e) => eprintln!("could not write the table into {}: {e:#}", path.display()),
         }

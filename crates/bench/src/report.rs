@@ -8,6 +8,10 @@ use anyhow::{bail, Result};
 pub const BEGIN: &str = "<!-- chimpsync-bench:results:begin -->";
 /// End marker.
 pub const END: &str = "<!-- chimpsync-bench:results:end -->";
+/// Where a run of the many-accounts scenarios alone (`accounts`) goes.
+pub const ACCOUNTS_BEGIN: &str = "<!-- chimpsync-bench:accounts:begin -->";
+/// Its end marker.
+pub const ACCOUNTS_END: &str = "<!-- chimpsync-bench:accounts:end -->";
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -118,16 +122,16 @@ impl Report {
         out
     }
 
-    /// Replaces the text between the markers of `path` with the table.
-    pub fn write_into(&self, path: &Path) -> Result<()> {
+    /// Replaces the text between the markers `(begin, end)` of `path` with the table.
+    pub fn write_into(&self, path: &Path, (begin, end): (&str, &str)) -> Result<()> {
         let text = std::fs::read_to_string(path)?;
-        let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
-            bail!("{} has no {BEGIN} ... {END} markers", path.display());
+        let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
+            bail!("{} has no {begin} ... {end} markers", path.display());
         };
         if e < b {
             bail!("{}: the markers are in the wrong order", path.display());
         }
-        let updated = format!("{}{BEGIN}\n\n{}\n{}", &text[..b], self.render(), &text[e..]);
+        let updated = format!("{}{begin}\n\n{}\n{}", &text[..b], self.render(), &text[e..]);
         std::fs::write(path, updated)?;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The scenarios of the performance goals (and the trigger-shape comparison), each adding rows
 //! to the report.
 
+pub mod accounts;
 pub mod initial_sync;
 pub mod latency;
 pub mod mailchimp_bound;
@@ -28,6 +29,22 @@ pub struct Sizes {
     pub queue_rows: u64,
     /// Scenario 6: seconds the naive loop runs (it is stopped then; its rate is what it did).
     pub naive_seconds: u64,
+    /// M1: accounts of the initial sync at scale...
+    pub accounts: u64,
+    /// ...and customers of each.
+    pub account_customers: u64,
+    /// M2: customers of the account running Sync Contacts.
+    pub fair_big: u64,
+    /// M2: accounts making live changes...
+    pub fair_live_accounts: u64,
+    /// ...and their changes per second, in all...
+    pub fair_rate: u64,
+    /// ...for as long as the Sync Contacts runs, at most this many seconds.
+    pub fair_seconds: u64,
+    /// M3: enabled accounts, 10 of them with due rows.
+    pub idle_accounts: u64,
+    /// M3: timed claims per phase.
+    pub idle_claims: usize,
 }
 
 impl Sizes {
@@ -42,6 +59,14 @@ impl Sizes {
         latency_seconds: 30,
         queue_rows: 100_000,
         naive_seconds: 10,
+        accounts: 1_000,
+        account_customers: 1_000,
+        fair_big: 1_000_000,
+        fair_live_accounts: 200,
+        fair_rate: 200,
+        fair_seconds: 120,
+        idle_accounts: 10_000,
+        idle_claims: 300,
     };
 
     /// CI sizes.
@@ -55,6 +80,14 @@ impl Sizes {
         latency_seconds: 5,
         queue_rows: 5_000,
         naive_seconds: 2,
+        accounts: 20,
+        account_customers: 250,
+        fair_big: 10_000,
+        fair_live_accounts: 20,
+        fair_rate: 50,
+        fair_seconds: 20,
+        idle_accounts: 1_000,
+        idle_claims: 30,
     };
 }
 
@@ -67,6 +100,8 @@ impl Sizes {
             bound_changes: n(self.bound_changes),
             trigger_rows: n(self.trigger_rows),
             queue_rows: n(self.queue_rows),
+            account_customers: n(self.account_customers),
+            fair_big: n(self.fair_big),
             ..self
         }
     }
