@@ -5,7 +5,7 @@ language plpgsql as $bench$
 begin
     insert into chimpsync.sync_queue as q (customer_key, operation, email, payload)
     values (new.id::text, 'upsert', new.email, '{}'::jsonb)
-    on conflict (account, customer_key) do update set version = q.version + 1;
+    on conflict (customer_key) do update set version = q.version + 1;
     return null;
 end
 $bench$;

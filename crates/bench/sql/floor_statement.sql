@@ -6,7 +6,7 @@ language plpgsql as $bench$
 begin
     insert into chimpsync.sync_queue as q (customer_key, operation, email, payload)
     select n.id::text, 'upsert', n.email, '{}'::jsonb from bench_new n
-    on conflict (account, customer_key) do update set version = q.version + 1;
+    on conflict (customer_key) do update set version = q.version + 1;
     return null;
 end
 $bench$;
