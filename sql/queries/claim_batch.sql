@@ -1,12 +1,13 @@
 -- Claim up to $3 due rows for one batch, after holding mass removals; see Queue::claim_guarded
 -- for why each part is there (this text stays short: pg_stat_activity shows the first 1 KiB).
 -- $1 owner, $2 lease token, $3 limit, $4 lease seconds, $5 now (null = the database clock),
--- $6 share of the synced contacts (null = no guard), $7 removals always allowed, $8 window seconds
+-- $6 share of the synced contacts (null = no guard), $7 removals always allowed, $8 window seconds;
+-- many accounts: $9 accounts at most per claim
 {{with}}{{pick}}counted as (
     -- The removals of synced contacts queued within the window (normally none: the partial
     -- index holds only unheld, unreleased removals). A removal of a customer never synced does
     -- not shrink the synced audience and is not counted.
-    select q.id
+    select q.id, q.account
     from chimpsync.sync_queue q
     where $6::float8 is not null
       and q.operation = 'remove' and q.held_at is null and q.parked_at is null and q.released_at is null
@@ -14,10 +15,11 @@
       and exists (select 1 from chimpsync.synced_contacts s where s.account = q.account and s.customer_key = q.customer_key){{q_in_account}}
 ),
 guard as (
-    select r.n, s.synced, r.n > $7::bigint and r.n > $6::float8 * s.synced as trips
-    from (select count(*) as n from counted) r
+    select r.account, r.n, s.synced, r.n > $7::bigint and r.n > $6::float8 * s.synced as trips
+    from (select c.account, count(*) as n from counted c group by c.account) r
     -- the synced contacts are counted only when the removals pass the floor
-    cross join lateral (select count(*) as synced from chimpsync.synced_contacts where r.n > $7::bigint{{in_account}}) s
+    cross join lateral (select count(*) as synced from chimpsync.synced_contacts s
+                        where r.n > $7::bigint and s.account = r.account) s
 ),
 held as (
     update chimpsync.sync_queue q
@@ -35,7 +37,7 @@ held as (
             rtrim(rtrim(round(($6::float8 * 100)::numeric, 2)::text, '0'), '.'),
             $7::bigint)
     from guard g
-    where g.trips
+    where g.trips and q.account = g.account
       and q.id in (
           -- those in flight finish their claim; a row locked by a customer's transaction is held
           -- by a later claim
@@ -47,15 +49,7 @@ held as (
     returning q.id
 ),
 due as (
-    select id
-    from chimpsync.sync_queue
-    -- Held rows are never due (next_attempt_at = infinity), so no held_at filter: a filter
-    -- outside the index's predicate makes the planner sort every due row on a fresh queue.
-    where parked_at is null
-      and next_attempt_at <= coalesce($5::timestamptz, now()){{in_account}}
-    order by next_attempt_at
-    limit $3
-    for update skip locked
+{{due}}
 ),
 claimed as (
     update chimpsync.sync_queue q
@@ -92,7 +86,7 @@ claimed as (
     returning q.id, q.account, q.customer_key, q.operation, q.email, q.previous_email, q.payload, q.version, q.attempts,
               q.maybe_applied - 'in_flight' as maybe_applied,
               q.done_steps
-)
+){{touch}}
 select c.id, c.account, c.customer_key, c.operation, c.email, c.previous_email, c.payload, c.version, c.attempts, c.maybe_applied,
        c.done_steps,
        s.email   as synced_email,

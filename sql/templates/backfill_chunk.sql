@@ -4,7 +4,7 @@
 with chunk as (
     select * from {{table}} c
     where ($1::text is null or c.{{key}} > ($1::text)::{{key_type}})
-      and ($3::text is null or ({{account}})::text = $3::text)
+      and ($3::text is null or {{account}} = ($3::text)::{{account_type}})
     order by c.{{key}}
     limit $2
 ),

@@ -50,6 +50,31 @@ pub fn test_secret() -> SecretKey {
         .clone()
 }
 
+/// A new database with the demo table, set up in multi-account mode with the test secret (no
+/// account connected yet).
+pub async fn installed() -> Result<(TestDb, Client, SecretKey)> {
+    let db = TestDb::new().await?;
+    let mut sql = db.client().await?;
+    sql.batch_execute(CUSTOMERS).await?;
+    let secret = tokio::task::spawn_blocking(test_secret).await?;
+    let (public_key, fingerprint) = (secret.public_key_armored(), secret.fingerprint());
+    let options = SetupOptions {
+        key_encryption: Some(KeyEncryption {
+            public_key: &public_key,
+            fingerprint: &fingerprint,
+        }),
+        ..SetupOptions::default()
+    };
+    store::setup_with(
+        &mut sql,
+        &Mapping::parse(&mapping_text())?,
+        TriggerShape::Statement,
+        options,
+    )
+    .await?;
+    Ok((db, sql, secret))
+}
+
 impl Many {
     pub async fn new(config: mailchimp_emulator::Config) -> Result<Many> {
         Many::with_accounts(config, &ACCOUNTS).await
@@ -60,25 +85,7 @@ impl Many {
         mut config: mailchimp_emulator::Config,
         accounts: &[(&'static str, &'static str, &'static str)],
     ) -> Result<Many> {
-        let db = TestDb::new().await?;
-        let mut sql = db.client().await?;
-        sql.batch_execute(CUSTOMERS).await?;
-        let secret = tokio::task::spawn_blocking(test_secret).await?;
-        let (public_key, fingerprint) = (secret.public_key_armored(), secret.fingerprint());
-        let options = SetupOptions {
-            key_encryption: Some(KeyEncryption {
-                public_key: &public_key,
-                fingerprint: &fingerprint,
-            }),
-            ..SetupOptions::default()
-        };
-        store::setup_with(
-            &mut sql,
-            &Mapping::parse(&mapping_text())?,
-            TriggerShape::Statement,
-            options,
-        )
-        .await?;
+        let (db, sql, secret) = installed().await?;
         config.accounts = accounts
             .iter()
             .map(|(_, key, audience)| (key.to_string(), audience.to_string()))

@@ -250,7 +250,7 @@ impl Emulator {
         aud.order
             .values()
             .filter_map(|h| aud.members.get(h))
-            .map(view)
+            .map(|m| view(m))
             .collect()
     }
 
@@ -262,7 +262,7 @@ impl Emulator {
             .get(list_id)?
             .members
             .get(&path_key(email))
-            .map(view)
+            .map(|m| view(m))
     }
 
     /// Whether the address was permanently deleted from the audience (and cannot come back).

@@ -300,7 +300,9 @@ pub(crate) struct Audience {
     pub date_created: String,
     pub merge_fields: Vec<MergeField>,
     pub next_merge_id: u32,
-    pub members: HashMap<String, Member>,
+    /// Boxed: when a large audience's map grows, only pointers move, so the rehash of half a
+    /// million members does not stall every account's requests for a second.
+    pub members: HashMap<String, Box<Member>>,
     /// Creation order → subscriber hash; listing order.
     pub order: BTreeMap<u64, String>,
     pub next_seq: u64,

@@ -162,6 +162,7 @@ impl State {
         self.audience(list_id)?
             .members
             .get(key)
+            .map(|m| &**m)
             .ok_or_else(ApiError::not_found)
     }
 
@@ -172,7 +173,7 @@ impl State {
         if aud.webhooks.is_empty() {
             return None;
         }
-        Some(aud.members.get(hash).map(Before::of))
+        Some(aud.members.get(hash).map(|m| Before::of(m)))
     }
 
     /// Records the events of a change of the member at `hash` (see [`State::before`]).

@@ -61,6 +61,9 @@ pub struct Generated {
     consent_only: Option<String>,
     filter: String,
     key_type: String,
+    /// The account column's SQL type (`text` without one): one account's customers are found
+    /// by comparing the column with a value of its own type, which an index on it can serve.
+    account_type: String,
     /// The account column (quoted), with many accounts.
     account: Option<String>,
     /// The columns the generated statements read, as the capture and DDL guards compare them
@@ -247,6 +250,13 @@ impl Generated {
             payload_of_old,
             consent_only,
             account: mapping.source.account.as_deref().map(quote_ident),
+            account_type: mapping
+                .source
+                .account
+                .as_deref()
+                .map(type_of)
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "text".into()),
             table,
             expected: serde_json::Value::Array(expected),
         })
@@ -526,6 +536,7 @@ impl Generated {
             templates::BACKFILL_CHUNK,
             &[
                 ("account", &self.account_of("c")),
+                ("account_type", &self.account_type),
                 ("conflict", self.conflict()),
                 ("table", &self.table.quoted()),
                 ("key", &self.key),
@@ -550,6 +561,7 @@ impl Generated {
             &[
                 ("table", &self.table.quoted()),
                 ("account", &self.account_of("c")),
+                ("account_type", &self.account_type),
             ],
         )
     }

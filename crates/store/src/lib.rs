@@ -29,7 +29,7 @@ pub use handshake::{Mismatch, SchemaState, SCHEMA_VERSION};
 pub use mapping::Mapping;
 pub use queue::{
     Ack, Claim, ClaimedRow, DoneSteps, MaybeApplied, Operation, Payload, Queue, RemovalGuard,
-    Retry, Summary, Synced, Untagged, Upserted,
+    Retry, Summary, Synced, Untagged, Upserted, ACCOUNTS_PER_CLAIM,
 };
 pub use setup::{setup, setup_sql, setup_with, DdlGuard, Replayed, SetupOptions, SetupReport};
 

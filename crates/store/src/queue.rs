@@ -12,6 +12,12 @@ use uuid::Uuid;
 use crate::sql::queries;
 use crate::{Pool, Result};
 
+/// With many accounts, the accounts one claim may serve at most. Many accounts each with a few
+/// due rows (live changes) then cost one claim per this many accounts rather than one each; an
+/// account with more due rows than the batch holds fills it, so a bulk sync still claims full
+/// batches of one account.
+pub const ACCOUNTS_PER_CLAIM: i64 = 50;
+
 /// What a queue row asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -101,6 +107,8 @@ impl Synced {
 pub struct ClaimedRow {
     /// Queue row id.
     pub id: i64,
+    /// The account the row belongs to (`""` with one account).
+    pub account: String,
     /// The customer's key.
     pub customer_key: String,
     /// What the row asks for.
@@ -174,10 +182,30 @@ pub struct Upserted {
 pub struct Claim {
     /// The lease token every later write of this claim presents.
     pub token: Uuid,
-    /// The account whose rows these are (`""` with one account).
+    /// The account whose rows these are: `""` with one account, and also for a claim of many
+    /// accounts whose rows are of more than one ([`Claim::by_account`] splits it).
     pub account: String,
     /// The rows, in id order.
     pub rows: Vec<ClaimedRow>,
+}
+
+impl Claim {
+    /// The claim split into one claim per account, in the order the accounts first appear; each
+    /// part keeps the token (every write is fenced by it and by the part's own row ids).
+    pub fn by_account(self) -> Vec<Claim> {
+        let mut parts: Vec<Claim> = Vec::new();
+        for row in self.rows {
+            match parts.iter_mut().find(|p| p.account == row.account) {
+                Some(part) => part.rows.push(row),
+                None => parts.push(Claim {
+                    token: self.token,
+                    account: row.account.clone(),
+                    rows: vec![row],
+                }),
+            }
+        }
+        parts
+    }
 }
 
 /// An acknowledgement of one row: what Mailchimp now holds for the customer.
@@ -318,9 +346,11 @@ impl Queue {
         }
     }
 
-    /// A queue of many accounts: each claim takes the rows of one account, the account that
-    /// waited longest of those that may be sent to (enabled, active, not paused, with an
-    /// audience) and have due rows.
+    /// A queue of many accounts: each claim takes the due rows of up to
+    /// [`ACCOUNTS_PER_CLAIM`] accounts of those that may be sent to (enabled, active, not
+    /// paused, with an audience), those that waited longest first, each account's rows until the
+    /// batch is full. A concurrent claim picks other accounts. Split the claim with
+    /// [`Claim::by_account`]: a call to Mailchimp never mixes accounts.
     pub fn for_accounts(pool: Pool) -> Queue {
         Queue {
             pool,
@@ -389,25 +419,28 @@ impl Queue {
         let share = guard.map(|g| g.share);
         let min_rows = guard.map(|g| g.min_rows);
         let window = guard.map(|g| g.window.as_secs_f64());
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &owner,
-                    &token,
-                    &limit,
-                    &lease_secs,
-                    &now,
-                    &share,
-                    &min_rows,
-                    &window,
-                ],
-            )
-            .await?;
-        let account = rows
+        let accounts = ACCOUNTS_PER_CLAIM;
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &owner,
+            &token,
+            &limit,
+            &lease_secs,
+            &now,
+            &share,
+            &min_rows,
+            &window,
+        ];
+        if self.multi_account {
+            params.push(&accounts);
+        }
+        let rows = client.query(&statement, &params).await?;
+        let mut account = rows
             .first()
             .map(|r| r.get::<_, String>("account"))
             .unwrap_or_default();
+        if rows.iter().any(|r| r.get::<_, &str>("account") != account) {
+            account.clear();
+        }
         let rows = rows
             .into_iter()
             .map(|r| {
@@ -416,6 +449,7 @@ impl Queue {
                 let synced = Synced::from_row(&r);
                 ClaimedRow {
                     id: r.get("id"),
+                    account: r.get("account"),
                     customer_key: r.get("customer_key"),
                     operation: if operation == "remove" {
                         Operation::Remove

@@ -28,8 +28,11 @@ pub mod queries {
         APPLIED_MIGRATIONS => "applied_migrations.sql",
         BOOTSTRAP => "bootstrap.sql",
         CLAIM_BATCH => "claim_batch.sql",
+        CLAIM_DUE => "claim_due.sql",
+        CLAIM_DUE_ACCOUNTS => "claim_due_accounts.sql",
         CLAIM_INBOUND_EVENT => "claim_inbound_event.sql",
         CLAIM_PICK_ACCOUNT => "claim_pick_account.sql",
+        CLAIM_TOUCH_ACCOUNTS => "claim_touch_accounts.sql",
         CONNECT_ACCOUNT => "connect_account.sql",
         COUNT_SEALED_FOR_OTHERS => "count_sealed_for_others.sql",
         CREATE_PGCRYPTO => "create_pgcrypto.sql",
@@ -151,7 +154,7 @@ pub mod queries {
 }
 
 /// The claim statement (`claim_batch.sql`): of the one account (`multi = false`), or of the
-/// account [`queries::CLAIM_PICK_ACCOUNT`] picks first. Rendered once.
+/// accounts [`queries::CLAIM_PICK_ACCOUNT`] picks first. Rendered once.
 pub fn claim_batch(multi: bool) -> &'static str {
     static SINGLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| render_claim(false));
     static MULTI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| render_claim(true));
@@ -189,33 +192,38 @@ pub fn conflict_key(multi: bool) -> &'static str {
 }
 
 fn render_claim(multi: bool) -> String {
-    // Without its comment: the pick would push the claim out of pg_stat_activity's first 1 KiB.
-    let pick: String = queries::CLAIM_PICK_ACCOUNT
-        .lines()
-        .skip_while(|l| l.starts_with("--"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let values: [(&str, &str); 4] = if multi {
+    // Fragments without their comments: the claim's own header must stay within the first 1 KiB
+    // that pg_stat_activity shows.
+    let part = |text: &str| -> String {
+        text.lines()
+            .skip_while(|l| l.starts_with("--"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .trim_end()
+            .to_string()
+    };
+    let pick = format!("{}\n", part(queries::CLAIM_PICK_ACCOUNT));
+    let values: [(&str, String); 5] = if multi {
         [
-            ("with", "with recursive "),
-            ("pick", &pick),
+            ("with", "with recursive ".into()),
+            ("pick", pick),
             (
                 "q_in_account",
-                "\n      and q.account = (select p.account from pick p)",
+                "\n      and q.account in (select p.account from picked p)".into(),
             ),
-            (
-                "in_account",
-                " and account = (select p.account from pick p)",
-            ),
+            ("due", part(queries::CLAIM_DUE_ACCOUNTS)),
+            ("touch", part(queries::CLAIM_TOUCH_ACCOUNTS)),
         ]
     } else {
         [
-            ("with", "with "),
-            ("pick", ""),
-            ("q_in_account", ""),
-            ("in_account", ""),
+            ("with", "with ".into()),
+            ("pick", String::new()),
+            ("q_in_account", String::new()),
+            ("due", part(queries::CLAIM_DUE)),
+            ("touch", String::new()),
         ]
     };
+    let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
     templates::fill(queries::CLAIM_BATCH, &values)
 }
 

@@ -16,7 +16,7 @@ use crate::gate::Gate;
 /// Opens an account's sealed API key into a client. The binary provides it: it holds the
 /// secret that decrypts the keys, and the client settings of the environment. An error says
 /// why, without the key.
-pub trait OpenKey: Send + Sync {
+pub trait OpenKey: Send + Sync + 'static {
     /// A client for the key `sealed_key`, encrypted for the key-encryption key `encrypted_for`.
     fn client(&self, sealed_key: &[u8], encrypted_for: &str) -> Result<Client, String>;
 }
@@ -134,9 +134,13 @@ impl Accounts {
                 return Ok(cached.clone());
             }
         }
-        let client = self
-            .opener
-            .client(&target.sealed_key, &target.encrypted_for)
+        // Decrypting a key is milliseconds of CPU (RSA): off the async threads, so that the
+        // first batches of many accounts do not stall every other batch in flight.
+        let opener = self.opener.clone();
+        let (sealed, encrypted_for) = (target.sealed_key.clone(), target.encrypted_for.clone());
+        let client = tokio::task::spawn_blocking(move || opener.client(&sealed, &encrypted_for))
+            .await
+            .unwrap_or_else(|e| Err(format!("opening the account's key failed: {e}")))
             .map_err(|reason| Unsendable::Key(reason, target.updated_at))?;
         let sending = Sending {
             client,

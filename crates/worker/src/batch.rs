@@ -52,8 +52,30 @@ impl<'a> NeedsTags<'a> {
 
 impl Engine {
     /// Sends a claim's rows and records what became of each. `cancel` cuts calls in flight off.
-    #[instrument(skip_all, fields(batch.size = claim.rows.len()))]
+    /// A claim of many accounts is sent as one batch per account, all at once (each through its
+    /// key's gate): a call never mixes accounts.
     pub(crate) async fn process(&self, claim: Claim, cancel: &CancellationToken) -> DrainOutcome {
+        if self.accounts.is_none() {
+            return self.process_account(claim, cancel).await;
+        }
+        let parts = claim.by_account();
+        let outcomes = futures_util::future::join_all(
+            parts
+                .into_iter()
+                .map(|part| self.process_account(part, cancel)),
+        )
+        .await;
+        outcomes
+            .iter()
+            .fold(DrainOutcome::default(), |mut total, outcome| {
+                total.add(outcome);
+                total
+            })
+    }
+
+    /// Sends the rows of one account's claim and records what became of each.
+    #[instrument(skip_all, fields(batch.size = claim.rows.len()))]
+    async fn process_account(&self, claim: Claim, cancel: &CancellationToken) -> DrainOutcome {
         let started = Instant::now();
         let s = &self.settings;
         let sending = match self.sending(&claim).await {

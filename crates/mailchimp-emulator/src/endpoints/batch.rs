@@ -148,7 +148,7 @@ impl State {
             }
         }
         let aud = self.audience(list_id)?;
-        let owned = |h: &String| aud.members.get(h).cloned();
+        let owned = |h: &String| aud.members.get(h).map(|m| Member::clone(m));
         Ok(BatchApplied {
             list_id: aud.id.clone(),
             merge_fields: aud.merge_fields.clone(),

@@ -215,7 +215,7 @@ impl State {
             ..
         } = self;
         let aud = audiences.get_mut(list_id).ok_or_else(ApiError::not_found)?;
-        let existing = aud.members.get(&hash);
+        let existing = aud.members.get(&hash).map(|m| &**m);
         let was = existing.map(Content::of);
         let merges = validate_merge(
             &aud.merge_fields,
@@ -232,7 +232,7 @@ impl State {
             aud.next_seq += 1;
             let m = new_member(rng, seq, &hash, email, status, ctx);
             aud.order.insert(seq, hash.clone());
-            aud.members.insert(hash.clone(), m);
+            aud.members.insert(hash.clone(), Box::new(m));
         }
         let member = aud.members.get_mut(&hash).ok_or_else(ApiError::not_found)?;
         apply_status(member, status, ctx);

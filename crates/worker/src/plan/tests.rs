@@ -21,6 +21,7 @@ fn row(
     );
     ClaimedRow {
         id: 1,
+        account: String::new(),
         customer_key: "1".into(),
         operation: op,
         email: Some(email.into()),
