@@ -231,6 +231,11 @@ def check_components(components, worker_labels, http_port):
                 need(port is not None and port["targetPort"] in ("http", http_port),
                      f"Service {backend['name']}: forwards to the worker's HTTP port")
         need("defaultBackend" not in ingress["spec"], "Ingress: no default backend (other paths 404)")
+    # With the Ingress, the route is on: the worker takes its secret from the Secret.
+    worker_env = {e["name"]: e for e in by_kind["Deployment"][0]["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+    ref = worker_env.get("CHIMPSYNC_WEBHOOK_SECRET", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    need(ref.get("name") == "chimpsync" and ref.get("key") == "CHIMPSYNC_WEBHOOK_SECRET",
+         "webhooks-ingress: the worker reads CHIMPSYNC_WEBHOOK_SECRET from the Secret chimpsync")
 
 
 
