@@ -244,7 +244,10 @@ def check_rules(rules, rule_tests, crates_dir, operations_md):
     unit test that fires it, and only about series the binary exports."""
     series = exported(crates_dir)
     need(len(series) > 5, f"found the metric names in {crates_dir}")
-    runbook = anchors(open(operations_md).read())
+    guide = open(operations_md).read()
+    runbook = anchors(guide)
+    for link in sorted(set(re.findall(r"\]\(#([^)]+)\)", guide))):
+        need(link in runbook, f"docs/operations.md links #{link}, which is no heading of it")
     rule_doc = yaml.safe_load(open(rules))
     need(rule_doc["kind"] == "PrometheusRule", "rules: kind PrometheusRule")
     tests = yaml.safe_load(open(rule_tests))

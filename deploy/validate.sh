@@ -43,7 +43,7 @@ fi
 if command -v promtool > /dev/null; then
     PROMTOOL=promtool
 else
-    PROMTOOL="$VENV/bin/promtool"
+    PROMTOOL="$(cd "$VENV" && pwd)/bin/promtool"
     if [[ ! -x "$PROMTOOL" ]]; then
         echo "== no promtool on PATH: unpacking it from Debian's prometheus package into $VENV"
         deb="$(mktemp -d)"
