@@ -197,9 +197,9 @@ def check_components(components, worker_labels, http_port):
     by_kind = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
-    for kind in ["ServiceMonitor", "Ingress", "Secret"]:
-        need(kind in by_kind, f"components: no {kind} rendered")
-    if problems:
+    missing = [k for k in ["ServiceMonitor", "Ingress", "Secret", "Service", "Deployment"] if k not in by_kind]
+    need(not missing, f"components: no {', '.join(missing)} rendered")
+    if missing:
         return
     services = {s["metadata"]["name"]: s for s in by_kind["Service"]}
 
