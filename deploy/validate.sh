@@ -17,6 +17,7 @@
 # it); kubectl is taken from PATH, else installed into the same venv; promtool is taken from PATH,
 # else unpacked from Debian's `prometheus` package into the venv (the binary only: no service).
 set -euo pipefail
+export PYTHONDONTWRITEBYTECODE=1   # the checks import exported_metrics.py; leave no __pycache__ in deploy/
 cd "$(dirname "$0")/.."
 
 K8S_VERSION="${K8S_VERSION:-1.32.0}"
