@@ -1,8 +1,10 @@
 """Checks what deploy/ promises beyond schema validity (docs/operations.md relies on it).
 
-Usage: check-manifests.py RENDERED_OVERLAY.yaml PROMETHEUS_RULES.yaml HTTP_RS
-Reads the rendered example overlay, the PrometheusRule and the metric names the binary
-describes (crates/chimpsync/src/http.rs); exits non-zero naming every broken promise.
+Usage: check-manifests.py OVERLAY.yaml COMPONENTS.yaml RULES.yaml RULES_TESTS.yaml CRATES_DIR OPERATIONS_MD
+Reads the rendered example overlay, the same overlay rendered with every component of
+deploy/k8s/components, the PrometheusRule and its promtool unit tests, the metric names the
+shipped crates export (exported_metrics.py) and the runbook's headings; exits non-zero naming
+every broken promise.
 """
 
 import re
@@ -10,7 +12,11 @@ import sys
 
 import yaml
 
+from exported_metrics import exported, problems_in_query
+
 SHUTDOWN_DEADLINE_DEFAULT = 20
+RUNBOOK_BASE = "https://github.com/chimpsync/chimpsync/blob/main/docs/operations.md#"
+AGGREGATIONS = r"sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile|count_values"
 
 problems = []
 
@@ -29,20 +35,41 @@ def pod_specs(docs):
             yield d, d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
-def env_of(container):
-    return {e["name"]: e for e in container.get("env", [])}
+def env_of(container, configmaps):
+    """The container's environment: envFrom ConfigMaps first, `env` entries over them."""
+    env = {}
+    for ef in container.get("envFrom", []):
+        ref = ef.get("configMapRef", {}).get("name")
+        for k, v in configmaps.get(ref, {}).items():
+            env[k] = {"name": k, "value": v}
+    env.update({e["name"]: e for e in container.get("env", [])})
+    return env
 
 
-def main(rendered, rules, http_rs):
+def anchors(markdown):
+    """GitHub's anchors for the document's headings."""
+    out = set()
+    for line in markdown.splitlines():
+        m = re.match(r"#{1,6}\s+(.*)", line)
+        if m:
+            text = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower())
+            out.add(text.replace(" ", "-"))
+    return out
+
+
+def main(rendered, components, rules, rule_tests, crates_dir, operations_md):
     docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
     by_kind = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
-    for kind in ["Deployment", "Job", "CronJob", "ConfigMap", "Secret", "Service",
-                 "PodDisruptionBudget", "ServiceAccount", "Namespace"]:
+    for kind in ["Deployment", "Job", "CronJob", "ConfigMap", "Service",
+                 "PodDisruptionBudget", "ServiceAccount", "Namespace", "NetworkPolicy"]:
         need(kind in by_kind, f"no {kind} rendered")
+    # The real Secret is made by hand or a secret manager; an apply must never replace it.
+    need("Secret" not in by_kind, "the example overlay renders a Secret (it would replace the real one)")
     if problems:
         return
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind["ConfigMap"]}
 
     # Every pod: restricted security context, read-only root, resources, the mapping mounted.
     for owner, spec in pod_specs(docs):
@@ -60,7 +87,7 @@ def main(rendered, rules, http_rs):
             need(sc.get("capabilities", {}).get("drop") == ["ALL"], f"{name}: drop ALL")
             need("requests" in c.get("resources", {}) and "limits" in c.get("resources", {}),
                  f"{name}: resources")
-            env = env_of(c)
+            env = env_of(c, configmaps)
             need(env.get("CHIMPSYNC_CONFIG", {}).get("value") == "/etc/chimpsync/chimpsync.toml",
                  f"{name}: CHIMPSYNC_CONFIG")
             need(any(m["mountPath"] == "/etc/chimpsync" for m in c.get("volumeMounts", [])),
@@ -70,7 +97,7 @@ def main(rendered, rules, http_rs):
     deployment = by_kind["Deployment"][0]
     spec = deployment["spec"]["template"]["spec"]
     container = spec["containers"][0]
-    env = env_of(container)
+    env = env_of(container, configmaps)
     need(deployment["spec"]["replicas"] == 2, "Deployment: 2 replicas")
     need(container.get("args", [])[:1] == ["run"], "Deployment: runs `chimpsync run`")
     # Ordering: the worker waits for setup's schema and triggers rather than exiting (the Job
@@ -110,6 +137,19 @@ def main(rendered, rules, http_rs):
     cron_container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     need(cron_container["args"] == ["run", "--once"], "CronJob: runs `run --once`")
     need(cron["spec"].get("concurrencyPolicy") == "Forbid", "CronJob: no overlapping runs")
+    # One environment for both: the settings come from the same ConfigMap, and neither names a
+    # setting of its own (only the credentials, from the Secret).
+    for name, c in [("Deployment", container), ("CronJob", cron_container)]:
+        refs = [ef.get("configMapRef", {}).get("name") for ef in c.get("envFrom", [])]
+        need(len(refs) == 1 and refs[0] in configmaps and refs[0].startswith("chimpsync-env"),
+             f"{name}: its settings come from the ConfigMap chimpsync-env (envFrom)")
+        need(all("valueFrom" in e for e in c.get("env", [])),
+             f"{name}: no setting of its own beside chimpsync-env (only Secret references)")
+    need([ef for ef in container.get("envFrom", [])] == [ef for ef in cron_container.get("envFrom", [])],
+         "Deployment and CronJob share one environment")
+    need(env_of(container, configmaps).get("CHIMPSYNC_CONCURRENCY")
+         == env_of(cron_container, configmaps).get("CHIMPSYNC_CONCURRENCY"),
+         "Deployment and CronJob: the same CHIMPSYNC_CONCURRENCY")
 
     pdb = by_kind["PodDisruptionBudget"][0]["spec"]
     need(pdb.get("maxUnavailable") == 1 and "minAvailable" not in pdb,
@@ -121,30 +161,121 @@ def main(rendered, rules, http_rs):
     need(all(labels.get(k) == v for k, v in service["selector"].items()),
          "Service selects the worker pods")
     need(any(p["port"] == 9187 for p in service["ports"]), "Service: port 9187")
-    secret = by_kind["Secret"][0]
-    need({"DATABASE_URL", "MAILCHIMP_API_KEY"} <= set(secret.get("stringData", {})),
-         "Secret example: DATABASE_URL and MAILCHIMP_API_KEY")
-    config = by_kind["ConfigMap"][0]
-    need("chimpsync.toml" in config["data"], "ConfigMap: chimpsync.toml")
+    need(any("chimpsync.toml" in data for data in configmaps.values()), "ConfigMap: chimpsync.toml")
+    http_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
 
-    # The alert rules: well formed, the schema mismatch among them, and only about metrics the binary exports.
-    exported = set(re.findall(r'describe_\w+!\(\s*"(chimpsync_\w+)"', open(http_rs).read()))
-    need(len(exported) > 5, f"found the metric names in {http_rs}")
+    # The NetworkPolicy: every chimpsync pod; in, the HTTP port only; out, Postgres, HTTPS, DNS.
+    policy = by_kind["NetworkPolicy"][0]["spec"]
+    need(policy["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": "chimpsync"},
+         "NetworkPolicy: selects every chimpsync pod")
+    need(set(policy.get("policyTypes", [])) == {"Ingress", "Egress"},
+         "NetworkPolicy: restricts both ingress and egress")
+    ingress_ports = [(p.get("port"), p.get("protocol", "TCP"))
+                     for r in policy.get("ingress", []) for p in r.get("ports", [])]
+    need(all(r.get("ports") for r in policy.get("ingress", [])),
+         "NetworkPolicy: every ingress rule names its ports")
+    need(ingress_ports and all(port in ("http", http_port) for port, _ in ingress_ports),
+         "NetworkPolicy: ingress to the HTTP port only")
+    egress = [(p.get("port"), p.get("protocol", "TCP"))
+              for r in policy.get("egress", []) for p in r.get("ports", [])]
+    need(all(r.get("ports") for r in policy.get("egress", [])),
+         "NetworkPolicy: every egress rule names its ports")
+    need(set(egress) == {(5432, "TCP"), (443, "TCP"), (53, "UDP"), (53, "TCP")},
+         f"NetworkPolicy: egress to Postgres, HTTPS and DNS only (found {sorted(egress, key=str)})")
+
+    check_components(components, labels, http_port)
+    check_rules(rules, rule_tests, crates_dir, operations_md)
+
+
+def selects(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_components(components, worker_labels, http_port):
+    """Every optional component, rendered together on the example overlay."""
+    docs = [d for d in yaml.safe_load_all(open(components)) if d]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    missing = [k for k in ["ServiceMonitor", "Ingress", "Secret", "Service", "Deployment"] if k not in by_kind]
+    need(not missing, f"components: no {', '.join(missing)} rendered")
+    if missing:
+        return
+    services = {s["metadata"]["name"]: s for s in by_kind["Service"]}
+
+    # The ServiceMonitor scrapes the metrics Service and nothing else.
+    monitor = by_kind["ServiceMonitor"][0]["spec"]
+    scraped = [s for s in services.values()
+               if selects(monitor["selector"]["matchLabels"], s["metadata"].get("labels", {}))]
+    need([s["metadata"]["name"] for s in scraped] == ["chimpsync-metrics"],
+         f"ServiceMonitor: selects the Service chimpsync-metrics only (selects {[s['metadata']['name'] for s in scraped]})")
+    need(all(e.get("port") == "http" and e.get("path", "/metrics") == "/metrics"
+             for e in monitor["endpoints"]), "ServiceMonitor: /metrics on the port named http")
+
+    # The Ingress forwards /webhooks/ and nothing else, to the worker's HTTP port.
+    for ingress in by_kind["Ingress"]:
+        for rule in ingress["spec"].get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                need(path["path"] == "/webhooks/" and path["pathType"] == "Prefix",
+                     f"Ingress: routes {path['path']} ({path['pathType']}); only the prefix /webhooks/ may be exposed")
+                backend = path["backend"]["service"]
+                svc = services.get(backend["name"])
+                need(svc is not None, f"Ingress: no Service {backend['name']}")
+                if svc is None:
+                    continue
+                need(selects(svc["spec"]["selector"], worker_labels),
+                     f"Service {backend['name']}: selects the worker pods")
+                port = next((p for p in svc["spec"]["ports"]
+                             if p.get("name") == backend["port"].get("name")
+                             or p["port"] == backend["port"].get("number")), None)
+                need(port is not None and port["targetPort"] in ("http", http_port),
+                     f"Service {backend['name']}: forwards to the worker's HTTP port")
+        need("defaultBackend" not in ingress["spec"], "Ingress: no default backend (other paths 404)")
+    # With the Ingress, the route is on: the worker takes its secret from the Secret.
+    worker_env = {e["name"]: e for e in by_kind["Deployment"][0]["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+    ref = worker_env.get("CHIMPSYNC_WEBHOOK_SECRET", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    need(ref.get("name") == "chimpsync" and ref.get("key") == "CHIMPSYNC_WEBHOOK_SECRET",
+         "webhooks-ingress: the worker reads CHIMPSYNC_WEBHOOK_SECRET from the Secret chimpsync")
+
+
+
+def check_rules(rules, rule_tests, crates_dir, operations_md):
+    """The alert rules: well formed, aggregated by namespace, each with a runbook section and a
+    unit test that fires it, and only about series the binary exports."""
+    series = exported(crates_dir)
+    need(len(series) > 5, f"found the metric names in {crates_dir}")
+    guide = open(operations_md).read()
+    runbook = anchors(guide)
+    for link in sorted(set(re.findall(r"\]\(#([^)]+)\)", guide))):
+        need(link in runbook, f"docs/operations.md links #{link}, which is no heading of it")
     rule_doc = yaml.safe_load(open(rules))
     need(rule_doc["kind"] == "PrometheusRule", "rules: kind PrometheusRule")
+    tests = yaml.safe_load(open(rule_tests))
+    fired = {t["alertname"] for case in tests["tests"]
+             for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
     alerts = {r.get("alert") for g in rule_doc["spec"]["groups"] for r in g["rules"]}
     need("ChimpsyncSchemaMismatch" in alerts, "rules: ChimpsyncSchemaMismatch")
     for group in rule_doc["spec"]["groups"]:
         for rule in group["rules"]:
             alert = rule.get("alert", "?")
+            expr = rule.get("expr", "")
             for key in ["alert", "expr", "for", "labels", "annotations"]:
                 need(key in rule, f"rule {alert}: {key}")
             need(rule.get("labels", {}).get("severity") in {"info", "warning", "critical"},
                  f"rule {alert}: severity")
-            need(expr_balanced(rule.get("expr", "")), f"rule {alert}: unbalanced brackets")
-            for metric in re.findall(r"chimpsync_\w+", rule.get("expr", "")):
-                base = re.sub(r"_(bucket|count|sum)$", "", metric)
-                need(base in exported, f"rule {alert}: {metric} is not a metric chimpsync exports")
+            need(expr_balanced(expr), f"rule {alert}: unbalanced brackets")
+            for p in problems_in_query(expr, series, f"rule {alert}"):
+                problems.append(p)
+            # One alert per namespace (one installation), whatever the number of replicas.
+            for m in re.finditer(r"\b(%s)\s*(by|without)?\s*(\(([^()]*)\))?\s*\(" % AGGREGATIONS, expr):
+                need(m.group(2) == "by" and "namespace" in (m.group(4) or ""),
+                     f"rule {alert}: `{m.group(0)}` does not aggregate by (namespace)")
+            url = rule.get("annotations", {}).get("runbook_url", "")
+            anchor = "alert-" + alert.lower()
+            need(url == RUNBOOK_BASE + anchor,
+                 f"rule {alert}: runbook_url is {RUNBOOK_BASE + anchor}")
+            need(anchor in runbook, f"rule {alert}: docs/operations.md has no section 'Alert: {alert}'")
+            need(alert in fired, f"rule {alert}: no unit test in {rule_tests} expects it to fire")
 
 
 def expr_balanced(expr):
@@ -161,7 +292,7 @@ def expr_balanced(expr):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:7])
     for p in problems:
         print(f"PROBLEM {p}")
     if problems:
