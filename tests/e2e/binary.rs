@@ -347,9 +347,16 @@ async fn the_demo_runs_end_to_end() -> Result<()> {
         .args(["demo", "--customers", "500"])
         .env("DATABASE_URL", chimpsync_tests::server_url())
         .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
+        .env_remove("RUST_LOG")
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // The narrative on stdout is what a person reads: without RUST_LOG nothing below a warning
+    // is logged beside it.
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        let event: serde_json::Value = serde_json::from_str(line).context("a JSON log line")?;
+        let level = event["level"].as_str().unwrap_or_default();
+        assert!(["WARN", "ERROR"].contains(&level), "{line}");
+    }
     assert!(
         out.status.success(),
         "{stdout}\n{}",
