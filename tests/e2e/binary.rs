@@ -62,9 +62,22 @@ async fn setup_print_sql_prints_and_changes_nothing_then_setup_applies_idempoten
     let (code, out, err) = output(&mut cmd(&["setup"]))?;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("applied migrations"), "{out}");
-    let (code, out, _) = output(&mut cmd(&["setup"]))?;
+    // Postgres's notices ("... does not exist, skipping") are not info.
+    assert!(!err.to_lowercase().contains("notice"), "{err}");
+    let (code, out, err) = output(cmd(&["setup"]).env("RUST_LOG", "debug"))?;
     assert_eq!(code, 0);
     assert!(out.contains("up to date"), "{out}");
+    let notices: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("database notice"))
+        .collect();
+    assert!(
+        !notices.is_empty(),
+        "a second setup meets existing objects: {err}"
+    );
+    for line in notices {
+        assert!(line.contains(r#""level":"DEBUG""#), "{line}");
+    }
     let (code, out, _) = output(&mut cmd(&["status", "--json"]))?;
     assert_eq!(code, 0);
     let status: serde_json::Value = serde_json::from_str(out.trim())?;
