@@ -165,6 +165,13 @@ async fn each_kind_of_failure_has_its_own_exit_status() -> Result<()> {
     let cases: &[Case] = &[
         (&["status", "--no-such-flag"], &[], 2, "--no-such-flag"),
         (&["retry"], &[], 2, "--all"),
+        (&["backfill", "--chunk-size", "0"], &[], 2, "--chunk-size"),
+        (
+            &["webhook", "register", "--url", "ftp://example.test"],
+            &[],
+            2,
+            "http(s) URL",
+        ),
         (
             &["setup"],
             &[("CHIMPSYNC_CONFIG", "/nonexistent/chimpsync.toml")],

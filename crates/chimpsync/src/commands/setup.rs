@@ -212,7 +212,9 @@ async fn merge_fields(config: &Config) -> Result<()> {
             .find(|c| &c.name == column)
             .map(|c| c.sql_type.clone())
         else {
-            bail!("merge_fields.{tag}: column {column:?} does not exist in table {table}");
+            bail!(Failure::Config.error(format!(
+                "merge_fields.{tag}: column {column:?} does not exist in table {table}"
+            )));
         };
         let wanted = merge_field_type(&sql_type);
         fields.push(WantedField {
