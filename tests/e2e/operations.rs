@@ -820,9 +820,29 @@ async fn readyz_turns_unready_while_the_database_is_away_and_ready_when_it_retur
     let body = run.wait_ready(503).await?;
     assert!(body.starts_with("database:"), "{body}");
     assert_eq!(run.get("/healthz").await?.0, 200, "alive while unready");
+    // The gauges read from the database say they are unknown, not their last value.
+    let m = run.metrics().await?;
+    for state in ["pending", "in_flight", "retrying", "parked"] {
+        let value = m.value("chimpsync_queue_rows", &[("state", state)]);
+        assert!(value.is_some_and(f64::is_nan), "{state}: {value:?}");
+    }
+    for name in [
+        "chimpsync_queue_oldest_pending_seconds",
+        "chimpsync_queue_held",
+        "chimpsync_mapping_drift",
+        "chimpsync_slots_in_use",
+    ] {
+        let value = m.value(name, &[]);
+        assert!(value.is_some_and(f64::is_nan), "{name}: {value:?}");
+    }
 
     proxy.up();
     run.wait_ready(200).await?;
+    let pending = run
+        .metrics()
+        .await?
+        .value("chimpsync_queue_rows", &[("state", "pending")]);
+    assert_eq!(pending, Some(0.0), "read again once the database is back");
     // And it works again, not just answers: a change made now reaches Mailchimp.
     customers(&f, "back", 1, 1).await?;
     wait_until(
