@@ -24,6 +24,7 @@ pub struct Cli {
 /// The settings every command reads (`docs/interface.md`); each also a flag of every command.
 /// A blank value counts as unset.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Settings of every command")]
 pub struct Settings {
     /// Postgres URL (libpq's sslmode and sslrootcert apply).
     #[arg(
