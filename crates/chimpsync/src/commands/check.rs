@@ -9,12 +9,15 @@ use store::Mapping;
 
 use crate::config::{Config, Timeouts};
 use crate::db;
+use crate::exit::{self, Failure};
 
 /// The checks' findings, in order: each check's name, whether it passed, and its line.
 #[derive(Default)]
 struct Findings {
     json: bool,
     checks: Vec<(&'static str, bool, String)>,
+    /// The kind of the first problem, which the exit status says.
+    first: Option<Failure>,
 }
 
 impl Findings {
@@ -25,15 +28,17 @@ impl Findings {
         self.checks.push((check, true, line.to_string()));
     }
 
-    fn problem(&mut self, check: &'static str, problem: String) {
+    fn problem(&mut self, check: &'static str, failure: Failure, problem: String) {
+        self.first.get_or_insert(failure);
         self.checks.push((check, false, problem));
     }
 
-    /// Reports a check's outcome: its line when it passed, its problem when not.
-    fn report(&mut self, check: &'static str, outcome: Result<String, String>) {
+    /// Reports a check's outcome: its line when it passed, its problem (of kind `failure`) when
+    /// not.
+    fn report(&mut self, check: &'static str, failure: Failure, outcome: Result<String, String>) {
         match outcome {
             Ok(line) => self.ok(check, &line),
-            Err(problem) => self.problem(check, problem),
+            Err(problem) => self.problem(check, failure, problem),
         }
     }
 
@@ -62,7 +67,8 @@ impl Findings {
     }
 }
 
-/// Runs every check that the earlier ones allow; exit status 1 when any fails.
+/// Runs every check that the earlier ones allow; when any fails, the exit status is the first
+/// problem's (a setting or the mapping: 3, the database: 4, Mailchimp: 5, the schema or drift: 1).
 pub async fn run(config: &Config, json: bool) -> Result<ExitCode> {
     let mut findings = Findings {
         json,
@@ -77,34 +83,37 @@ pub async fn run(config: &Config, json: bool) -> Result<ExitCode> {
             Some(m)
         }
         Err(e) => {
-            findings.problem("mapping", format!("{e:#}"));
+            findings.problem("mapping", Failure::Config, format!("{e:#}"));
             None
         }
     };
     database(config, mapping.as_ref(), &mut findings).await;
     mailchimp(config, mapping.as_ref(), &mut findings).await;
     findings.print();
-    Ok(if findings.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    Ok(match findings.first {
+        None => ExitCode::SUCCESS,
+        Some(failure) => failure.into(),
     })
 }
 
 async fn database(config: &Config, mapping: Option<&Mapping>, findings: &mut Findings) {
     let client = match db::connect(config).await {
         Ok(client) => client,
-        Err(e) => return findings.problem("database", format!("{e:#}")),
+        Err(e) => return findings.problem("database", exit::status(&e), format!("{e:#}")),
     };
     findings.ok("database", "database reachable");
     let Some(mapping) = mapping else { return };
-    findings.report("columns", mapped_columns(&client, mapping).await);
+    findings.report(
+        "columns",
+        Failure::Config,
+        mapped_columns(&client, mapping).await,
+    );
     let schema = schema(&client, mapping).await;
     // Drift is measured against the installed mapping, so it only means something once that fits.
     let fits = schema.is_ok();
-    findings.report("schema", schema);
+    findings.report("schema", Failure::Other, schema);
     if fits {
-        findings.report("drift", drift(&client).await);
+        findings.report("drift", Failure::Other, drift(&client).await);
     }
 }
 
@@ -150,20 +159,26 @@ async fn drift(client: &tokio_postgres::Client) -> Result<String, String> {
 async fn mailchimp(config: &Config, mapping: Option<&Mapping>, findings: &mut Findings) {
     let client = match config.client(&Timeouts::default()) {
         Ok(client) => client,
-        Err(e) => return findings.problem("mailchimp", e.to_string()),
+        Err(e) => return findings.problem("mailchimp", exit::status(&e), e.to_string()),
     };
     if let Err(e) = client.ping().await {
-        return findings.problem("mailchimp", format!("Mailchimp: {e}"));
+        return findings.problem("mailchimp", Failure::Mailchimp, format!("Mailchimp: {e}"));
     }
     findings.ok("mailchimp", "Mailchimp key works (GET /ping)");
     let Some(mapping) = mapping else { return };
     let id = match config.audience_id(mapping) {
         Ok(id) => id,
-        Err(e) => return findings.problem("audience", e.to_string()),
+        Err(e) => return findings.problem("audience", exit::status(&e), e.to_string()),
     };
     let audience = match client.get_audience(&id).await {
         Ok(audience) => audience,
-        Err(e) => return findings.problem("audience", format!("audience {id}: {e}")),
+        Err(e) => {
+            return findings.problem(
+                "audience",
+                Failure::Mailchimp,
+                format!("audience {id}: {e}"),
+            )
+        }
     };
     findings.ok(
         "audience",
@@ -174,13 +189,19 @@ async fn mailchimp(config: &Config, mapping: Option<&Mapping>, findings: &mut Fi
     );
     let fields = match client.merge_fields(&id).await {
         Ok(fields) => fields,
-        Err(e) => return findings.problem("merge_fields", format!("reading merge fields: {e}")),
+        Err(e) => {
+            return findings.problem(
+                "merge_fields",
+                Failure::Mailchimp,
+                format!("reading merge fields: {e}"),
+            )
+        }
     };
     for tag in mapping.merge_fields.keys() {
         if fields.iter().any(|f| &f.tag == tag) {
             findings.ok("merge_fields", &format!("merge field {tag} exists"));
         } else {
-            findings.problem("merge_fields", format!("merge_fields.{tag}: the audience has no merge field {tag}; `chimpsync setup --mailchimp` creates it"));
+            findings.problem("merge_fields", Failure::Config, format!("merge_fields.{tag}: the audience has no merge field {tag}; `chimpsync setup --mailchimp` creates it"));
         }
     }
 }
