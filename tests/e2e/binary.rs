@@ -62,9 +62,22 @@ async fn setup_print_sql_prints_and_changes_nothing_then_setup_applies_idempoten
     let (code, out, err) = output(&mut cmd(&["setup"]))?;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("applied migrations"), "{out}");
-    let (code, out, _) = output(&mut cmd(&["setup"]))?;
+    // Postgres's notices ("... does not exist, skipping") are not info.
+    assert!(!err.to_lowercase().contains("notice"), "{err}");
+    let (code, out, err) = output(cmd(&["setup"]).env("RUST_LOG", "debug"))?;
     assert_eq!(code, 0);
     assert!(out.contains("up to date"), "{out}");
+    let notices: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("database notice"))
+        .collect();
+    assert!(
+        !notices.is_empty(),
+        "a second setup meets existing objects: {err}"
+    );
+    for line in notices {
+        assert!(line.contains(r#""level":"DEBUG""#), "{line}");
+    }
     let (code, out, _) = output(&mut cmd(&["status", "--json"]))?;
     assert_eq!(code, 0);
     let status: serde_json::Value = serde_json::from_str(out.trim())?;
@@ -347,9 +360,16 @@ async fn the_demo_runs_end_to_end() -> Result<()> {
         .args(["demo", "--customers", "500"])
         .env("DATABASE_URL", chimpsync_tests::server_url())
         .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
+        .env_remove("RUST_LOG")
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // The narrative on stdout is what a person reads: without RUST_LOG nothing below a warning
+    // is logged beside it.
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        let event: serde_json::Value = serde_json::from_str(line).context("a JSON log line")?;
+        let level = event["level"].as_str().unwrap_or_default();
+        assert!(["WARN", "ERROR"].contains(&level), "{line}");
+    }
     assert!(
         out.status.success(),
         "{stdout}\n{}",

@@ -5,6 +5,7 @@ mod account_claims;
 mod account_commands;
 mod accounts;
 mod binary;
+mod cli;
 mod inbound;
 mod many_accounts;
 mod operations;

@@ -173,11 +173,16 @@ impl Running {
 
     /// Waits until `/readyz` answers `want`; returns the last body.
     async fn wait_ready(&self, want: u16) -> Result<String> {
+        self.wait_for("/readyz", want).await
+    }
+
+    /// Waits until `path` answers `want`; returns the last body.
+    async fn wait_for(&self, path: &str, want: u16) -> Result<String> {
         let last = Arc::new(Mutex::new(String::new()));
-        wait_until(WAIT, &format!("/readyz to answer {want}"), || {
+        wait_until(WAIT, &format!("{path} to answer {want}"), || {
             let last = last.clone();
             async move {
-                let (status, body) = self.get("/readyz").await?;
+                let (status, body) = self.get(path).await?;
                 *last.lock().expect("body lock") = body;
                 Ok(status == want)
             }
@@ -479,6 +484,57 @@ async fn run_serves_health_readiness_and_metrics_that_count_each_operation() -> 
     }
     assert_eq!(m.value("chimpsync_slots_cap", &[]), Some(10.0));
     assert_eq!(m.value("chimpsync_ready", &[]), Some(1.0));
+    assert_eq!(
+        m.value(
+            "chimpsync_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    for outcome in ["applied", "failed"] {
+        let labels = [("outcome", outcome)];
+        assert_eq!(
+            m.value("chimpsync_inbound_events_total", &labels),
+            Some(0.0)
+        );
+    }
+    for result in [
+        "stored",
+        "duplicate",
+        "ignored",
+        "held",
+        "not_found",
+        "error",
+    ] {
+        let labels = [("result", result)];
+        assert_eq!(m.value("chimpsync_webhook_calls_total", &labels), Some(0.0));
+    }
+    assert_eq!(m.value("chimpsync_db_pool_size", &[]), Some(16.0));
+    let open = m.value("chimpsync_db_pool_connections", &[]).unwrap_or(0.0);
+    let idle = m.value("chimpsync_db_pool_available", &[]).unwrap_or(-1.0);
+    assert!(open >= 1.0 && (0.0..=open).contains(&idle), "{open} {idle}");
+    assert_eq!(m.value("chimpsync_db_pool_waiting", &[]), Some(0.0));
+    assert!(
+        m.value("chimpsync_process_resident_memory_bytes", &[])
+            .unwrap_or(0.0)
+            > 1e6
+    );
+    assert!(m.value("chimpsync_process_open_fds", &[]).unwrap_or(0.0) >= 3.0);
+    assert!(m
+        .value("chimpsync_process_cpu_seconds_total", &[])
+        .is_some());
+    assert_eq!(
+        m.types
+            .get("chimpsync_process_cpu_seconds_total")
+            .map(String::as_str),
+        Some("counter")
+    );
+    wait_until(
+        WAIT,
+        "the first /ping to set chimpsync_mailchimp_up",
+        || async { Ok(run.metrics().await?.value("chimpsync_mailchimp_up", &[]) == Some(1.0)) },
+    )
+    .await?;
 
     // 20 customers to upsert, one that Mailchimp refuses for good (parked).
     customers(&f, "metrics", 1, 20).await?;
@@ -556,6 +612,14 @@ async fn run_serves_health_readiness_and_metrics_that_count_each_operation() -> 
         Some(21.0),
         "members sent in batches (the refused one too)"
     );
+    for name in [
+        "chimpsync_claim_duration_seconds",
+        "chimpsync_ack_duration_seconds",
+    ] {
+        assert_eq!(m.types.get(name).map(String::as_str), Some("histogram"));
+        let count = m.value(&format!("{name}_count"), &[]).unwrap_or(0.0);
+        assert!(count >= 1.0, "{name}_count = {count}");
+    }
     let now = chrono::Utc::now().timestamp() as f64;
     for name in [
         "chimpsync_last_synced_timestamp_seconds",
@@ -595,20 +659,30 @@ async fn run_serves_health_readiness_and_metrics_that_count_each_operation() -> 
 }
 
 #[tokio::test]
-async fn readyz_is_unready_when_the_mailchimp_key_is_wrong() -> Result<()> {
+async fn a_refused_mailchimp_key_shows_in_mailchimp_up_not_in_readiness() -> Result<()> {
     let f = Fixture::new().await?;
     let mapping = MappingFile::new(MAPPING)?;
     let run = Running::start(chimpsync(&f, &f.db.url, WRONG_KEY, &mapping, &["run"])).await?;
     assert_eq!(run.get("/healthz").await?.0, 200, "alive all the same");
-    let (status, body) = run.get("/readyz").await?;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.starts_with("mailchimp:"), "{body}");
-    assert!(!body.contains(WRONG_KEY) && !body.contains(&WRONG_KEY[..32]));
+    // Ready: the database and the schema are fine, and taking the replica out of service would
+    // not bring Mailchimp back.
+    let body = run.wait_ready(200).await?;
+    assert_eq!(body, "ready\n");
+    wait_until(WAIT, "chimpsync_mailchimp_up to say 0", || async {
+        Ok(run.metrics().await?.value("chimpsync_mailchimp_up", &[]) == Some(0.0))
+    })
+    .await?;
     assert_eq!(
         run.metrics().await?.value("chimpsync_ready", &[]),
-        Some(0.0)
+        Some(1.0)
     );
     let lines = run.stop().await?;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Mailchimp does not answer /ping")),
+        "the refused key is logged, once: {lines:?}"
+    );
     assert!(
         lines.iter().all(|l| !l.contains(&WRONG_KEY[..32])),
         "the key was logged"
@@ -622,8 +696,30 @@ async fn readyz_is_unready_when_the_mailchimp_key_is_wrong() -> Result<()> {
 struct Proxy {
     addr: SocketAddr,
     up: Arc<AtomicBool>,
+    /// While false, connections stay open but nothing passes (a database that hangs).
+    flowing: tokio::sync::watch::Sender<bool>,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
     accept: JoinHandle<()>,
+}
+
+/// Copies `from` to `to` while `flowing` says so; what arrives meanwhile waits.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut flowing: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if flowing.wait_for(|f| *f).await.is_err() {
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
+    }
 }
 
 impl Proxy {
@@ -631,19 +727,25 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let up = Arc::new(AtomicBool::new(true));
+        let (flowing, _) = tokio::sync::watch::channel(true);
         let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let accept = {
-            let (up, connections) = (up.clone(), connections.clone());
+            let (up, connections, flowing) = (up.clone(), connections.clone(), flowing.clone());
             tokio::spawn(async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
                         continue; // dropped: the client sees the connection closed
                     }
                     let target = target.clone();
+                    let flowing = flowing.clone();
                     let task = tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        if let Ok(outbound) = TcpStream::connect(&target).await {
+                            let (in_read, in_write) = inbound.into_split();
+                            let (out_read, out_write) = outbound.into_split();
+                            let _ = tokio::join!(
+                                pump(in_read, out_write, flowing.subscribe()),
+                                pump(out_read, in_write, flowing.subscribe()),
+                            );
                         }
                     });
                     connections
@@ -656,9 +758,19 @@ impl Proxy {
         Ok(Proxy {
             addr,
             up,
+            flowing,
             connections,
             accept,
         })
+    }
+
+    /// Holds every byte in both directions: queries hang, no error anywhere.
+    fn freeze(&self) {
+        self.flowing.send_replace(false);
+    }
+
+    fn thaw(&self) {
+        self.flowing.send_replace(true);
     }
 
     fn down(&self) {
@@ -680,9 +792,8 @@ impl Drop for Proxy {
     }
 }
 
-#[tokio::test]
-async fn readyz_turns_unready_while_the_database_is_away_and_ready_when_it_returns() -> Result<()> {
-    let f = Fixture::new().await?;
+/// A proxy in front of the fixture's database, and the database's URL through it.
+async fn proxied(f: &Fixture) -> Result<(Proxy, url::Url)> {
     let server = url::Url::parse(&f.db.url)?;
     let target = format!(
         "{}:{}",
@@ -694,6 +805,13 @@ async fn readyz_turns_unready_while_the_database_is_away_and_ready_when_it_retur
     proxied
         .set_port(Some(proxy.addr.port()))
         .map_err(|_| anyhow!("cannot set the port"))?;
+    Ok((proxy, proxied))
+}
+
+#[tokio::test]
+async fn readyz_turns_unready_while_the_database_is_away_and_ready_when_it_returns() -> Result<()> {
+    let f = Fixture::new().await?;
+    let (proxy, proxied) = proxied(&f).await?;
     let mapping = MappingFile::new(MAPPING)?;
     let run = Running::start(chimpsync(&f, proxied.as_str(), API_KEY, &mapping, &["run"])).await?;
     run.wait_ready(200).await?;
@@ -702,9 +820,29 @@ async fn readyz_turns_unready_while_the_database_is_away_and_ready_when_it_retur
     let body = run.wait_ready(503).await?;
     assert!(body.starts_with("database:"), "{body}");
     assert_eq!(run.get("/healthz").await?.0, 200, "alive while unready");
+    // The gauges read from the database say they are unknown, not their last value.
+    let m = run.metrics().await?;
+    for state in ["pending", "in_flight", "retrying", "parked"] {
+        let value = m.value("chimpsync_queue_rows", &[("state", state)]);
+        assert!(value.is_some_and(f64::is_nan), "{state}: {value:?}");
+    }
+    for name in [
+        "chimpsync_queue_oldest_pending_seconds",
+        "chimpsync_queue_held",
+        "chimpsync_mapping_drift",
+        "chimpsync_slots_in_use",
+    ] {
+        let value = m.value(name, &[]);
+        assert!(value.is_some_and(f64::is_nan), "{name}: {value:?}");
+    }
 
     proxy.up();
     run.wait_ready(200).await?;
+    let pending = run
+        .metrics()
+        .await?
+        .value("chimpsync_queue_rows", &[("state", "pending")]);
+    assert_eq!(pending, Some(0.0), "read again once the database is back");
     // And it works again, not just answers: a change made now reaches Mailchimp.
     customers(&f, "back", 1, 1).await?;
     wait_until(
@@ -712,6 +850,44 @@ async fn readyz_turns_unready_while_the_database_is_away_and_ready_when_it_retur
         "the customer synced after the database returned",
         || async { Ok(f.member(&email_of("back", 1)).is_some()) },
     )
+    .await?;
+
+    run.stop().await?;
+    drop(proxy);
+    f.finish().await
+}
+
+#[tokio::test]
+async fn healthz_fails_while_the_worker_loop_is_stuck_and_recovers_when_it_moves() -> Result<()> {
+    let f = Fixture::new().await?;
+    let (proxy, proxied) = proxied(&f).await?;
+    let mapping = MappingFile::new(MAPPING)?;
+    let mut cmd = chimpsync(&f, proxied.as_str(), API_KEY, &mapping, &["run"]);
+    // The shortest liveness timeout the settings allow: above the lease, which is above the
+    // request timeout plus a second.
+    cmd.env("CHIMPSYNC_REQUEST_TIMEOUT_SECONDS", "1")
+        .env("CHIMPSYNC_LEASE_SECONDS", "2.5")
+        .env("CHIMPSYNC_LIVENESS_TIMEOUT_SECONDS", "3");
+    let run = Running::start(cmd).await?;
+    run.wait_ready(200).await?;
+    assert_eq!(run.get("/healthz").await?, (200, "ok\n".to_string()));
+
+    // The database hangs without an error: the next claim's statement never returns, and the
+    // loop attempts no claim after it.
+    proxy.freeze();
+    let body = run.wait_for("/healthz", 503).await?;
+    assert!(
+        body.starts_with("worker loop: no claim attempted for ") && body.lines().count() == 1,
+        "{body}"
+    );
+
+    // The claim's answer arrives, the loop goes on, and so does the probe.
+    proxy.thaw();
+    run.wait_for("/healthz", 200).await?;
+    customers(&f, "alive", 1, 1).await?;
+    wait_until(WAIT, "a customer synced after the stall", || async {
+        Ok(f.member(&email_of("alive", 1)).is_some())
+    })
     .await?;
 
     run.stop().await?;
@@ -936,7 +1112,7 @@ async fn setup_uninstall_leaves_no_chimpsync_object_behind() -> Result<()> {
     );
 
     let said = setup(
-        &["setup", "--uninstall", "--worker-role"],
+        &["setup", "--uninstall", "--yes", "--worker-role"],
         Some(role.clone()),
     )
     .await?;
@@ -974,7 +1150,7 @@ async fn setup_uninstall_leaves_no_chimpsync_object_behind() -> Result<()> {
     f.exec("insert into customers (id, email) values (4, 'after@pets.test'); update customers set first_name = 'x'")
         .await?;
 
-    let again = setup(&["setup", "--uninstall"], None).await?;
+    let again = setup(&["setup", "--uninstall", "--yes"], None).await?;
     assert!(again.contains("was not installed"), "{again}");
     // And it can be installed again.
     setup(&["setup"], None).await?;

@@ -1,15 +1,110 @@
 //! The command line: clap's types and nothing else. Defaults come from [`crate::defaults`].
+//! Every setting is an argument with its environment variable, so `--help` lists them all; secret
+//! values are never shown there.
 
 use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
 
 use crate::defaults;
 
 /// Keeps a Mailchimp audience in step with a customer table in Postgres.
+///
+/// Exit status: 0 success, 1 another failure, 2 wrong command line, 3 a setting or the mapping
+/// file is wrong, 4 the database is unreachable or refuses the login, 5 Mailchimp refused or is
+/// unreachable, 6 partly done (the output says what failed).
 #[derive(Debug, Parser)]
-#[command(name = "chimpsync", version, about)]
+#[command(name = "chimpsync", version, about, long_about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// The settings every command reads (`docs/interface.md`); each also a flag of every command.
+/// A blank value counts as unset.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Settings of every command")]
+pub struct Settings {
+    /// Postgres URL (libpq's sslmode and sslrootcert apply).
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<SecretString>,
+    /// Mailchimp API key, <32 hex>-<dc>; never printed.
+    #[arg(
+        long,
+        global = true,
+        env = "MAILCHIMP_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub mailchimp_api_key: Option<SecretString>,
+    /// The audience (list) id; overrides [audience].id of the mapping file.
+    #[arg(long, global = true, env = "MAILCHIMP_AUDIENCE_ID", value_name = "ID")]
+    pub mailchimp_audience_id: Option<String>,
+    /// Mailchimp's API base URL [default: https://<dc>.api.mailchimp.com/3.0].
+    #[arg(long, global = true, env = "MAILCHIMP_BASE_URL", value_name = "URL")]
+    pub mailchimp_base_url: Option<String>,
+    /// The mapping file.
+    #[arg(long = "config", global = true, env = "CHIMPSYNC_CONFIG", value_name = "FILE",
+          default_value = defaults::MAPPING_FILE)]
+    pub mapping: String,
+    /// Where `run` serves /healthz, /readyz, /metrics and the webhook route.
+    #[arg(long, global = true, env = "CHIMPSYNC_HTTP_ADDR", value_name = "ADDR",
+          default_value = defaults::HTTP_ADDR)]
+    pub http_addr: String,
+    /// The secret last segment of the webhook URL (at least 16 of A-Za-z0-9-_.~); unset, the
+    /// webhook route is off.
+    #[arg(
+        long,
+        global = true,
+        env = "CHIMPSYNC_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub webhook_secret: Option<SecretString>,
+    /// Many accounts: the key-encryption secret that decrypts the accounts' API keys.
+    #[arg(
+        long,
+        global = true,
+        env = "CHIMPSYNC_SECRET_KEY",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub secret_key: Option<SecretString>,
+    /// Many accounts: the secret before the last `secret rotate`, while replicas move on.
+    #[arg(
+        long,
+        global = true,
+        env = "CHIMPSYNC_PREVIOUS_SECRET_KEY",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub previous_secret_key: Option<SecretString>,
+    /// `secret rotate`: the secret to re-encrypt every account API key for.
+    #[arg(
+        long,
+        global = true,
+        env = "CHIMPSYNC_NEW_SECRET_KEY",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub new_secret_key: Option<SecretString>,
+    /// The name a worker claims rows under, with its process id (sync_queue.lease_owner).
+    #[arg(long, global = true, env = "HOSTNAME", value_name = "NAME",
+          default_value = defaults::HOSTNAME)]
+    pub hostname: String,
+    /// Log format: json or pretty [default: json off a terminal, else pretty].
+    #[arg(long, global = true, env = "LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or info,worker=debug [default: info].
+    #[arg(long, global = true, env = "RUST_LOG", value_name = "FILTER")]
+    pub log_filter: Option<String>,
 }
 
 /// The commands.
@@ -18,7 +113,11 @@ pub enum Command {
     /// Create or upgrade the chimpsync schema and install the change triggers.
     Setup(SetupArgs),
     /// Check the config, the database, the Mailchimp key, the audience and the merge fields.
-    Check,
+    Check {
+        /// One JSON object instead of lines: `ok` and each check with its result.
+        #[arg(long)]
+        json: bool,
+    },
     /// Enqueue every row that should be in the audience (the initial sync).
     Backfill {
         /// Rows per chunk (each chunk is one short transaction).
@@ -124,6 +223,9 @@ pub struct SetupArgs {
     /// (the customer table is untouched).
     #[arg(long, conflicts_with = "trigger_shape")]
     pub uninstall: bool,
+    /// With --uninstall: yes, drop it all (the queue's unsent changes included).
+    #[arg(long, requires = "uninstall")]
+    pub yes: bool,
     /// Also create the merge fields of [merge_fields] that the audience lacks (typed from the
     /// columns: number, date or text) and report each.
     #[arg(long, conflicts_with_all = ["print_sql", "uninstall"])]
@@ -391,4 +493,12 @@ pub struct Tuning {
     /// Database connections of this replica.
     #[arg(long, default_value_t = defaults::DB_POOL_SIZE, env = "CHIMPSYNC_DB_POOL_SIZE")]
     pub db_pool_size: usize,
+    /// Seconds the worker loop may attempt no claim before /healthz fails (waiting for the
+    /// schema and throttle pauses excepted); must exceed the lease.
+    #[arg(
+        long,
+        default_value_t = defaults::LIVENESS_TIMEOUT_SECONDS,
+        env = "CHIMPSYNC_LIVENESS_TIMEOUT_SECONDS"
+    )]
+    pub liveness_timeout_seconds: f64,
 }

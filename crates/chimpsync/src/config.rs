@@ -11,7 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 use secrets::{KeyRing, SecretKey};
 use store::Mapping;
 
+use crate::cli::Settings;
 use crate::defaults;
+use crate::exit::Failure;
 
 /// The environment of the contract (`docs/interface.md`).
 #[derive(Debug, Clone)]
@@ -54,38 +56,37 @@ pub struct LogConfig {
     pub filter: Option<String>,
 }
 
-/// A setting's value, or `None` when it is unset or blank.
+/// A setting's value, or `None` when it is blank.
 fn set(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
-impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Config {
-        Config::from_vars(|name| std::env::var(name).ok())
-    }
+/// A secret setting, or `None` when it is blank.
+fn set_secret(value: Option<SecretString>) -> Option<SecretString> {
+    value.filter(|v| !v.expose_secret().trim().is_empty())
+}
 
-    /// Reads the settings through `var` (the environment, or a test's table).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Config {
+impl Config {
+    /// The settings of the command line (each read from its flag or environment variable).
+    pub fn from_settings(s: Settings) -> Config {
         Config {
-            database_url: set(var("DATABASE_URL")).map(SecretString::from),
-            api_key: set(var("MAILCHIMP_API_KEY")).map(SecretString::from),
-            audience_id: set(var("MAILCHIMP_AUDIENCE_ID")),
-            base_url: set(var("MAILCHIMP_BASE_URL")),
+            database_url: set_secret(s.database_url),
+            api_key: set_secret(s.mailchimp_api_key),
+            audience_id: set(s.mailchimp_audience_id),
+            base_url: set(s.mailchimp_base_url),
             mapping_path: PathBuf::from(
-                set(var("CHIMPSYNC_CONFIG")).unwrap_or_else(|| defaults::MAPPING_FILE.into()),
+                set(Some(s.mapping)).unwrap_or_else(|| defaults::MAPPING_FILE.into()),
             ),
-            http_addr: set(var("CHIMPSYNC_HTTP_ADDR"))
-                .unwrap_or_else(|| defaults::HTTP_ADDR.into()),
-            webhook_secret: set(var("CHIMPSYNC_WEBHOOK_SECRET"))
-                .map(|s| SecretString::from(s.trim())),
-            secret_key: set(var("CHIMPSYNC_SECRET_KEY")).map(SecretString::from),
-            previous_secret_key: set(var("CHIMPSYNC_PREVIOUS_SECRET_KEY")).map(SecretString::from),
-            new_secret_key: set(var("CHIMPSYNC_NEW_SECRET_KEY")).map(SecretString::from),
-            hostname: var("HOSTNAME").unwrap_or_else(|| defaults::HOSTNAME.into()),
+            http_addr: set(Some(s.http_addr)).unwrap_or_else(|| defaults::HTTP_ADDR.into()),
+            webhook_secret: set_secret(s.webhook_secret)
+                .map(|s| SecretString::from(s.expose_secret().trim())),
+            secret_key: set_secret(s.secret_key),
+            previous_secret_key: set_secret(s.previous_secret_key),
+            new_secret_key: set_secret(s.new_secret_key),
+            hostname: s.hostname,
             log: LogConfig {
-                format: var("LOG_FORMAT"),
-                filter: var("RUST_LOG"),
+                format: set(s.log_format),
+                filter: set(s.log_filter),
             },
         }
     }
@@ -95,19 +96,27 @@ impl Config {
         self.database_url
             .as_ref()
             .map(|url| url.expose_secret())
-            .ok_or_else(|| anyhow!("DATABASE_URL is not set (e.g. postgres://user@host:5432/db)"))
+            .ok_or_else(|| {
+                Failure::Config
+                    .error("DATABASE_URL is not set (e.g. postgres://user@host:5432/db)")
+                    .into()
+            })
     }
 
     /// The mapping file, parsed and validated.
     pub fn mapping(&self) -> Result<Mapping> {
         let path = &self.mapping_path;
         let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
+            Failure::Config.error(format!(
                 "cannot read the mapping file {} (set CHIMPSYNC_CONFIG)",
                 path.display()
-            )
+            ))
         })?;
-        Mapping::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+        Mapping::parse(&text).map_err(|e| {
+            Failure::Config
+                .error(format!("{}: {e}", path.display()))
+                .into()
+        })
     }
 
     /// The audience id: `MAILCHIMP_AUDIENCE_ID`, else `[audience].id`.
@@ -116,19 +125,21 @@ impl Config {
             .clone()
             .or_else(|| mapping.audience.id.clone())
             .ok_or_else(|| {
-                anyhow!(
-                    "no audience: set MAILCHIMP_AUDIENCE_ID or [audience].id in the mapping file"
-                )
+                Failure::Config
+                    .error("no audience: set MAILCHIMP_AUDIENCE_ID or [audience].id in the mapping file")
+                    .into()
             })
     }
 
     /// A Mailchimp client from `MAILCHIMP_API_KEY` and `MAILCHIMP_BASE_URL`.
     pub fn client(&self, timeouts: &Timeouts) -> Result<Client> {
         let Some(key) = &self.api_key else {
-            bail!("MAILCHIMP_API_KEY is not set (the key looks like <32 hex>-<dc>, e.g. ...-us6)");
+            bail!(Failure::Config.error(
+                "MAILCHIMP_API_KEY is not set (the key looks like <32 hex>-<dc>, e.g. ...-us6)"
+            ));
         };
-        let key =
-            ApiKey::parse(key.expose_secret()).map_err(|e| anyhow!("MAILCHIMP_API_KEY: {e}"))?;
+        let key = ApiKey::parse(key.expose_secret())
+            .map_err(|e| Failure::Config.error(format!("MAILCHIMP_API_KEY: {e}")))?;
         let mut config = ClientConfig::new(key);
         config.base_url = self.base_url.clone();
         config.connect_timeout = timeouts.connect;
@@ -160,10 +171,9 @@ impl Config {
     /// `CHIMPSYNC_PREVIOUS_SECRET_KEY`.
     pub fn key_ring(&self) -> Result<KeyRing> {
         let previous = match &self.previous_secret_key {
-            Some(text) => Some(
-                SecretKey::from_env_text(text.expose_secret())
-                    .map_err(|e| anyhow!("CHIMPSYNC_PREVIOUS_SECRET_KEY: {e}"))?,
-            ),
+            Some(text) => Some(SecretKey::from_env_text(text.expose_secret()).map_err(|e| {
+                Failure::Config.error(format!("CHIMPSYNC_PREVIOUS_SECRET_KEY: {e}"))
+            })?),
             None => None,
         };
         Ok(KeyRing::new(self.secret_key()?, previous))
@@ -178,15 +188,21 @@ impl Config {
 /// A secret key setting, parsed; the errors name the setting and never show its value.
 fn read_secret(name: &str, value: Option<&SecretString>, why: &str) -> Result<SecretKey> {
     let Some(text) = value else {
-        bail!("{name} is not set: {why}");
+        bail!(Failure::Config.error(format!("{name} is not set: {why}")));
     };
-    SecretKey::from_env_text(text.expose_secret()).map_err(|e| anyhow!("{name}: {e}"))
+    SecretKey::from_env_text(text.expose_secret())
+        .map_err(|e| Failure::Config.error(format!("{name}: {e}")).into())
 }
 
 /// `seconds` as a duration, or an error naming the setting.
 pub fn seconds(name: &str, seconds: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| anyhow!("{name}: {seconds} is not a valid number of seconds"))
+    Duration::try_from_secs_f64(seconds).map_err(|_| {
+        Failure::Config
+            .error(format!(
+                "{name}: {seconds} is not a valid number of seconds"
+            ))
+            .into()
+    })
 }
 
 /// HTTP timeouts of the Mailchimp client.
@@ -221,25 +237,39 @@ impl Default for Timeouts {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use clap::Parser;
 
-    fn planted(name: &str) -> Option<String> {
-        match name {
-            "DATABASE_URL" => Some("postgres://app:pw-PLANTED-1@db.internal:5432/shop".into()),
-            "MAILCHIMP_API_KEY" => Some("0123456789abcdefPLANTED23456789ab-us6".into()),
-            "CHIMPSYNC_WEBHOOK_SECRET" => Some("  hook-PLANTED-0123456789  ".into()),
-            "MAILCHIMP_AUDIENCE_ID" => Some("a1b2c3d4e5".into()),
-            "CHIMPSYNC_SECRET_KEY" => Some("secret-PLANTED-current".into()),
-            "CHIMPSYNC_PREVIOUS_SECRET_KEY" => Some("secret-PLANTED-previous".into()),
-            "CHIMPSYNC_NEW_SECRET_KEY" => Some("secret-PLANTED-new".into()),
-            _ => None,
-        }
+    use super::*;
+    use crate::cli::Cli;
+
+    /// `chimpsync ARGS status`: the command line's Debug text, and the settings.
+    fn parse(args: &[&str]) -> (String, Config) {
+        let argv = std::iter::once("chimpsync").chain(args.iter().copied());
+        let cli = Cli::try_parse_from(argv.chain(["status"])).expect("parses");
+        (format!("{cli:?}"), Config::from_settings(cli.settings))
     }
+
+    const PLANTED: &[&str] = &[
+        "--database-url",
+        "postgres://app:pw-PLANTED-1@db.internal:5432/shop",
+        "--mailchimp-api-key",
+        "0123456789abcdefPLANTED23456789ab-us6",
+        "--webhook-secret",
+        "  hook-PLANTED-0123456789  ",
+        "--mailchimp-audience-id",
+        "a1b2c3d4e5",
+        "--secret-key",
+        "secret-PLANTED-current",
+        "--previous-secret-key",
+        "secret-PLANTED-previous",
+        "--new-secret-key",
+        "secret-PLANTED-new",
+    ];
 
     #[test]
     fn debug_shows_no_secret() {
-        let config = Config::from_vars(planted);
-        let shown = format!("{config:?} {config:#?}");
+        let (cli, config) = parse(PLANTED);
+        let shown = format!("{config:?} {config:#?} {cli:?}");
         assert!(!shown.contains("PLANTED"), "{shown}");
         assert!(shown.contains("a1b2c3d4e5"), "{shown}");
         assert_eq!(
@@ -263,7 +293,19 @@ mod tests {
 
     #[test]
     fn blank_settings_are_unset_and_defaults_apply() {
-        let config = Config::from_vars(|name| (name != "HOSTNAME").then(|| " ".to_string()));
+        let blank: Vec<&str> = [
+            "--database-url",
+            "--mailchimp-api-key",
+            "--webhook-secret",
+            "--secret-key",
+            "--previous-secret-key",
+            "--config",
+            "--http-addr",
+        ]
+        .iter()
+        .flat_map(|flag| [*flag, " "])
+        .collect();
+        let (_, config) = parse(&blank);
         assert!(config.database_url().is_err());
         assert!(config.api_key.is_none() && config.webhook_secret.is_none());
         assert!(config.secret_key.is_none() && config.previous_secret_key.is_none());
@@ -271,6 +313,5 @@ mod tests {
         assert!(error.contains("CHIMPSYNC_SECRET_KEY is not set"), "{error}");
         assert_eq!(config.mapping_path, PathBuf::from(defaults::MAPPING_FILE));
         assert_eq!(config.http_addr, defaults::HTTP_ADDR);
-        assert!(config.worker_owner().starts_with("chimpsync/"));
     }
 }

@@ -31,6 +31,8 @@ pub const HOLD_REMOVALS_PERCENT: f64 = settings::DEFAULT_REMOVAL_SHARE * 100.0;
 pub const HOLD_REMOVALS_MIN_ROWS: i64 = settings::DEFAULT_REMOVAL_MIN_ROWS;
 /// Seconds back that queued removals count towards the guard.
 pub const HOLD_REMOVALS_WINDOW_SECONDS: f64 = settings::DEFAULT_REMOVAL_WINDOW.as_secs_f64();
+/// Seconds the worker loop may attempt no claim before the liveness probe fails.
+pub const LIVENESS_TIMEOUT_SECONDS: f64 = settings::DEFAULT_LIVENESS_TIMEOUT.as_secs_f64();
 /// Database connections of a worker replica.
 pub const DB_POOL_SIZE: usize = 16;
 /// Days an applied webhook event is kept: a week to look into a complaint about one, and no

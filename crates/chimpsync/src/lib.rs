@@ -3,13 +3,16 @@
 //! `worker` and `store` crates; the modules here wire them together and serve the operator-facing
 //! pieces (the HTTP endpoints and the webhook receiver of `run`).
 //!
-//! Modules depend only on those listed before them: `defaults`, `config`, `cli`, `telemetry`,
+//! Modules depend only on those listed before them: `defaults`, `exit`, `cli`, `config`, `telemetry`, `series`,
 //! `db`, `handshake`, `progress`, `webhook`, `http`, `commands`.
 
 mod cli;
 mod config;
 mod defaults;
+mod exit;
 mod telemetry;
+
+mod series;
 
 mod db;
 mod handshake;
@@ -33,8 +36,8 @@ use config::Config;
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = Config::from_env();
-    telemetry::init(&config.log);
+    let config = Config::from_settings(cli.settings);
+    telemetry::init(&config.log, default_level(&cli.command));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,8 +52,18 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("chimpsync: {}", one_line(&e));
-            ExitCode::FAILURE
+            exit::status(&e).into()
         }
+    }
+}
+
+/// The log level when `RUST_LOG` is unset: `info`, but `warn` for the demo, whose narrative on
+/// stdout would drown in the worker's progress lines on the same terminal.
+fn default_level(command: &cli::Command) -> &'static str {
+    match command {
+        #[cfg(feature = "demo")]
+        cli::Command::Demo { .. } => "warn",
+        _ => "info",
     }
 }
 

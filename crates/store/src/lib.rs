@@ -92,6 +92,14 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether the server refused the login: no such role, a wrong password, or a `pg_hba.conf`
+    /// that does not let the role in (SQLSTATE class 28), as opposed to a server not reached.
+    pub fn is_login_refused(&self) -> bool {
+        matches!(self, Error::Database(e) if e.code().is_some_and(|c| c.code().starts_with("28")))
+    }
+}
+
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
         Error::Database(e)
@@ -141,16 +149,70 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-fn spawn_connection<S, T>(connection: tokio_postgres::Connection<S, T>)
+fn spawn_connection<S, T>(
+    connection: tokio_postgres::Connection<S, T>,
+) -> tokio::task::JoinHandle<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        if let Err(e) = drive(connection).await {
             tracing::debug!(error = %e, "database connection closed");
         }
-    });
+    })
+}
+
+/// Drives a connection until it closes. The server's notices (`... already exists, skipping`)
+/// are logged at debug: tokio-postgres would log each at info, where they are noise.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+) -> Result<(), tokio_postgres::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notice(notice))) => tracing::debug!(
+                severity = notice.severity(),
+                notice = notice.message(),
+                "database notice"
+            ),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// How the pool opens a connection: as deadpool-postgres does, but driven by [`drive`].
+struct Connect<T> {
+    tls: T,
+}
+
+type Connected = std::result::Result<
+    (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+    tokio_postgres::Error,
+>;
+
+impl<T> deadpool_postgres::Connect for Connect<T>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+{
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Connected> + Send + '_>> {
+        let (tls, config) = (self.tls.clone(), config.clone());
+        Box::pin(async move {
+            let (client, connection) = config.connect(tls).await?;
+            Ok((client, spawn_connection(connection)))
+        })
+    }
 }
 
 /// How long a pooled connection waits for a row lock before its statement fails (and is retried).
@@ -187,11 +249,15 @@ pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> Result<Pool>
         recycling_method: deadpool_postgres::RecyclingMethod::Fast,
     };
     let manager = match connector {
-        tls::Connector::Plain => {
-            deadpool_postgres::Manager::from_config(config, tokio_postgres::NoTls, manager_config)
-        }
+        tls::Connector::Plain => deadpool_postgres::Manager::from_connect(
+            config,
+            Connect {
+                tls: tokio_postgres::NoTls,
+            },
+            manager_config,
+        ),
         tls::Connector::Rustls(tls) => {
-            deadpool_postgres::Manager::from_config(config, tls, manager_config)
+            deadpool_postgres::Manager::from_connect(config, Connect { tls }, manager_config)
         }
     };
     Pool::builder(manager)

@@ -607,6 +607,13 @@ impl Queue {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// Which of `ids` are rows of the queue.
+    pub async fn existing(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        let client = self.pool.get().await?;
+        let rows = client.query(queries::QUEUE_ROWS_EXIST, &[&ids]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Sends removals the mass-removal guard held, after a person has looked: all of them, or
     /// the given ids. Returns the ids released.
     pub async fn release_held_removals(&self, all: bool, ids: &[i64]) -> Result<Vec<i64>> {

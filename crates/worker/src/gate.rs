@@ -76,6 +76,32 @@ fn status_class<T>(result: &Result<T, mailchimp::Error>) -> &'static str {
     }
 }
 
+/// What an answer says about Mailchimp's health: reached and the key accepted (`Some(true)`: a
+/// 2xx, or a 4xx about the data), unreachable, failing or refusing the key (`Some(false)`:
+/// transport errors, 5xx, and with one key `API Key Invalid`/`Missing`), or nothing (`None`:
+/// throttled, which is busy rather than down, and unreadable bodies). With many keys one
+/// account's refused key says nothing about Mailchimp.
+pub fn mailchimp_up<T>(result: &Result<T, mailchimp::Error>, one_key: bool) -> Option<bool> {
+    use mailchimp::ProblemKind::{ApiKeyInvalid, ApiKeyMissing};
+    match result {
+        Ok(_) => Some(true),
+        Err(mailchimp::Error::Transport { .. } | mailchimp::Error::Server { .. }) => Some(false),
+        Err(e @ mailchimp::Error::Api(_)) => match e.problem_kind() {
+            Some(ApiKeyInvalid | ApiKeyMissing) => one_key.then_some(false),
+            _ => Some(true),
+        },
+        Err(_) => None,
+    }
+}
+
+/// Sets `chimpsync_mailchimp_up` from an answer (see [`mailchimp_up`]); leaves it as it is when
+/// the answer says nothing.
+pub fn note_mailchimp_health<T>(result: &Result<T, mailchimp::Error>, one_key: bool) {
+    if let Some(up) = mailchimp_up(result, one_key) {
+        metrics::gauge!("chimpsync_mailchimp_up").set(if up { 1.0 } else { 0.0 });
+    }
+}
+
 impl Gate {
     /// A gate over the shared slots.
     pub fn new(slots: SlotTable) -> Gate {
@@ -164,6 +190,7 @@ impl Gate {
         };
         metrics::histogram!("chimpsync_mailchimp_request_duration_seconds", "endpoint" => endpoint, "status_class" => status_class(&result))
             .record(started.elapsed().as_secs_f64());
+        note_mailchimp_health(&result, self.key.is_none());
         match result {
             Ok(v) => {
                 self.succeeded();

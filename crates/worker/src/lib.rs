@@ -8,7 +8,7 @@
 //! flight. Every Mailchimp request passes the [`gate::Gate`]: one cap for all replicas, and a
 //! worker-wide pause after throttling. Every retry schedule is named in [`retry`].
 //!
-//! Modules, each using only those listed before it: `error`, [`retry`], [`settings`], `policy`,
+//! Modules, each using only those listed before it: `error`, [`retry`], [`settings`], [`liveness`], `policy`,
 //! `plan`, [`gate`], `results`, `members`, `batch`, `run`, [`reconcile`].
 //!
 //! This crate owns no SQL and no HTTP details: those live in `store` and `mailchimp`.
@@ -16,6 +16,8 @@
 mod error;
 pub mod retry;
 pub mod settings;
+
+pub mod liveness;
 
 mod policy;
 

@@ -378,6 +378,8 @@ impl Results {
             .when(store::Error::is_transient)
             .notify(|e, after| debug!(error = %e, retry_in_ms = after.as_millis() as u64, "ack failed; retrying"))
             .await;
+        metrics::histogram!("chimpsync_ack_duration_seconds")
+            .record(ack_started.elapsed().as_secs_f64());
         if ack_started.elapsed() > Duration::from_secs(1) {
             warn!(seconds = ack_started.elapsed().as_secs_f64(), "slow ack");
         }

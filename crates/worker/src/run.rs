@@ -17,6 +17,7 @@ use crate::accounts::{Accounts, OpenKey};
 use crate::batch::Engine;
 use crate::error::Error;
 use crate::gate::Gate;
+use crate::liveness::Heartbeat;
 use crate::results::DrainOutcome;
 use crate::retry;
 use crate::settings::Settings;
@@ -34,6 +35,7 @@ pub type Hold = watch::Receiver<Option<String>>;
 pub struct Worker {
     engine: Arc<Engine>,
     hold: Option<Hold>,
+    heartbeat: Heartbeat,
 }
 
 impl std::fmt::Debug for Worker {
@@ -83,6 +85,7 @@ impl Worker {
                 settings,
             }),
             hold: None,
+            heartbeat: Heartbeat::new(),
         })
     }
 
@@ -128,6 +131,11 @@ impl Worker {
         &self.engine.gate
     }
 
+    /// The run loop's progress, for the liveness probe.
+    pub fn heartbeat(&self) -> &Heartbeat {
+        &self.heartbeat
+    }
+
     /// One unit of work: claim one batch, send it, record the results.
     pub async fn drain_once(&self) -> Result<DrainOutcome, Error> {
         let claim = self.claim().await?;
@@ -150,8 +158,14 @@ impl Worker {
         })
         .retry(retry::claim())
         .when(store::Error::is_transient)
-        .notify(|e, after| debug!(error = %e, retry_in_ms = after.as_millis() as u64, "claim failed; retrying"))
+        .notify(|e, after| {
+            // A failed attempt is still an attempt: the loop is alive, the database is not.
+            self.heartbeat.beat();
+            debug!(error = %e, retry_in_ms = after.as_millis() as u64, "claim failed; retrying")
+        })
         .await;
+        metrics::histogram!("chimpsync_claim_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         if started.elapsed() > Duration::from_secs(1) {
             warn!(seconds = started.elapsed().as_secs_f64(), "slow claim");
         }
@@ -179,9 +193,9 @@ impl Worker {
                     if stopping.is_cancelled() || worker.held() {
                         None
                     } else {
-                        worker
-                            .claim()
-                            .await
+                        let claim = worker.claim().await;
+                        worker.heartbeat.beat();
+                        claim
                             .inspect_err(|e| warn!(error = %e, "claim failed"))
                             .ok()
                     }
@@ -233,6 +247,7 @@ impl Worker {
             batch_size = s.batch_size,
             "worker started"
         );
+        self.heartbeat.beat();
         loop {
             while let Some(done) = tasks.try_join_next() {
                 let done = done.unwrap_or_default();
@@ -246,12 +261,20 @@ impl Worker {
                 p = permits.clone().acquire_owned() => p.expect("never closed"),
                 _ = shutdown.cancelled() => break,
             };
+            // A throttle pause and the schema hold are waits by design, not stalls.
+            let paused = self
+                .engine
+                .gate
+                .pause_remaining()
+                .map(|_| self.heartbeat.excuse());
             if self.engine.gate.wait_throttle(&shutdown).await.is_err() {
                 break;
             }
+            drop(paused);
             if self.held() {
                 drop(permit);
                 behind = false;
+                let _waiting = self.heartbeat.excuse();
                 if !self.wait_unheld(&shutdown).await {
                     break;
                 }
@@ -261,7 +284,9 @@ impl Worker {
                 self.spawn(&mut tasks, None, permit, &claims, &shutdown, &hard_stop);
                 continue;
             }
-            let claim = match self.claim().await {
+            let claimed = self.claim().await;
+            self.heartbeat.beat();
+            let claim = match claimed {
                 Ok(claim) => {
                     outage = retry::database_outage().build();
                     claim

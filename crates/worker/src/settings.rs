@@ -43,6 +43,11 @@ pub const DEFAULT_REMOVAL_MIN_ROWS: i64 = 100;
 /// How far back queued removals count: an hour covers a truncate followed by a slow restore, so
 /// the restore's upserts find the removals still held.
 pub const DEFAULT_REMOVAL_WINDOW: Duration = Duration::from_secs(3600);
+/// How long the run loop may go without attempting a claim before the liveness probe fails
+/// ([`crate::liveness`]): well above the lease (a full set of batches in progress can keep the
+/// loop waiting that long for a free place), the idle poll and a claim's own retries, so only a
+/// loop that is stuck trips it. The schema hold and throttle pauses do not count.
+pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(300);
 /// Who claims when the caller names no host (see [`owner`]).
 pub const DEFAULT_HOST: &str = "chimpsync";
 
@@ -88,6 +93,9 @@ pub struct Settings {
     /// When queued removals are held instead of sent. Default [`DEFAULT_REMOVAL_SHARE`],
     /// [`DEFAULT_REMOVAL_MIN_ROWS`], [`DEFAULT_REMOVAL_WINDOW`].
     pub removal_guard: RemovalGuard,
+    /// How long the run loop may attempt no claim before `/healthz` fails. Must exceed the lease
+    /// and one and a half idle polls. Default [`DEFAULT_LIVENESS_TIMEOUT`].
+    pub liveness_timeout: Duration,
 }
 
 impl Settings {
@@ -113,6 +121,7 @@ impl Settings {
                 min_rows: DEFAULT_REMOVAL_MIN_ROWS,
                 window: DEFAULT_REMOVAL_WINDOW,
             },
+            liveness_timeout: DEFAULT_LIVENESS_TIMEOUT,
         }
     }
 
@@ -134,6 +143,17 @@ impl Settings {
                 "lease ({:?}) must be longer than the request timeout ({:?}) plus {:?}: requests \
                  start only until the lease minus the request timeout minus {:?}",
                 self.lease, self.request_timeout, LEASE_MARGIN, LEASE_MARGIN
+            )));
+        }
+        // Waiting for a free place among the batches in progress may last a lease, and an idle
+        // poll up to one and a half intervals: a shorter timeout would restart healthy workers.
+        if self.liveness_timeout <= self.lease
+            || self.liveness_timeout <= self.poll_interval * 3 / 2
+        {
+            return Err(Error::Settings(format!(
+                "liveness timeout ({:?}) must be longer than the lease ({:?}) and one and a half \
+                 poll intervals ({:?})",
+                self.liveness_timeout, self.lease, self.poll_interval
             )));
         }
         if self.retry.max_attempts < 1 {
@@ -180,6 +200,8 @@ mod tests {
         assert!(refused(|s| s.concurrency = 0));
         assert!(refused(|s| s.lease = s.request_timeout));
         assert!(refused(|s| s.retry.max_attempts = 0));
+        assert!(refused(|s| s.liveness_timeout = s.lease));
+        assert!(refused(|s| s.poll_interval = s.liveness_timeout));
         assert!(refused(|s| s.audience_id = " ".into()));
         assert!(refused(|s| s.removal_guard.share = 1.5));
         assert!(refused(|s| s.removal_guard.min_rows = -1));

@@ -12,6 +12,7 @@ use store::accounts::{self, AccountSummary, Connect};
 use crate::cli::{AccountAddArgs, AccountCommand, AccountSetArgs};
 use crate::config::Config;
 use crate::db;
+use crate::exit::Failure;
 
 /// Runs an `account` subcommand.
 pub async fn run(config: &Config, command: AccountCommand) -> Result<()> {
@@ -68,7 +69,7 @@ fn api_key(from_env: Option<&SecretString>, stdin: bool) -> Result<SecretString>
         })?
     };
     if key.expose_secret().is_empty() {
-        bail!("the API key is empty");
+        bail!(Failure::Config.error("the API key is empty"));
     }
     mailchimp::ApiKey::parse(key.expose_secret()).map_err(|e| anyhow!("the API key: {e}"))?;
     Ok(key)
@@ -104,7 +105,7 @@ async fn add(config: &Config, client: &tokio_postgres::Client, args: AccountAddA
 
 async fn set(client: &tokio_postgres::Client, args: AccountSetArgs) -> Result<()> {
     if args.audience.is_none() && !args.api_key_stdin {
-        bail!("nothing to change: pass --audience ID and/or --api-key-stdin");
+        bail!(Failure::Usage.error("nothing to change: pass --audience ID and/or --api-key-stdin"));
     }
     let key = if args.api_key_stdin {
         // `account set` takes a new key only from stdin: MAILCHIMP_API_KEY is often set for

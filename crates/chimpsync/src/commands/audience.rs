@@ -1,6 +1,6 @@
 //! `chimpsync audience create`.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::cli::AudienceArgs;
 use crate::config::{Config, Timeouts};
@@ -48,7 +48,7 @@ pub async fn create(config: &Config, args: AudienceArgs) -> Result<()> {
     let audience = client
         .create_audience(&request)
         .await
-        .map_err(|e| anyhow!("creating the audience: {e}"))?;
+        .context("creating the audience")?;
     if let Some((account, queue)) = &account {
         let db = queue.pool().get().await?;
         store::accounts::update(&**db, &account.account, Some(&audience.id), None)

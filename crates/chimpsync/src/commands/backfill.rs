@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use tracing::info;
 
 use crate::config::Config;
+use crate::exit::Failure;
 use crate::{db, handshake, progress};
 
 /// Largest chunk accepted.
@@ -56,11 +57,13 @@ pub async fn fill(
 /// account's customers (Sync Contacts).
 pub async fn run(config: &Config, chunk_size: i64, account: Option<&str>) -> Result<()> {
     if !(1..=MAX_CHUNK).contains(&chunk_size) {
-        bail!("--chunk-size must be between 1 and {MAX_CHUNK}");
+        bail!(Failure::Usage.error(format!("--chunk-size must be between 1 and {MAX_CHUNK}")));
     }
     let mapping = config.mapping()?;
     if account.is_some() && !mapping.multi_account() {
-        bail!("--account needs a mapping with [source].account (many accounts)");
+        bail!(
+            Failure::Usage.error("--account needs a mapping with [source].account (many accounts)")
+        );
     }
     let client = db::connect(config).await?;
     // Rows enqueued for triggers of another mapping would carry other fields.

@@ -24,7 +24,7 @@ use crate::config::Config;
 pub async fn execute(command: Command, config: &Config) -> Result<ExitCode> {
     match command {
         Command::Setup(args) => setup::run(config, args).await?,
-        Command::Check => return check::run(config).await,
+        Command::Check { json } => return check::run(config, json).await,
         Command::Backfill {
             chunk_size,
             account,

@@ -6,12 +6,15 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::db;
+use crate::exit::Failure;
 
 /// Releases every held removal (`all`) or the rows `ids`, and says how many it released and which
 /// of `ids` were not held.
 pub async fn run(config: &Config, all: bool, ids: &[i64]) -> Result<()> {
     if !all && ids.is_empty() {
-        bail!("name the held removals to send (chimpsync release-removals ID ...) or use --all");
+        bail!(Failure::Usage.error(
+            "name the held removals to send (chimpsync release-removals ID ...) or use --all"
+        ));
     }
     let queue = db::queue(config, 1).await?;
     let released = queue.release_held_removals(all, ids).await?;

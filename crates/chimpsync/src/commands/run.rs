@@ -60,6 +60,7 @@ fn settings(
         min_rows: tuning.hold_removals_min_rows,
         window: seconds("hold-removals window", tuning.hold_removals_window_seconds)?,
     };
+    s.liveness_timeout = seconds("liveness timeout", tuning.liveness_timeout_seconds)?;
     s.validate()?;
     Ok(s)
 }
@@ -143,6 +144,37 @@ async fn prune_inbound(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
+/// How often Mailchimp's `/ping` refreshes `chimpsync_mailchimp_up` (between the worker's own
+/// requests, which refresh it too): two requests a minute per replica, nothing against the
+/// API's limits, and an idle worker still knows whether Mailchimp would answer.
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// With one account, until `shutdown`: pings Mailchimp every [`PING_EVERY`] and sets
+/// `chimpsync_mailchimp_up`; logs when Mailchimp stops or starts answering.
+async fn ping_mailchimp(client: mailchimp::Client, shutdown: CancellationToken) {
+    let mut was_up = None;
+    loop {
+        let answer = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            answer = client.ping() => answer,
+        };
+        worker::gate::note_mailchimp_health(&answer, true);
+        let up = worker::gate::mailchimp_up(&answer, true);
+        match (&answer, up) {
+            (Err(e), Some(false)) if was_up != Some(false) => {
+                warn!(error = %e, "Mailchimp does not answer /ping")
+            }
+            (Ok(()), Some(true)) if was_up == Some(false) => info!("Mailchimp answers /ping again"),
+            _ => {}
+        }
+        was_up = up.or(was_up);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PING_EVERY) => {}
         }
     }
 }
@@ -278,6 +310,8 @@ pub async fn run(config: &Config, options: Options, tuning: Tuning) -> Result<()
     } else {
         Some(seconds("inbound retention", days * 86_400.0)?)
     };
+    // The recorder first, so that nothing recorded from the start is lost.
+    let _ = crate::series::handle();
     let (worker, mapping) = build_worker(config, &tuning).await?;
     let pool = worker.queue().pool().clone();
     let handshake = Handshake::new(pool.clone(), mapping.clone()).await?;
@@ -326,12 +360,16 @@ pub async fn run(config: &Config, options: Options, tuning: Tuning) -> Result<()
                     .retry_loop(webhook::RETRY_INTERVAL, shutdown.clone()),
             );
         }
-        let state = if mapping.multi_account() {
-            http::HttpState::for_accounts(worker.clone(), config)?
-        } else {
-            http::HttpState::new(worker.clone(), config)?
-        };
-        let state = state.with_webhooks(receiver).with_hold(handshake.hold());
+        // With many accounts there is no one key to ping: their requests set the gauge.
+        if !mapping.multi_account() {
+            tokio::spawn(ping_mailchimp(
+                config.client(&Timeouts::default())?,
+                shutdown.clone(),
+            ));
+        }
+        let state = http::HttpState::new(worker.clone(), config)?
+            .with_webhooks(receiver)
+            .with_hold(handshake.hold());
         Some(http::serve(state, shutdown.clone()).await?)
     };
     {

@@ -8,11 +8,20 @@ use store::{DdlGuard, TriggerShape};
 
 use crate::cli::SetupArgs;
 use crate::config::{Config, Timeouts};
+use crate::exit::Failure;
 use crate::{db, keys};
 
 /// Runs `setup` as its arguments say.
 pub async fn run(config: &Config, args: SetupArgs) -> Result<()> {
     if args.uninstall {
+        if !args.yes && !args.print_sql {
+            bail!(Failure::Usage.error(
+                "setup --uninstall drops schema chimpsync with the queue (changes not yet synced \
+                 are lost), the record of what Mailchimp holds and the change triggers (and the \
+                 role named by --worker-role); nothing was changed. Add --yes to do it \
+                 (--print-sql shows the statements first)"
+            ));
+        }
         return uninstall(config, args.print_sql, args.worker_role.as_deref()).await;
     }
     let shape = if args.trigger_shape == "row" {
@@ -203,7 +212,9 @@ async fn merge_fields(config: &Config) -> Result<()> {
             .find(|c| &c.name == column)
             .map(|c| c.sql_type.clone())
         else {
-            bail!("merge_fields.{tag}: column {column:?} does not exist in table {table}");
+            bail!(Failure::Config.error(format!(
+                "merge_fields.{tag}: column {column:?} does not exist in table {table}"
+            )));
         };
         let wanted = merge_field_type(&sql_type);
         fields.push(WantedField {
@@ -260,10 +271,10 @@ async fn merge_fields_of_accounts(
         failed.len()
     );
     if !failed.is_empty() {
-        bail!(
+        bail!(Failure::Partial.error(format!(
             "the merge fields of account(s) {} could not be created (see above)",
             failed.join(", ")
-        );
+        )));
     }
     Ok(())
 }

@@ -5,21 +5,23 @@ use secrecy::ExposeSecret;
 
 use crate::cli::RegisterArgs;
 use crate::config::{Config, Timeouts};
+use crate::exit::Failure;
 use crate::webhook::{account_path, registration};
 use crate::{db, keys};
 
 /// Registers the webhook [`registration`] describes on the audience. Idempotent: a webhook with the same URL is
 /// reported, not added again.
 pub(crate) async fn register(config: &Config, args: RegisterArgs) -> Result<()> {
-    let parsed = url::Url::parse(args.url.trim()).map_err(|e| anyhow!("--url: not a URL ({e})"))?;
+    let parsed = url::Url::parse(args.url.trim())
+        .map_err(|e| Failure::Usage.error(format!("--url: not a URL ({e})")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        bail!("--url: must be an http(s) URL");
+        bail!(Failure::Usage.error("--url: must be an http(s) URL"));
     }
     if let Some(account) = args.account.as_deref() {
         return register_account(config, &args, account).await;
     }
     if config.mapping()?.multi_account() {
-        bail!("the mapping serves many accounts ([source].account): register each account's webhook with --account ACCOUNT");
+        bail!(Failure::Usage.error("the mapping serves many accounts ([source].account): register each account's webhook with --account ACCOUNT"));
     }
     if let Some(secret) = &config.webhook_secret {
         if parsed.path_segments().and_then(|mut s| s.next_back()) != Some(secret.expose_secret()) {
@@ -39,7 +41,8 @@ pub(crate) async fn register(config: &Config, args: RegisterArgs) -> Result<()> 
 /// with its key. The secret is not printed: it is in `chimpsync.accounts.webhook_secret`.
 async fn register_account(config: &Config, args: &RegisterArgs, account: &str) -> Result<()> {
     if !config.mapping()?.multi_account() {
-        bail!("--account: the mapping serves one account (it names no [source].account)");
+        bail!(Failure::Usage
+            .error("--account: the mapping serves one account (it names no [source].account)"));
     }
     let queue = db::queue(config, 1).await?;
     let opened = keys::open_account(config, queue.pool(), account).await?;
