@@ -17,3 +17,6 @@ create index if not exists sync_queue_account_due_idx
 -- big account's rows to find a small account's few; without it the per-account index is the
 -- only way to them. It also saves an index write per queue row.
 drop index if exists chimpsync.sync_queue_due_idx;
+-- The claim walks the accounts waiting longest first.
+create index if not exists accounts_claim_order_idx
+    on chimpsync.accounts (last_claimed_at, account) where enabled and state = 'active';
