@@ -88,31 +88,38 @@ impl fmt::Debug for Client {
     }
 }
 
+/// The API root of `config`: its base URL, or the key's data centre. Refuses a base URL that
+/// is not `http(s)://…`.
+fn base_of(config: &ClientConfig) -> Result<(Url, String)> {
+    let base_str = match &config.base_url {
+        Some(url) => url.trim().trim_end_matches('/').to_owned(),
+        None => format!(
+            "https://{}.api.mailchimp.com/3.0",
+            config.api_key.data_center()
+        ),
+    };
+    let base = Url::parse(&base_str)
+        .map_err(|e| Error::InvalidInput(format!("the Mailchimp base URL is invalid: {e}")))?;
+    if !matches!(base.scheme(), "http" | "https")
+        || base.cannot_be_a_base()
+        || base.query().is_some()
+        || base.fragment().is_some()
+    {
+        return Err(Error::InvalidInput(
+            "the Mailchimp base URL must be an http(s) URL without query, e.g. \
+             https://us6.api.mailchimp.com/3.0"
+                .to_owned(),
+        ));
+    }
+    Ok((base, base_str))
+}
+
 impl Client {
     /// Builds the client (no request is made; use [`Client::ping`] to check the key).
     ///
     /// Refuses a base URL that is not `http(s)://…` and zero timeouts.
     pub fn new(config: ClientConfig) -> Result<Client> {
-        let base_str = match &config.base_url {
-            Some(url) => url.trim().trim_end_matches('/').to_owned(),
-            None => format!(
-                "https://{}.api.mailchimp.com/3.0",
-                config.api_key.data_center()
-            ),
-        };
-        let base = Url::parse(&base_str)
-            .map_err(|e| Error::InvalidInput(format!("the Mailchimp base URL is invalid: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https")
-            || base.cannot_be_a_base()
-            || base.query().is_some()
-            || base.fragment().is_some()
-        {
-            return Err(Error::InvalidInput(
-                "the Mailchimp base URL must be an http(s) URL without query, e.g. \
-                 https://us6.api.mailchimp.com/3.0"
-                    .to_owned(),
-            ));
-        }
+        let (base, base_str) = base_of(&config)?;
         if config.connect_timeout.is_zero() || config.request_timeout.is_zero() {
             return Err(Error::InvalidInput(
                 "Mailchimp timeouts must be greater than zero".to_owned(),
@@ -130,6 +137,24 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                base,
+                base_str,
+                key: config.api_key,
+            }),
+        })
+    }
+
+    /// A client for another key (and base URL) that shares this client's connections and
+    /// settings (timeouts, pool): many accounts on one data centre then cost one connection
+    /// pool and one TLS setup, not one each. The key is sent per request, so sharing
+    /// connections shares no credentials.
+    pub fn for_key(&self, api_key: ApiKey, base_url: Option<String>) -> Result<Client> {
+        let mut config = ClientConfig::new(api_key);
+        config.base_url = base_url;
+        let (base, base_str) = base_of(&config)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http: self.inner.http.clone(),
                 base,
                 base_str,
                 key: config.api_key,

@@ -29,6 +29,9 @@ pub struct KeyRingOpener {
     base_url: Option<String>,
     connect_timeout: std::time::Duration,
     request_timeout: std::time::Duration,
+    /// The first client opened: every later one shares its connections (one pool and TLS
+    /// setup for all accounts, not one per account).
+    first: std::sync::OnceLock<Client>,
 }
 
 impl KeyRingOpener {
@@ -44,6 +47,7 @@ impl KeyRingOpener {
             base_url,
             connect_timeout,
             request_timeout,
+            first: std::sync::OnceLock::new(),
         }
     }
 }
@@ -57,11 +61,19 @@ impl OpenKey for KeyRingOpener {
             .map_err(|e| format!("the account's API key cannot be decrypted: {e}"))?;
         let key = mailchimp::ApiKey::parse(key.expose_secret())
             .map_err(|e| format!("the account's API key is malformed: {e}"))?;
+        if let Some(first) = self.first.get() {
+            return first
+                .for_key(key, self.base_url.clone())
+                .map_err(|e| format!("Mailchimp client: {e}"));
+        }
         let mut config = mailchimp::ClientConfig::new(key);
         config.base_url = self.base_url.clone();
         config.connect_timeout = self.connect_timeout;
         config.request_timeout = self.request_timeout;
-        Client::new(config).map_err(|e| format!("Mailchimp client: {e}"))
+        let client = Client::new(config).map_err(|e| format!("Mailchimp client: {e}"))?;
+        // Set once; a client opened at the same moment by another thread simply keeps its own.
+        let _ = self.first.set(client.clone());
+        Ok(client)
     }
 }
 
