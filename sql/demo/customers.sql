@@ -9,5 +9,9 @@ create table public.customers (
     customer_type   text,
     consent_contact boolean,
     notes           text,
-    deleted_at      timestamptz
+    deleted_at      timestamptz,
+    -- An interest group each: the pet (one interest named by the value), and newsletters.
+    pet_type        text,
+    wants_news      boolean,
+    wants_offers    boolean
 );

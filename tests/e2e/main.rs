@@ -6,6 +6,7 @@ mod account_commands;
 mod accounts;
 mod binary;
 mod cli;
+mod groups;
 mod inbound;
 mod many_accounts;
 mod operations;

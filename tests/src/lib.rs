@@ -183,6 +183,7 @@ impl Fixture {
     pub fn settings(&self) -> worker::Settings {
         let mut s = worker::Settings::new(AUDIENCE);
         s.audience = self.mapping.audience.clone();
+        s.interests = self.mapping.interests.clone();
         s.lease = Duration::from_secs(30);
         s.request_timeout = Duration::from_secs(10);
         s.retry = worker::retry::RetryPolicy {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use mailchimp::{Client, ListMembers, Member, Status};
+use worker::groups::AudienceGroups;
 
 use crate::fixture::{queries, AUDIENCE};
 
@@ -64,10 +65,35 @@ async fn members(client: &Client) -> Result<BTreeMap<String, Member>> {
     }
 }
 
+/// The names of the member's interests that are on, "category/name", sorted.
+pub(crate) fn interests_on(groups: &AudienceGroups, m: &Member) -> Vec<String> {
+    let mut on: Vec<String> = groups
+        .categories
+        .iter()
+        .flat_map(|c| {
+            c.interests
+                .iter()
+                .filter(|(id, _)| m.interests.get(id).copied().unwrap_or(false))
+                .map(move |(_, name)| format!("{}/{name}", c.title))
+        })
+        .collect();
+    on.sort();
+    on
+}
+
+/// Whether the member gives the marketing permission of this text (`None`: it has none such).
+pub(crate) fn permission(m: &Member, text: &str) -> Option<bool> {
+    m.marketing_permissions
+        .iter()
+        .find(|p| p.text == text)
+        .map(|p| p.enabled)
+}
+
 /// Compares every customer that should be a member with its member.
 pub(crate) async fn compare(db: &tokio_postgres::Client, client: &Client) -> Result<Report> {
     let rows = db.query(queries::COMPARE, &[]).await?;
     let members = members(client).await?;
+    let groups = worker::groups::read(client, AUDIENCE).await?;
     let mut report = Report {
         customers: rows.len(),
         matching: 0,
@@ -107,18 +133,24 @@ pub(crate) async fn compare(db: &tokio_postgres::Client, client: &Client) -> Res
             Some(k) => m.tags.iter().any(|t| t.eq_ignore_ascii_case(k)) && m.tags.len() == 1,
             None => m.tags.is_empty(),
         };
+        let pet: Option<String> = row.get(8);
+        let want_interests: Vec<String> = pet.iter().map(|p| format!("Pet type/{p}")).collect();
         if m.status == want_status
             && field("FNAME") == first
             && field("LNAME") == last
             && field("STORE") == store
             && tags_ok
+            && interests_on(&groups, m) == want_interests
+            && permission(m, "Email") == Some(consent)
         {
             report.matching += 1;
         } else {
             report.differing.push(format!(
-                "customer {key}: member status={} tags={:?}",
+                "customer {key}: member status={} tags={:?} interests={:?} Email permission={:?}",
                 m.status.as_str(),
-                m.tags
+                m.tags,
+                interests_on(&groups, m),
+                permission(m, "Email")
             ));
         }
         if report.sample.len() < SAMPLE_ROWS {

@@ -33,6 +33,24 @@ STORE = "store"
 columns = ["customer_type"]
 "#;
 
+/// What the demo maps besides [`MAPPING`]: the pet type as an interest group (the value names
+/// the interest that is on) and the consent column as the audience's "Email" marketing
+/// permission (the audience has GDPR fields).
+pub const GROUPS: &str = r#"
+[[interests]]
+category = "Pet type"
+type     = "dropdown"
+column   = "pet_type"
+
+[marketing_permissions]
+"Email" = "consent_contact"
+"#;
+
+/// The demo's mapping file: [`MAPPING`] with [`GROUPS`].
+pub fn demo_mapping() -> String {
+    format!("{MAPPING}{GROUPS}")
+}
+
 /// The merge field the mapping needs besides those every new audience has (`FNAME`, `LNAME`).
 pub fn store_merge_field() -> mailchimp::NewMergeField {
     mailchimp::NewMergeField {
@@ -65,5 +83,8 @@ mod tests {
         assert_eq!(mapping.audience.id.as_deref(), Some(AUDIENCE));
         assert_eq!(mapping.merge_fields[&store_merge_field().tag], "store");
         assert!(sample(3).contains("generate_series(1, 3)"));
+        let demo = store::Mapping::parse(&demo_mapping()).unwrap();
+        assert_eq!(demo.interests[0].column.as_deref(), Some("pet_type"));
+        assert_eq!(demo.marketing_permissions["Email"], "consent_contact");
     }
 }

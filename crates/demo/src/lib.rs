@@ -21,7 +21,7 @@ use mailchimp_emulator::{Config as EmulatorConfig, Emulator};
 use store::{Mapping, Queue, TriggerShape};
 use tokio_util::sync::CancellationToken;
 
-use fixture::{queries, API_KEY, AUDIENCE, MAPPING};
+use fixture::{queries, API_KEY, AUDIENCE};
 
 /// The database the demo creates (again) on the server.
 const DEMO_DB: &str = "chimpsync_demo";
@@ -33,12 +33,13 @@ const BACKFILL_CHUNK: i64 = 5000;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The live changes: what each shows, its SQL, and the address to look up afterwards.
-const STEPS: [(&str, &str, &str); 7] = [
-    ("a new customer", "insert into customers (id, email, first_name, last_name, store, customer_type, consent_contact) values (900001, 'marta.nunes@petmail.test', 'Marta', 'Nunes', 'Porto', 'dog owner', true)", "marta.nunes@petmail.test"),
+const STEPS: [(&str, &str, &str); 8] = [
+    ("a new customer", "insert into customers (id, email, first_name, last_name, store, customer_type, consent_contact, pet_type) values (900001, 'marta.nunes@petmail.test', 'Marta', 'Nunes', 'Porto', 'dog owner', true, 'Dog')", "marta.nunes@petmail.test"),
     ("an edit (last name)", "update customers set last_name = 'Nunes-Costa' where id = 900001", "marta.nunes@petmail.test"),
     ("an email change (the member is renamed, no duplicate)", "update customers set email = 'marta@pawpost.test' where id = 900001", "marta@pawpost.test"),
     ("customer type changed (old tag off, new tag on)", "update customers set customer_type = 'breeder' where id = 900001", "marta@pawpost.test"),
-    ("consent removed (unsubscribed)", "update customers set consent_contact = false where id = 900001", "marta@pawpost.test"),
+    ("pet type changed (the old interest off, the new one on; a new pet type becomes a new interest)", "update customers set pet_type = 'Parrot' where id = 900001", "marta@pawpost.test"),
+    ("consent removed (unsubscribed, and the Email permission withdrawn)", "update customers set consent_contact = false where id = 900001", "marta@pawpost.test"),
     ("deleted (archived)", "delete from customers where id = 900001", "marta@pawpost.test"),
     ("a fake address (Mailchimp refuses it: parked, not retried forever)", "insert into customers (id, email, first_name, last_name, consent_contact) values (900002, 'nobody@example.com', 'No', 'Body', true)", "nobody@example.com"),
 ];
@@ -75,12 +76,12 @@ pub async fn run(server: Option<&str>, customers: i64) -> Result<()> {
     db.batch_execute(fixture::CUSTOMERS).await?;
     db.batch_execute(&fixture::sample(customers)).await?;
 
-    say("2. The Mailchimp emulator, in-process, with one audience");
+    say("2. The Mailchimp emulator, in-process, with one audience (GDPR fields on)");
     let emulator = Emulator::start(
         "127.0.0.1:0".parse().expect("literal address"),
         EmulatorConfig {
             api_key: Some(API_KEY.into()),
-            audiences: vec![AUDIENCE.into()],
+            gdpr_audiences: vec![AUDIENCE.into()],
             ..Default::default()
         },
     )
@@ -95,10 +96,11 @@ pub async fn run(server: Option<&str>, customers: i64) -> Result<()> {
     say(format!("   listening at {}", emulator.base_url()));
 
     say("3. chimpsync setup with this mapping file:");
-    for line in MAPPING.trim_start().lines() {
+    let text = fixture::demo_mapping();
+    for line in text.trim_start().lines() {
         say(format!("     {line}"));
     }
-    let mapping = Mapping::parse(MAPPING)?;
+    let mapping = Mapping::parse(&text)?;
     store::setup(&mut db, &mapping, TriggerShape::Statement).await?;
 
     say("4. chimpsync backfill (the initial sync), then the worker drains the queue");
@@ -108,6 +110,7 @@ pub async fn run(server: Option<&str>, customers: i64) -> Result<()> {
     print_status("   queue after backfill:", &queue).await?;
     let mut settings = worker::Settings::new(AUDIENCE);
     settings.audience = mapping.audience.clone();
+    settings.interests = mapping.interests.clone();
     settings.poll_interval = Duration::from_millis(50);
     settings.retry.base = Duration::from_millis(200);
     let worker = worker::Worker::new(queue.clone(), client.clone(), settings)?;
@@ -129,9 +132,10 @@ pub async fn run(server: Option<&str>, customers: i64) -> Result<()> {
     for (what, sql, email) in STEPS {
         db.batch_execute(sql).await?;
         wait_drained(&queue).await?;
+        let groups = worker::groups::read(&client, AUDIENCE).await?;
         let shown = match client.get_member(AUDIENCE, email).await {
             Ok(m) => format!(
-                "{} status={} FNAME={} LNAME={} tags={:?}",
+                "{} status={} FNAME={} LNAME={} tags={:?} interests={:?} Email permission={}",
                 m.email_address,
                 m.status.as_str(),
                 m.merge_fields
@@ -142,7 +146,9 @@ pub async fn run(server: Option<&str>, customers: i64) -> Result<()> {
                     .get("LNAME")
                     .and_then(|v| v.as_str())
                     .unwrap_or(""),
-                m.tags
+                m.tags,
+                compare::interests_on(&groups, &m),
+                compare::permission(&m, "Email").map_or("none".into(), |on| on.to_string()),
             ),
             Err(e) => format!("{email}: not in the audience ({e})"),
         };

@@ -99,9 +99,50 @@ fn payload_expression(mapping: &Mapping, col: &dyn Fn(&str) -> String) -> String
         Some(column) => format!("coalesce({}, false)", col(column)),
         None => "true".to_string(),
     };
-    format!(
-        "jsonb_build_object('merge_fields', {merge_fields}, 'tags', {tags}, 'consent', {consent})"
-    )
+    let mut payload = format!(
+        "jsonb_build_object('merge_fields', {merge_fields}, 'tags', {tags}, 'consent', {consent}"
+    );
+    // Interests and permissions enter the payload only when mapped, so a mapping without them
+    // builds the payload it always did.
+    if !mapping.interests.is_empty() {
+        let categories: Vec<String> = mapping
+            .interests
+            .iter()
+            .map(|entry| {
+                let value = match (&entry.column, &entry.columns) {
+                    (Some(column), _) => format!("({})::text", col(column)),
+                    (None, columns) => {
+                        let pairs: Vec<String> = columns
+                            .iter()
+                            .flatten()
+                            .map(|(name, column)| {
+                                format!("{}, coalesce({}, false)", quote_literal(name), col(column))
+                            })
+                            .collect();
+                        format!("jsonb_build_object({})", pairs.join(", "))
+                    }
+                };
+                format!("{}, {value}", quote_literal(&entry.category))
+            })
+            .collect();
+        payload.push_str(&format!(
+            ", 'interests', jsonb_build_object({})",
+            categories.join(", ")
+        ));
+    }
+    if !mapping.marketing_permissions.is_empty() {
+        let pairs: Vec<String> = mapping
+            .marketing_permissions
+            .iter()
+            .map(|(text, column)| format!("{}, coalesce({}, false)", quote_literal(text), col(column)))
+            .collect();
+        payload.push_str(&format!(
+            ", 'permissions', jsonb_build_object({})",
+            pairs.join(", ")
+        ));
+    }
+    payload.push(')');
+    payload
 }
 
 /// The columns of `columns` that `filter` names: its identifiers (unquoted ones folded to lower
@@ -178,11 +219,11 @@ impl Generated {
                 .map(|c| c.sql_type.clone())
                 .unwrap_or_default()
         };
-        if let Some(consent) = &mapping.source.consent {
-            if type_of(consent) != "boolean" {
+        for (key, column) in mapping.boolean_columns() {
+            if type_of(column) != "boolean" {
                 return Err(Error::Mapping(format!(
-                    "source.consent: column {consent:?} must be boolean, it is {}",
-                    type_of(consent)
+                    "{key}: column {column:?} must be boolean, it is {}",
+                    type_of(column)
                 )));
             }
         }
@@ -192,7 +233,15 @@ impl Generated {
             .merge_fields
             .values()
             .chain(mapping.tags.columns.iter())
-            .chain(mapping.source.consent.iter());
+            .chain(mapping.source.consent.iter())
+            .map(String::as_str)
+            .chain(
+                mapping
+                    .interests
+                    .iter()
+                    .flat_map(|entry| entry.source_columns().into_iter().map(|(_, c)| c)),
+            )
+            .chain(mapping.marketing_permissions.values().map(String::as_str));
         for column in payload_columns {
             let quoted = quote_ident(column);
             if !inputs.contains(&quoted) {
@@ -562,6 +611,19 @@ impl Generated {
                 ("table", &self.table.quoted()),
                 ("account", &self.account_of("c")),
                 ("account_type", &self.account_type),
+            ],
+        )
+    }
+
+    /// The distinct non-empty values of `column` as text, at most `limit` (for the interests
+    /// of an `[[interests]]` column that `setup --mailchimp` creates).
+    pub fn interest_values(&self, column: &str, limit: usize) -> String {
+        templates::fill(
+            templates::INTEREST_VALUES,
+            &[
+                ("table", &self.table.quoted()),
+                ("column", &quote_ident(column)),
+                ("limit", &limit.to_string()),
             ],
         )
     }

@@ -46,6 +46,8 @@ pub const CAPTURED: &[&str] = &[
     "source.filter",
     "merge_fields",
     "tags.columns",
+    "interests",
+    "marketing_permissions",
 ];
 
 /// What the database holds of chimpsync, as [`read_state`] finds it.
@@ -263,6 +265,20 @@ fn mapping_difference(wanted: &Value, installed: &Value) -> Option<Mismatch> {
     }
     if let Some(column) = db.iter().find(|c| !file.contains(c)) {
         return differs(&format!("tags.columns {column:?}"), INSTALLED_ONLY.into());
+    }
+    // Interest categories and permissions: their titles, types and columns are all in the
+    // payload the triggers build. Absent (an older setup) is the same as empty.
+    for key in ["interests", "marketing_permissions"] {
+        let value = |v: &Value| match v.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) if a.is_empty() => None,
+            Some(Value::Object(o)) if o.is_empty() => None,
+            Some(other) => Some(other.to_string()),
+        };
+        let (file, db) = (value(wanted), value(installed));
+        if file != db {
+            return differs(key, values_differ(&file, &db));
+        }
     }
     None
 }

@@ -25,6 +25,74 @@ pub struct Mapping {
     /// `[inbound]`: statements applying Mailchimp-side events to the table.
     #[serde(default)]
     pub inbound: Inbound,
+    /// `[[interests]]`: interest categories (Mailchimp's groups) set from columns.
+    #[serde(default)]
+    pub interests: Vec<InterestCategoryMapping>,
+    /// `[marketing_permissions]`: a GDPR marketing permission's text, as the audience names it
+    /// → boolean column.
+    #[serde(default)]
+    pub marketing_permissions: BTreeMap<String, String>,
+}
+
+/// One `[[interests]]` entry: an interest category and where its interests come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterestCategoryMapping {
+    /// The category's title in the audience (matched ignoring case).
+    pub category: String,
+    /// How the category is shown on forms; used when chimpsync creates it.
+    #[serde(rename = "type")]
+    pub kind: InterestKind,
+    /// The column whose value names the one interest that is on (the category's others are
+    /// off; NULL turns them all off).
+    pub column: Option<String>,
+    /// Interest name → boolean column: each interest on when its column is true.
+    pub columns: Option<BTreeMap<String, String>>,
+}
+
+impl InterestCategoryMapping {
+    /// The `[[interests]]` key of this entry, for messages.
+    pub fn key(&self) -> String {
+        format!("interests[{:?}]", self.category)
+    }
+
+    /// The columns this entry reads, each with the mapping key that names it.
+    pub fn source_columns(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        if let Some(column) = &self.column {
+            out.push((format!("{}.column", self.key()), column.as_str()));
+        }
+        for (name, column) in self.columns.iter().flatten() {
+            out.push((format!("{}.columns.{name}", self.key()), column.as_str()));
+        }
+        out
+    }
+}
+
+/// An interest category's type, as Mailchimp names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InterestKind {
+    /// Any number of interests on.
+    Checkboxes,
+    /// One interest, from a drop-down list.
+    Dropdown,
+    /// One interest, from radio buttons.
+    Radio,
+    /// Not shown on forms.
+    Hidden,
+}
+
+impl InterestKind {
+    /// Mailchimp's name of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InterestKind::Checkboxes => "checkboxes",
+            InterestKind::Dropdown => "dropdown",
+            InterestKind::Radio => "radio",
+            InterestKind::Hidden => "hidden",
+        }
+    }
 }
 
 /// `[source]`.
@@ -250,11 +318,74 @@ impl Mapping {
                 )));
             }
         }
+        self.validate_interests()?;
+        for (text, column) in &self.marketing_permissions {
+            if text.trim().is_empty() {
+                return Err(MappingError(
+                    "marketing_permissions: a permission's text must not be empty".into(),
+                ));
+            }
+            if column.trim().is_empty() {
+                return Err(MappingError(format!(
+                    "marketing_permissions.{text:?}: the column name must not be empty"
+                )));
+            }
+        }
         if let Some(id) = &self.audience.id {
             if id.trim().is_empty() {
                 return Err(MappingError(
                     "audience.id: must not be empty when given".into(),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_interests(&self) -> Result<(), MappingError> {
+        let mut titles = std::collections::BTreeSet::new();
+        for entry in &self.interests {
+            let key = entry.key();
+            if entry.category.trim().is_empty() {
+                return Err(MappingError(
+                    "interests: a category must have a title (category = \"...\")".into(),
+                ));
+            }
+            if !titles.insert(entry.category.trim().to_lowercase()) {
+                return Err(MappingError(format!(
+                    "{key}: the category is mapped twice (titles are matched ignoring case)"
+                )));
+            }
+            match (&entry.column, &entry.columns) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(MappingError(format!(
+                        "{key}: give either column (its value names the interest that is on) \
+                         or columns (interest name = boolean column), not both or neither"
+                    )))
+                }
+                (Some(column), None) if column.trim().is_empty() => {
+                    return Err(MappingError(format!(
+                        "{key}.column: the column name must not be empty"
+                    )))
+                }
+                (None, Some(columns)) if columns.is_empty() => {
+                    return Err(MappingError(format!(
+                        "{key}.columns: name at least one interest"
+                    )))
+                }
+                _ => {}
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for (name, column) in entry.columns.iter().flatten() {
+                if name.trim().is_empty() || column.trim().is_empty() {
+                    return Err(MappingError(format!(
+                        "{key}.columns: interest names and column names must not be empty"
+                    )));
+                }
+                if !names.insert(name.trim().to_lowercase()) {
+                    return Err(MappingError(format!(
+                        "{key}.columns: interest {name:?} is named twice (names are matched ignoring case)"
+                    )));
+                }
             }
         }
         Ok(())
@@ -288,7 +419,31 @@ impl Mapping {
         for column in &self.tags.columns {
             columns.push(("tags.columns".to_string(), column));
         }
+        for entry in &self.interests {
+            columns.extend(entry.source_columns());
+        }
+        for (text, column) in &self.marketing_permissions {
+            columns.push((format!("marketing_permissions.{text:?}"), column));
+        }
         columns
+    }
+
+    /// The columns that must be boolean: consent, marketing permissions and the interests of
+    /// `columns` entries, each with the key that names it.
+    pub fn boolean_columns(&self) -> Vec<(String, &str)> {
+        let mut out: Vec<(String, &str)> = Vec::new();
+        if let Some(consent) = &self.source.consent {
+            out.push(("source.consent".to_string(), consent));
+        }
+        for entry in &self.interests {
+            if entry.columns.is_some() {
+                out.extend(entry.source_columns());
+            }
+        }
+        for (text, column) in &self.marketing_permissions {
+            out.push((format!("marketing_permissions.{text:?}"), column));
+        }
+        out
     }
 }
 
@@ -373,6 +528,72 @@ upemail     = "update public.customers set email = $2 where lower(email) = lower
         assert_eq!(m.tags.columns, vec!["customer_type"]);
         assert_eq!(m.table().unwrap().quoted(), "\"public\".\"customers\"");
         assert!(m.inbound.upemail.unwrap().contains("$2"));
+    }
+
+    const GROUPS: &str = r#"
+[source]
+table = "customers"
+key = "id"
+email = "email"
+
+[[interests]]
+category = "Pet type"
+type = "dropdown"
+column = "pet_type"
+
+[[interests]]
+category = "Newsletters"
+type = "checkboxes"
+columns = { "Monthly news" = "wants_news", "Offers" = "wants_offers" }
+
+[marketing_permissions]
+"Email" = "consent_contact"
+"#;
+
+    #[test]
+    fn interest_groups_and_marketing_permissions_parse() {
+        let m = Mapping::parse(GROUPS).unwrap();
+        assert_eq!(m.interests.len(), 2);
+        assert_eq!(m.interests[0].kind, InterestKind::Dropdown);
+        assert_eq!(m.interests[0].column.as_deref(), Some("pet_type"));
+        assert_eq!(
+            m.interests[1].columns.as_ref().unwrap()["Offers"],
+            "wants_offers"
+        );
+        assert_eq!(m.marketing_permissions["Email"], "consent_contact");
+        let columns: Vec<&str> = m.columns().into_iter().map(|(_, c)| c).collect();
+        for c in ["pet_type", "wants_news", "wants_offers", "consent_contact"] {
+            assert!(columns.contains(&c), "{c} missing from {columns:?}");
+        }
+        let booleans: Vec<String> = m.boolean_columns().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            booleans,
+            vec![
+                "interests[\"Newsletters\"].columns.Monthly news",
+                "interests[\"Newsletters\"].columns.Offers",
+                "marketing_permissions.\"Email\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interest_category_needs_exactly_one_source_and_a_known_type() {
+        let both = GROUPS.replace(
+            "column = \"pet_type\"",
+            "column = \"pet_type\"\ncolumns = { \"Dog\" = \"is_dog\" }",
+        );
+        let e = Mapping::parse(&both).unwrap_err().0;
+        assert!(e.contains("interests[\"Pet type\"]") && e.contains("not both"), "{e}");
+        let neither = GROUPS.replace("column = \"pet_type\"", "");
+        let e = Mapping::parse(&neither).unwrap_err().0;
+        assert!(e.contains("interests[\"Pet type\"]"), "{e}");
+        let bad_type = GROUPS.replace("\"dropdown\"", "\"select\"");
+        let e = Mapping::parse(&bad_type).unwrap_err().0;
+        assert!(e.contains("select"), "{e}");
+        let twice = format!("{GROUPS}\n[[interests]]\ncategory = \"pet TYPE\"\ntype = \"radio\"\ncolumn = \"x\"\n")
+            .replace("[marketing_permissions]\n\"Email\" = \"consent_contact\"\n", "");
+        let e = Mapping::parse(&twice).unwrap_err().0;
+        assert!(e.contains("mapped twice"), "{e}");
     }
 
     #[test]

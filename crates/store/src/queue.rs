@@ -36,10 +36,16 @@ pub struct Payload {
     pub tag_columns: BTreeMap<String, Value>,
     /// Whether the customer consents to be subscribed.
     pub consent: bool,
+    /// Interest category title → the value of its `column` (text or null), or, for a `columns`
+    /// category, an object of interest name → boolean. Empty when no interests are mapped.
+    pub interests: BTreeMap<String, Value>,
+    /// Marketing permission text → whether the customer gives it. Empty when none is mapped.
+    pub permissions: BTreeMap<String, bool>,
 }
 
 impl Payload {
-    /// Reads the snapshot the triggers build (`{"merge_fields", "tags", "consent"}`).
+    /// Reads the snapshot the triggers build (`{"merge_fields", "tags", "consent"}`, and
+    /// `"interests"` and `"permissions"` when the mapping has them).
     pub fn from_json(value: Value) -> Payload {
         let mut payload = Payload::default();
         if let Value::Object(mut object) = value {
@@ -53,6 +59,15 @@ impl Payload {
                 .get("consent")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+            if let Some(Value::Object(i)) = object.remove("interests") {
+                payload.interests = i.into_iter().collect();
+            }
+            if let Some(Value::Object(p)) = object.remove("permissions") {
+                payload.permissions = p
+                    .into_iter()
+                    .map(|(text, on)| (text, on.as_bool().unwrap_or(false)))
+                    .collect();
+            }
         }
         payload
     }

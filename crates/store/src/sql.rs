@@ -240,6 +240,7 @@ pub mod templates {
         CHANGES_REQUEUE => "changes_requeue.sql",
         CHANGES_UPDATE => "changes_update.sql",
         COUNT_ROWS => "count_rows.sql",
+        INTEREST_VALUES => "interest_values.sql",
         CUSTOMERS_AT => "customers_at.sql",
         DROP_ROLE => "drop_role.sql",
         DRIFT_REPLAY => "drift_replay.sql",
@@ -321,5 +322,10 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         9,
         "accounts",
         include_str!("../../../sql/migrations/0009_accounts.sql"),
+    ),
+    (
+        10,
+        "payload_groups",
+        include_str!("../../../sql/migrations/0010_payload_groups.sql"),
     ),
 ];

@@ -5,14 +5,17 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use mailchimp::TagChange;
-use store::{Claim, ClaimedRow, Queue};
+use std::collections::BTreeMap;
+
+use mailchimp::MemberPermission;
+use store::{Claim, ClaimedRow, Operation, Queue};
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use crate::accounts::{self, Accounts, Sending, Unsendable};
 use crate::gate::{CallError, Gate};
-use crate::members::Calls;
+use crate::groups::Groups;
+use crate::members::{Calls, Unfinished};
 use crate::plan::{plan, Action, Progress, Upsert};
 use crate::policy::Failure;
 use crate::results::{DrainOutcome, Results};
@@ -28,15 +31,19 @@ pub(crate) struct Engine {
     pub(crate) client: Option<mailchimp::Client>,
     /// With many accounts: their clients and gates.
     pub(crate) accounts: Option<Accounts>,
+    /// The audiences' interest categories and interests, when the mapping has `[[interests]]`.
+    pub(crate) groups: Groups,
 }
 
-/// A row whose upsert Mailchimp acknowledged, with the tag changes its answer left to do.
+/// A row whose upsert Mailchimp acknowledged, with what its answer says of the member: the tag
+/// and permission changes still to make follow from it.
 struct NeedsTags<'a> {
     row: &'a ClaimedRow,
     upsert: &'a Upsert,
     /// The member's tags as the answer gave them.
     present: Vec<String>,
-    changes: Vec<TagChange>,
+    /// The member's marketing permissions as the answer gave them (`None`: not known).
+    permissions: Option<Vec<MemberPermission>>,
 }
 
 impl<'a> NeedsTags<'a> {
@@ -45,7 +52,7 @@ impl<'a> NeedsTags<'a> {
             row,
             upsert,
             present: present.to_vec(),
-            changes: upsert.tags_missing_from(present),
+            permissions: None,
         }
     }
 }
@@ -94,13 +101,55 @@ impl Engine {
         if sending.account.is_some() {
             results = results.of_account();
         }
+        let groups = if s.interests.is_empty() {
+            None
+        } else {
+            let payloads = claim
+                .rows
+                .iter()
+                .filter(|r| r.operation == Operation::Upsert)
+                .map(|r| &r.payload.interests);
+            Some(self.groups.ready(&calls, &s.interests, payloads).await)
+        };
         let mut batch: Vec<(&ClaimedRow, Upsert)> = Vec::new();
         // Upserts an earlier attempt had acknowledged: only their tags are left.
         let mut upserted: Vec<(&ClaimedRow, Upsert)> = Vec::new();
         let mut singles: Vec<(&ClaimedRow, Action)> = Vec::new();
         let mut addresses: HashSet<String> = HashSet::new();
         for row in &claim.rows {
-            let action = plan(row, &s.audience);
+            let interests = match (&groups, row.operation) {
+                (Some(Ok(groups)), Operation::Upsert) => {
+                    match groups.resolve(&s.interests, &row.payload.interests) {
+                        Ok(body) => body,
+                        Err(missing) => {
+                            let failure = Failure::Transient(format!(
+                                "the audience lacks {missing:?}, which could not be created"
+                            ));
+                            results.fail(row, &failure, None);
+                            continue;
+                        }
+                    }
+                }
+                (Some(Err(e)), Operation::Upsert) => {
+                    match e {
+                        CallError::Api(e) => {
+                            let failure = match Failure::of(e) {
+                                Failure::Permanent(m) => Failure::Permanent(format!(
+                                    "could not create the interests the row needs: {m}"
+                                )),
+                                Failure::Transient(m) => Failure::Transient(format!(
+                                    "could not read or create the audience's interests: {m}"
+                                )),
+                            };
+                            results.fail(row, &failure, None)
+                        }
+                        _ => results.release(row),
+                    }
+                    continue;
+                }
+                _ => BTreeMap::new(),
+            };
+            let action = plan(row, &s.audience, interests);
             results.label(row, action.label());
             let address = match &action {
                 Action::Upsert(u) | Action::Rename { upsert: u, .. } => {
@@ -130,15 +179,14 @@ impl Engine {
                 .map(|(row, u)| NeedsTags::new(row, u, u.applied.as_deref().unwrap_or_default())),
         );
         for needs in needs_tags {
-            if needs.changes.is_empty() {
-                results.ack_upsert(needs.row, needs.upsert);
-                continue;
-            }
-            let email = &needs.upsert.member.email_address;
-            match calls.tags(email, &needs.changes).await {
+            let finished = calls
+                .finish_upsert(needs.upsert, &needs.present, needs.permissions.as_deref())
+                .await;
+            match finished {
                 Ok(()) => results.ack_upsert(needs.row, needs.upsert),
-                // The upsert is applied already: the next attempt sends the tags only.
-                Err(e) => {
+                Err(Unfinished::Park(reason)) => results.park(needs.row, reason),
+                // The upsert is applied already: the next attempt sends the rest only.
+                Err(Unfinished::Call(e)) => {
                     let mut progress = Progress::of(needs.row);
                     progress.upserted(needs.upsert, &needs.present);
                     results.progress(needs.row, progress);
@@ -277,9 +325,21 @@ impl Engine {
         for (row, upsert) in batch {
             let address = upsert.member.email_address.to_lowercase();
             if let Some(error) = errors.get(&address) {
-                results.fail(row, &Failure::of_batch_error(error), None);
+                if error.error.to_lowercase().contains("interest") {
+                    // An interest was deleted in Mailchimp since it was read: read them again.
+                    self.groups.forget(calls.audience_id);
+                    let failure = Failure::Transient(format!(
+                        "Mailchimp refused the member's interests: {}",
+                        error.error
+                    ));
+                    results.fail(row, &failure, None);
+                } else {
+                    results.fail(row, &Failure::of_batch_error(error), None);
+                }
             } else if let Some(member) = members.get(&address) {
-                needs_tags.push(NeedsTags::new(row, upsert, &member.tags));
+                let mut needs = NeedsTags::new(row, upsert, &member.tags);
+                needs.permissions = Some(member.marketing_permissions.clone());
+                needs_tags.push(needs);
             } else {
                 let failure =
                     Failure::Transient("the batch response did not mention this member".into());

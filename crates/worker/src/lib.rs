@@ -9,7 +9,7 @@
 //! worker-wide pause after throttling. Every retry schedule is named in [`retry`].
 //!
 //! Modules, each using only those listed before it: `error`, [`retry`], [`settings`], [`liveness`], `policy`,
-//! `plan`, [`gate`], `results`, `members`, `batch`, `run`, [`reconcile`].
+//! `plan`, [`gate`], `accounts`, `results`, `members`, [`groups`], `batch`, `run`, [`reconcile`].
 //!
 //! This crate owns no SQL and no HTTP details: those live in `store` and `mailchimp`.
 
@@ -30,6 +30,8 @@ mod accounts;
 mod results;
 
 mod members;
+
+pub mod groups;
 
 mod batch;
 

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use mailchimp::{Client, ProblemKind, Status, TagChange};
+use mailchimp::{Client, MemberPermission, ProblemKind, Status, TagChange};
 use store::mapping::OnRemove;
 use store::ClaimedRow;
 use tokio::time::Instant;
@@ -14,6 +14,14 @@ use tracing::info;
 use crate::gate::{CallError, Gate};
 use crate::plan::{Progress, Upsert};
 use crate::results::Results;
+
+/// Why an upsert's follow-up changes did not all go through.
+pub(crate) enum Unfinished {
+    /// A call failed.
+    Call(CallError),
+    /// The change cannot be made as mapped (a permission the audience lacks): park the row.
+    Park(String),
+}
 
 /// Mailchimp calls for the rows of one claim.
 pub(crate) struct Calls<'a> {
@@ -44,6 +52,49 @@ impl Calls<'_> {
             self.client.update_tags(self.audience_id, email, changes)
         })
         .await
+    }
+
+    /// What must follow an applied upsert: the tag changes and the marketing permission changes
+    /// that bring the member to the upsert's, given its tags and permissions as Mailchimp
+    /// answered them (`permissions`: `None` when not known, then read if any is mapped).
+    pub(crate) async fn finish_upsert(
+        &self,
+        upsert: &Upsert,
+        tags: &[String],
+        permissions: Option<&[MemberPermission]>,
+    ) -> Result<(), Unfinished> {
+        let email = upsert.member.email_address.as_str();
+        let changes = upsert.tags_missing_from(tags);
+        if !changes.is_empty() {
+            self.tags(email, &changes).await.map_err(Unfinished::Call)?;
+        }
+        if upsert.permissions.is_empty() {
+            return Ok(());
+        }
+        let read;
+        let present = match permissions {
+            Some(p) => p,
+            None => {
+                read = self
+                    .call("get_member", || self.client.get_member(self.audience_id, email))
+                    .await
+                    .map_err(Unfinished::Call)?
+                    .marketing_permissions;
+                &read
+            }
+        };
+        let changes = upsert
+            .permissions_missing_from(present)
+            .map_err(Unfinished::Park)?;
+        if !changes.is_empty() {
+            self.call("set_member_permissions", || {
+                self.client
+                    .set_member_permissions(self.audience_id, email, &changes)
+            })
+            .await
+            .map_err(Unfinished::Call)?;
+        }
+        Ok(())
     }
 
     /// Removes the member of a removal row from every address it may live under (the first is
@@ -145,6 +196,8 @@ impl Calls<'_> {
             .collect();
         // The member's tags, once it is known to live under the new address.
         let mut member: Option<Vec<String>> = upsert.applied.clone();
+        // Its marketing permissions, when an answer in this attempt gave them.
+        let mut permissions: Option<Vec<MemberPermission>> = None;
         // Whether Mailchimp holds part of this change already (a failure after that is not an
         // untried attempt, see `Results::call_failed_after`).
         let mut applied = member.is_some();
@@ -183,6 +236,7 @@ impl Calls<'_> {
                     info!(customer.key = %row.customer_key, "email change: renamed the member");
                     progress.upserted(upsert, &m.tags);
                     member = Some(m.tags);
+                    permissions = Some(m.marketing_permissions);
                     applied = true;
                 }
                 Err(CallError::Api(e)) if e.problem_kind() == Some(ProblemKind::NotFound) => {
@@ -220,21 +274,24 @@ impl Calls<'_> {
                 Ok(m) => {
                     info!(customer.key = %row.customer_key, "email change: upserted the new address");
                     progress.upserted(upsert, &m.tags);
+                    permissions = Some(m.marketing_permissions);
                     m.tags
                 }
                 Err(e) => return failed(results, progress, e, applied),
             },
         };
         results.free(from.iter().cloned());
-        // Whether renamed, created or found, the member's own tags say what is still missing.
-        let changes = upsert.tags_missing_from(&present);
-        if !changes.is_empty() {
-            if let Err(e) = self.tags(to, &changes).await {
-                // The member lives under the new address now.
-                return failed(results, progress, e, true);
-            }
+        // Whether renamed, created or found, the member's own tags and permissions say what is
+        // still missing.
+        match self
+            .finish_upsert(upsert, &present, permissions.as_deref())
+            .await
+        {
+            Ok(()) => results.ack_upsert(row, upsert),
+            Err(Unfinished::Park(reason)) => results.park(row, reason),
+            // The member lives under the new address now.
+            Err(Unfinished::Call(e)) => failed(results, progress, e, true),
         }
-        results.ack_upsert(row, upsert);
     }
 
     /// Removes the member at `email` per `how`. A member that is not an active contact already

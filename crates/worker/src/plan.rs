@@ -3,7 +3,11 @@
 //! attempts with lost answers may have applied is taken into account, and the steps Mailchimp
 //! acknowledged in earlier attempts at the row's version are skipped ([`Progress`]). Pure: no I/O.
 
-use mailchimp::{BatchMember, MemberUpsert, Status, TagChange};
+use std::collections::BTreeMap;
+
+use mailchimp::{
+    BatchMember, MarketingPermissionChange, MemberPermission, MemberUpsert, Status, TagChange,
+};
 use serde_json::{Map, Value};
 use store::mapping::{AudienceSettings, NewStatus, OnRemove, Resubscribe};
 use store::{ClaimedRow, DoneSteps, Operation, Untagged, Upserted};
@@ -65,6 +69,9 @@ pub struct Upsert {
     /// attempt at the row's version: the member's tags as that answer gave them. The upsert is
     /// not sent again; only the tag changes still missing are.
     pub applied: Option<Vec<String>>,
+    /// The marketing permissions wanted, by their text (empty when none is mapped). The batch
+    /// upsert cannot carry them; they follow it as a change of the member, where it differs.
+    pub permissions: BTreeMap<String, bool>,
 }
 
 impl Upsert {
@@ -90,7 +97,44 @@ impl Upsert {
             status_if_new: self.member.status_if_new,
             status: self.member.status,
             merge_fields: self.member.merge_fields.clone(),
+            interests: self.member.interests.clone(),
+            ..MemberUpsert::default()
         }
+    }
+
+    /// The permission changes that bring a member whose permissions are `present` to the wanted
+    /// ones. `Err` names a wanted permission the audience does not have.
+    pub fn permissions_missing_from(
+        &self,
+        present: &[MemberPermission],
+    ) -> Result<Vec<MarketingPermissionChange>, String> {
+        let mut changes = Vec::new();
+        for (text, on) in &self.permissions {
+            let Some(p) = present
+                .iter()
+                .find(|p| p.text.trim().eq_ignore_ascii_case(text.trim()))
+            else {
+                return Err(if present.is_empty() {
+                    format!(
+                        "marketing_permissions.{text:?}: the audience has no marketing permissions \
+                         (its GDPR fields are off); turn them on in Mailchimp or remove the mapping"
+                    )
+                } else {
+                    let known: Vec<&str> = present.iter().map(|p| p.text.as_str()).collect();
+                    format!(
+                        "marketing_permissions.{text:?}: the audience has no such permission \
+                         (it has {known:?})"
+                    )
+                });
+            };
+            if p.enabled != *on {
+                changes.push(MarketingPermissionChange {
+                    marketing_permission_id: p.id.clone(),
+                    enabled: *on,
+                });
+            }
+        }
+        Ok(changes)
     }
 
     /// Tag changes that bring a member whose tags are `present` to this upsert's tags: the
@@ -211,8 +255,13 @@ impl Progress {
     }
 }
 
-/// Plans one row.
-pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
+/// Plans one row. `interests` is the member `interests` body its payload asks for (see
+/// `groups::AudienceGroups::resolve`; empty when no interests are mapped).
+pub fn plan(
+    row: &ClaimedRow,
+    audience: &AudienceSettings,
+    interests: BTreeMap<String, bool>,
+) -> Action {
     let email = row.email.as_deref().map(str::trim).unwrap_or_default();
     if row.operation == Operation::Remove {
         // Remove the member this customer owns (if never synced, the address in the row), and
@@ -308,6 +357,7 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
         status,
         merge_fields: merge_values(&row.payload.merge_fields),
         tags: if first_sync { tags.clone() } else { Vec::new() },
+        interests,
     };
     let mut upsert = Upsert {
         member,
@@ -315,6 +365,7 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
         tags,
         stale_tags,
         applied: None,
+        permissions: row.payload.permissions.clone(),
     };
     let progress = Progress::of(row);
     upsert.applied = progress.applied(&upsert);

@@ -83,6 +83,7 @@ impl Worker {
                 queue,
                 client,
                 settings,
+                groups: Default::default(),
             }),
             hold: None,
             heartbeat: Heartbeat::new(),

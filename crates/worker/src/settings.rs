@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use store::mapping::AudienceSettings;
+use store::mapping::{AudienceSettings, InterestCategoryMapping};
 use store::RemovalGuard;
 
 use crate::error::Error;
@@ -69,6 +69,8 @@ pub struct Settings {
     pub audience_id: String,
     /// `[audience]` policies from the mapping file.
     pub audience: AudienceSettings,
+    /// `[[interests]]` of the mapping file: the interest categories chimpsync sets.
+    pub interests: Vec<InterestCategoryMapping>,
     /// Rows per claim and per batch upsert (1..=[`MAX_BATCH_SIZE`]). Default
     /// [`DEFAULT_BATCH_SIZE`].
     pub batch_size: usize,
@@ -104,6 +106,7 @@ impl Settings {
         Settings {
             audience_id: audience_id.into(),
             audience: AudienceSettings::default(),
+            interests: Vec::new(),
             batch_size: DEFAULT_BATCH_SIZE,
             concurrency: DEFAULT_CONCURRENCY,
             lease: DEFAULT_LEASE,

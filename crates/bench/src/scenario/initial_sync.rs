@@ -71,7 +71,76 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
     emulator.stop().await;
 
     overlapped(bench, &db, n, goal, report).await?;
+    with_groups(bench, &db, n, total.as_secs_f64(), report).await?;
     db.finish().await
+}
+
+/// Two interest categories mapped besides the merge fields and tags: the pet type (a `column`
+/// category, its interests created as the first rows need them) and two newsletters (a
+/// `columns` category).
+const GROUPS: &str = r#"
+[[interests]]
+category = "Pet type"
+type     = "dropdown"
+column   = "pet_type"
+
+[[interests]]
+category = "Newsletters"
+type     = "checkboxes"
+columns  = { "Monthly news" = "wants_news", "Offers" = "wants_offers" }
+"#;
+
+/// The one-step-after-the-other initial sync again, into an empty audience, with [`GROUPS`]
+/// mapped: side by side with `without` (seconds) of the same run.
+async fn with_groups(
+    bench: &Bench,
+    db: &BenchDb,
+    n: u64,
+    without: f64,
+    report: &mut Report,
+) -> Result<()> {
+    db.client().await?.batch_execute(sql::RESET_QUEUE).await?;
+    let mapping = std::fs::read_to_string(&db.mapping_path)? + GROUPS;
+    let path = db.mapping_path.with_extension("groups.toml");
+    std::fs::write(&path, mapping)?;
+    let emulator = bench.emulator(0, Some(10)).await?;
+    let chimpsync =
+        Chimpsync::new(bench, db, Some(&emulator.base_url)).env("CHIMPSYNC_CONFIG", path.display());
+    chimpsync.run(&["setup"]).await?;
+    let (backfill, _) = chimpsync
+        .run_split(&["backfill"], "backfill", &emulator)
+        .await?;
+    let (drain, drain_split) = chimpsync
+        .run_split(&["run", "--once"], "worker", &emulator)
+        .await?;
+    let secs = backfill.wall.as_secs_f64() + drain.wall.as_secs_f64();
+    let members = emulator.members(AUDIENCE).await?;
+    ensure!(
+        members == n && db.queued().await? == 0,
+        "initial sync with interest groups incomplete: {members} members of {n}"
+    );
+    report.rows.push(Row::info(
+        "1",
+        format!(
+            "initial sync, {} customers, with two interest categories mapped (one step after the other)",
+            thousands(n)
+        ),
+        format!(
+            "{secs:.1} s ({} contacts); without them {without:.1} s",
+            per_second(n as f64 / secs)
+        ),
+        format!("{:.2}x the time without", secs / without),
+        None,
+    ));
+    report.note(format!(
+        "1 with interest groups: backfill {:.1} s, drain {:.1} s, worker peak RSS {:.1} MiB; drain {}",
+        backfill.wall.as_secs_f64(),
+        drain.wall.as_secs_f64(),
+        mib(drain.peak_rss_kib),
+        drain_split.describe()
+    ));
+    emulator.stop().await;
+    Ok(())
 }
 
 /// The two goal rows of one way of running the initial sync of `n` customers: `secs` against

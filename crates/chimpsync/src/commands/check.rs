@@ -11,6 +11,8 @@ use crate::config::{Config, Timeouts};
 use crate::db;
 use crate::exit::{self, Failure};
 
+use super::groups;
+
 /// The checks' findings, in order: each check's name, whether it passed, and its line.
 #[derive(Default)]
 struct Findings {
@@ -203,5 +205,11 @@ async fn mailchimp(config: &Config, mapping: Option<&Mapping>, findings: &mut Fi
         } else {
             findings.problem("merge_fields", Failure::Config, format!("merge_fields.{tag}: the audience has no merge field {tag}; `chimpsync setup --mailchimp` creates it"));
         }
+    }
+    for outcome in groups::check(&client, &id, mapping).await {
+        findings.report("interests", Failure::Config, outcome);
+    }
+    if let Some(outcome) = groups::permissions(&client, &audience, mapping).await {
+        findings.report("marketing_permissions", Failure::Config, outcome);
     }
 }

@@ -1,5 +1,7 @@
 //! One module per command; [`execute`] dispatches the parsed command line to them.
 
+mod groups;
+
 mod account;
 mod audience;
 mod backfill;

@@ -43,6 +43,7 @@ fn settings(
 ) -> Result<worker::Settings> {
     let mut s = worker::Settings::new(audience_id);
     s.audience = mapping.audience.clone();
+    s.interests = mapping.interests.clone();
     s.batch_size = tuning.batch_size;
     s.concurrency = tuning.concurrency;
     s.lease = seconds("lease", tuning.lease_seconds)?;

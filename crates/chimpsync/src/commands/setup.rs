@@ -1,5 +1,7 @@
 //! `chimpsync setup`: the schema and the change triggers, the worker's role, the uninstall, and
-//! with `--mailchimp` the merge fields the mapping needs.
+//! with `--mailchimp` the merge fields, interest categories and interests the mapping needs.
+
+use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mailchimp::NewMergeField;
@@ -10,6 +12,8 @@ use crate::cli::SetupArgs;
 use crate::config::{Config, Timeouts};
 use crate::exit::Failure;
 use crate::{db, keys};
+
+use super::groups;
 
 /// Runs `setup` as its arguments say.
 pub async fn run(config: &Config, args: SetupArgs) -> Result<()> {
@@ -224,13 +228,65 @@ async fn merge_fields(config: &Config) -> Result<()> {
             wanted,
         });
     }
+    let known = interest_values(&db, &mapping).await?;
+    let wanted = Wanted {
+        mapping: &mapping,
+        fields: &fields,
+        known: &known,
+    };
     if mapping.multi_account() {
-        return merge_fields_of_accounts(config, queue.pool(), &db, &fields).await;
+        return merge_fields_of_accounts(config, queue.pool(), &db, &wanted).await;
     }
     let audience = config.audience_id(&mapping)?;
     let client = config.client(&Timeouts::default())?;
-    create_merge_fields(&client, &audience, &fields, "").await?;
+    prepare_audience(&client, &audience, &wanted, "").await?;
     Ok(())
+}
+
+/// What `setup --mailchimp` makes an audience hold.
+struct Wanted<'a> {
+    mapping: &'a store::Mapping,
+    fields: &'a [WantedField<'a>],
+    /// The values of each `column` interest category (title → values) in the table now.
+    known: &'a BTreeMap<String, Vec<String>>,
+}
+
+/// The table's values of each `[[interests]]` column category, each an interest to create.
+async fn interest_values(
+    db: &tokio_postgres::Client,
+    mapping: &store::Mapping,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut known = BTreeMap::new();
+    if mapping.interests.is_empty() {
+        return Ok(known);
+    }
+    let generated = store::generated::Generated::for_mapping(db, mapping)
+        .await
+        .map_err(|e| Failure::Config.error(e.to_string()))?;
+    for entry in &mapping.interests {
+        let Some(column) = &entry.column else { continue };
+        let sql = generated.interest_values(column, groups::KNOWN_VALUES + 1);
+        let mut values: Vec<String> = db
+            .query(&sql, &[])
+            .await
+            .with_context(|| format!("reading the values of column {column}"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if values.len() > groups::KNOWN_VALUES {
+            values.truncate(groups::KNOWN_VALUES);
+            println!(
+                "{}: column {column} has more than {} values; the first {} are created now, \
+                 the others when a customer has them (Mailchimp allows {} interests per audience)",
+                entry.key(),
+                groups::KNOWN_VALUES,
+                groups::KNOWN_VALUES,
+                groups::KNOWN_VALUES
+            );
+        }
+        known.insert(entry.category.clone(), values);
+    }
+    Ok(known)
 }
 
 /// Creates the fields in every connected account's audience with the account's key. An account
@@ -240,7 +296,7 @@ async fn merge_fields_of_accounts(
     config: &Config,
     pool: &store::Pool,
     db: &tokio_postgres::Client,
-    fields: &[WantedField<'_>],
+    wanted: &Wanted<'_>,
 ) -> Result<()> {
     let connected: Vec<_> = store::accounts::list(db)
         .await
@@ -257,7 +313,7 @@ async fn merge_fields_of_accounts(
         let prefix = format!("account {}: ", a.account);
         let done = async {
             let account = keys::open_account(config, pool, &a.account).await?;
-            create_merge_fields(&account.client, account.audience()?, fields, &prefix).await
+            prepare_audience(&account.client, account.audience()?, wanted, &prefix).await
         }
         .await;
         if let Err(e) = done {
@@ -275,6 +331,30 @@ async fn merge_fields_of_accounts(
             "the merge fields of account(s) {} could not be created (see above)",
             failed.join(", ")
         )));
+    }
+    Ok(())
+}
+
+/// Creates the merge fields, interest categories and interests the audience lacks and checks
+/// its marketing permissions, reporting each, each line starting with `prefix`.
+async fn prepare_audience(
+    client: &mailchimp::Client,
+    audience: &str,
+    wanted: &Wanted<'_>,
+    prefix: &str,
+) -> Result<()> {
+    create_merge_fields(client, audience, wanted.fields, prefix).await?;
+    groups::create(client, audience, wanted.mapping, wanted.known, prefix).await?;
+    if !wanted.mapping.marketing_permissions.is_empty() {
+        let held = client
+            .get_audience(audience)
+            .await
+            .with_context(|| format!("reading audience {audience}"))?;
+        match groups::permissions(client, &held, wanted.mapping).await {
+            Some(Ok(line)) => println!("{prefix}{line}"),
+            Some(Err(problem)) => bail!(Failure::Config.error(problem)),
+            None => {}
+        }
     }
     Ok(())
 }

@@ -30,6 +30,7 @@ fn row(
             merge_fields: merge,
             tag_columns,
             consent,
+            ..Payload::default()
         },
         version: 1,
         attempts: 1,
@@ -48,6 +49,11 @@ fn synced(email: &str, consent: bool, tags: &[&str]) -> Option<Synced> {
         consent,
         tags: tags.iter().map(|t| t.to_string()).collect(),
     })
+}
+
+/// Plans without interests (they are resolved before planning, see `groups`).
+fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
+    super::plan(row, audience, std::collections::BTreeMap::new())
 }
 
 fn upsert(action: Action) -> Upsert {
@@ -403,4 +409,56 @@ fn a_removal_skips_the_addresses_already_untagged_or_gone() {
         ),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn interests_enter_the_batch_item_and_the_single_body() {
+    let r = row(Operation::Upsert, "a@pets.test", true, None, None);
+    let interests = std::collections::BTreeMap::from([("dog".to_string(), true), ("cat".to_string(), false)]);
+    let u = upsert(super::plan(&r, &Default::default(), interests.clone()));
+    assert_eq!(u.member.interests, interests);
+    assert_eq!(u.single_body().interests, interests);
+}
+
+#[test]
+fn permissions_change_only_where_the_member_differs_and_a_missing_one_is_named() {
+    let mut r = row(Operation::Upsert, "a@pets.test", true, None, None);
+    r.payload.permissions =
+        std::collections::BTreeMap::from([("Email".to_string(), true), ("Direct Mail".to_string(), false)]);
+    let u = upsert(plan(&r, &Default::default()));
+    let held = |email: bool, mail: bool| {
+        vec![
+            MemberPermission {
+                id: "p1".into(),
+                text: "Email".into(),
+                enabled: email,
+            },
+            MemberPermission {
+                id: "p2".into(),
+                text: "Direct Mail".into(),
+                enabled: mail,
+            },
+        ]
+    };
+    assert_eq!(u.permissions_missing_from(&held(true, false)), Ok(vec![]));
+    assert_eq!(
+        u.permissions_missing_from(&held(false, true)),
+        Ok(vec![
+            MarketingPermissionChange {
+                marketing_permission_id: "p2".into(),
+                enabled: false
+            },
+            MarketingPermissionChange {
+                marketing_permission_id: "p1".into(),
+                enabled: true
+            },
+        ])
+    );
+    let none = u.permissions_missing_from(&[]).unwrap_err();
+    assert!(none.contains("marketing_permissions.\"Email\"") || none.contains("marketing_permissions.\"Direct Mail\""), "{none}");
+    assert!(none.contains("GDPR"), "{none}");
+    let other = u
+        .permissions_missing_from(&held(true, true)[..1])
+        .unwrap_err();
+    assert!(other.contains("no such permission"), "{other}");
 }

@@ -4,9 +4,11 @@
 use mailchimp::{Member, Status};
 use serde::Serialize;
 use serde_json::{json, Value};
-use store::mapping::Inbound as Statements;
+use serde_json::Map;
+use store::mapping::{Inbound as Statements, InterestCategoryMapping};
 use store::reconcile::{Customer, Observed, ObservedMember};
 
+use crate::groups::AudienceGroups;
 use crate::plan::merge_values;
 
 /// The kinds of difference.
@@ -25,6 +27,10 @@ pub enum Kind {
     Merge,
     /// Tags chimpsync manages differ.
     Tags,
+    /// Interests of a mapped category differ.
+    Interests,
+    /// A mapped marketing permission differs.
+    Permissions,
 }
 
 impl Kind {
@@ -37,6 +43,8 @@ impl Kind {
             Kind::Status => "status",
             Kind::Merge => "merge",
             Kind::Tags => "tags",
+            Kind::Interests => "interests",
+            Kind::Permissions => "permissions",
         }
     }
 }
@@ -164,11 +172,19 @@ pub(super) fn observed(customer: &Customer, member: Option<&Member>) -> Observed
     }
 }
 
+/// The mapped interest categories and what the audience holds of them, for [`compare`].
+#[derive(Clone, Copy)]
+pub(super) struct Groups<'a> {
+    pub(super) mapping: &'a [InterestCategoryMapping],
+    pub(super) audience: &'a AudienceGroups,
+}
+
 /// Compares a customer that should be in the audience with its member (`None`: none found).
 pub(super) fn compare(
     customer: &Customer,
     member: Option<&Member>,
     inbound: &Statements,
+    groups: Option<Groups<'_>>,
 ) -> Vec<Difference> {
     let key = Some(customer.customer_key.clone());
     let table_email = customer.email.clone().unwrap_or_default();
@@ -272,7 +288,88 @@ pub(super) fn compare(
             Fix::Queue,
         ));
     }
+    if let Some(groups) = groups {
+        match groups
+            .audience
+            .resolve(groups.mapping, &customer.payload.interests)
+        {
+            Ok(body) => {
+                let differ: Vec<(&String, bool)> = body
+                    .iter()
+                    .filter(|(id, on)| m.interests.get(*id).copied().unwrap_or(false) != **on)
+                    .map(|(id, on)| (id, *on))
+                    .collect();
+                if !differ.is_empty() {
+                    let got: Map<String, Value> = differ
+                        .iter()
+                        .map(|(id, _)| ((*id).clone(), json!(m.interests.get(*id))))
+                        .collect();
+                    let want: Map<String, Value> =
+                        differ.iter().map(|(id, on)| ((*id).clone(), json!(on))).collect();
+                    out.push(diff(
+                        Kind::Interests,
+                        email,
+                        format!("interests {}: table {want:?}, Mailchimp {got:?}", interest_names(groups.audience, &want)),
+                        json!({ "interests": customer.payload.interests }),
+                        json!({ "interests": got }),
+                        Fix::Queue,
+                    ));
+                }
+            }
+            Err(lacking) => out.push(diff(
+                Kind::Interests,
+                email,
+                format!("the audience lacks {lacking:?} (the worker creates them)"),
+                json!({ "interests": customer.payload.interests }),
+                Value::Null,
+                Fix::Queue,
+            )),
+        }
+    }
+    for (text, on) in &customer.payload.permissions {
+        let got = m
+            .marketing_permissions
+            .iter()
+            .find(|p| p.text.trim().eq_ignore_ascii_case(text.trim()));
+        match got {
+            Some(p) if p.enabled == *on => {}
+            Some(p) => out.push(diff(
+                Kind::Permissions,
+                email,
+                format!("{text}: table {on}, Mailchimp {}", p.enabled),
+                json!({ text.clone(): on }),
+                json!({ text.clone(): p.enabled }),
+                Fix::Queue,
+            )),
+            // Queued, the row would park: reported for a human (see `check`).
+            None => out.push(diff(
+                Kind::Permissions,
+                email,
+                format!("the audience has no marketing permission {text:?}"),
+                json!({ text.clone(): on }),
+                Value::Null,
+                Fix::Keep,
+            )),
+        }
+    }
     out
+}
+
+/// The names of the interests `ids` (for a difference's detail).
+fn interest_names(audience: &AudienceGroups, ids: &Map<String, Value>) -> String {
+    let names: Vec<String> = ids
+        .keys()
+        .map(|id| {
+            audience
+                .categories
+                .iter()
+                .flat_map(|c| c.interests.iter().map(move |(i, n)| (i, c, n)))
+                .find(|(i, _, _)| *i == id)
+                .map(|(_, c, n)| format!("{}/{}", c.title, n))
+                .unwrap_or_else(|| id.clone())
+        })
+        .collect();
+    names.join(", ")
 }
 
 /// A live member that belongs to no customer that should be in the audience. `customer` is
@@ -334,6 +431,7 @@ mod tests {
                 merge_fields: merge,
                 tag_columns,
                 consent,
+                ..Payload::default()
             },
             wanted: true,
             synced: Some(Synced {
@@ -363,7 +461,7 @@ mod tests {
         let c = customer(true, "Ana", Some("groomer"), &["groomer"]);
         let m = member(Status::Subscribed, "Ana", &["Groomer", "vip"]);
         assert_eq!(
-            compare(&c, Some(&m), &Statements::default()),
+            compare(&c, Some(&m), &Statements::default(), None),
             vec![],
             "case of address and tag, numbers as text, foreign tags: all the same"
         );
@@ -372,12 +470,13 @@ mod tests {
     #[test]
     fn a_missing_or_archived_member_is_missing() {
         let c = customer(true, "Ana", None, &[]);
-        let d = compare(&c, None, &Statements::default());
+        let d = compare(&c, None, &Statements::default(), None);
         assert_eq!(kinds(&d), vec![(Kind::Missing, "queue".into())]);
         let d = compare(
             &c,
             Some(&member(Status::Archived, "Ana", &[])),
             &Statements::default(),
+            None,
         );
         assert_eq!(d[0].detail, "the member is archived");
         assert_eq!(
@@ -391,7 +490,7 @@ mod tests {
         let c = customer(true, "Ana", None, &[]);
         let m = member(Status::Unsubscribed, "Ana", &[]);
         assert_eq!(
-            kinds(&compare(&c, Some(&m), &Statements::default())),
+            kinds(&compare(&c, Some(&m), &Statements::default(), None)),
             vec![(Kind::Status, "queue".into())]
         );
         let inbound = Statements {
@@ -399,25 +498,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            kinds(&compare(&c, Some(&m), &inbound)),
+            kinds(&compare(&c, Some(&m), &inbound, None)),
             vec![(Kind::Status, "inbound:unsubscribe".into())]
         );
         let no_consent = customer(false, "Ana", None, &[]);
         let subscribed = member(Status::Subscribed, "Ana", &[]);
         assert_eq!(
-            kinds(&compare(&no_consent, Some(&subscribed), &inbound)),
+            kinds(&compare(&no_consent, Some(&subscribed), &inbound, None)),
             vec![(Kind::Status, "queue".into())],
             "no [inbound].subscribe: the table wins"
         );
         let pending = member(Status::Pending, "Ana", &[]);
-        assert!(compare(&c, Some(&pending), &inbound).is_empty());
+        assert!(compare(&c, Some(&pending), &inbound, None).is_empty());
     }
 
     #[test]
     fn merge_values_and_managed_tags_are_compared() {
         let c = customer(true, "Ana", Some("vet"), &["groomer"]);
         let m = member(Status::Subscribed, "Anna", &["groomer", "vip"]);
-        let d = compare(&c, Some(&m), &Statements::default());
+        let d = compare(&c, Some(&m), &Statements::default(), None);
         assert_eq!(
             kinds(&d),
             vec![(Kind::Merge, "queue".into()), (Kind::Tags, "queue".into())]

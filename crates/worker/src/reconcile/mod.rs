@@ -34,7 +34,7 @@ use tracing::{info, instrument, warn};
 
 use crate::gate::{CallError, Gate};
 use crate::retry;
-use compare::{compare, extra, live, observed};
+use compare::{compare, extra, live, observed, Groups};
 pub use compare::{Difference, Fix, Kind};
 
 /// What can stop a reconcile run.
@@ -217,6 +217,20 @@ impl Reconciler {
         };
         let full = since.is_none();
         let inbound = &self.mapping.inbound;
+        // The audience's interests, read once: a member's `interests` name them by id.
+        let audience_groups = match self.mapping.interests.is_empty() {
+            true => None,
+            false => Some(
+                self.call("interests", || {
+                    crate::groups::read(&self.client, &self.audience_id)
+                })
+                .await?,
+            ),
+        };
+        let groups = audience_groups.as_ref().map(|audience| Groups {
+            mapping: &self.mapping.interests,
+            audience,
+        });
         let mut report = Report {
             audience_id: self.audience_id.clone(),
             since,
@@ -280,7 +294,7 @@ impl Reconciler {
                     Some(c) if c.wanted => {
                         seen.insert(c.customer_key.clone());
                         report.customers_compared += 1;
-                        let diffs = compare(c, Some(m), inbound);
+                        let diffs = compare(c, Some(m), inbound, groups);
                         for d in &diffs {
                             match d.fix {
                                 Fix::Queue => {
@@ -338,7 +352,7 @@ impl Reconciler {
                 .await?;
             for c in &missing {
                 report.customers_compared += 1;
-                report.differences.extend(compare(c, None, inbound));
+                report.differences.extend(compare(c, None, inbound, groups));
                 requeue.insert(c.customer_key.clone(), observed(c, None));
             }
         }
