@@ -1,8 +1,8 @@
 //! A typed client for the part of the Mailchimp Marketing API v3 that chimpsync uses.
 //!
 //! This crate owns the wire format: the subscriber hash, the API key and its data centre,
-//! the request and response bodies of the member, tag, batch-subscribe, audience and
-//! merge-field endpoints, and the classification of Mailchimp's answers into one [`Error`]
+//! the request and response bodies of the member, tag, batch-subscribe, audience, merge-field,
+//! interest and marketing-permission endpoints, and the classification of Mailchimp's answers into one [`Error`]
 //! type whose [`Error::is_retryable`] the worker builds its retry policy on.
 //!
 //! What it must not do:
@@ -40,7 +40,9 @@ pub use client::{
 pub use error::{Error, FieldError, Problem, ProblemKind, Result};
 pub use key::{subscriber_hash, ApiKey};
 pub use types::{
-    Audience, BatchError, BatchMember, BatchResult, ListMembers, Member, MemberRef, MemberUpsert,
-    MembersPage, MergeField, NewAudience, NewMergeField, NewWebhook, Status, TagChange, Webhook,
-    WebhookEvents, WebhookSources,
+    Audience, BatchError, BatchMember, BatchResult, Interest, InterestCategory,
+    InterestCategoryType, ListMembers, MarketingPermission, MarketingPermissionChange, Member,
+    MemberPermission, MemberRef, MemberUpsert, MembersPage, MergeField, NewAudience,
+    NewInterestCategory, NewMergeField, NewWebhook, Status, TagChange, Webhook, WebhookEvents,
+    WebhookSources,
 };
