@@ -10,15 +10,13 @@ use reqwest::Method;
 use url::Url;
 
 use crate::types::{
-    WireAudience, WireBatch, WireCategories, WireInterests, WireMergeFields, WireNewAudience,
-    WireNewInterest, WirePermissionChanges, WirePermissionsProbe, WirePing, WireStatus,
-    WireTagChange, WireTagChanges, WireTags, WireWebhooks,
+    WireAudience, WireBatch, WireMergeFields, WireNewAudience, WirePing, WireStatus, WireTagChange,
+    WireTagChanges, WireTags, WireWebhooks,
 };
 use crate::wire::{check, decode, json_body, transport};
 use crate::{
-    subscriber_hash, ApiKey, Audience, BatchMember, BatchResult, Error, Interest, InterestCategory,
-    ListMembers, MarketingPermission, MarketingPermissionChange, Member, MemberUpsert, MembersPage,
-    MergeField, NewAudience, NewInterestCategory, NewMergeField, NewWebhook, Result, Status,
+    subscriber_hash, ApiKey, Audience, BatchMember, BatchResult, Error, ListMembers, Member,
+    MemberUpsert, MembersPage, MergeField, NewAudience, NewMergeField, NewWebhook, Result, Status,
     TagChange, Webhook,
 };
 
@@ -542,146 +540,10 @@ impl Client {
         decode(status, &body)
     }
 
-    /// `GET /lists/{list_id}/interest-categories?count=1000`: every interest category of the
-    /// audience (pages with `offset` if Mailchimp reports more than one page).
-    #[tracing::instrument(
-        skip_all,
-        fields(endpoint = "GET /lists/{list_id}/interest-categories", list.id = %list_id)
-    )]
-    pub async fn interest_categories(&self, list_id: &str) -> Result<Vec<InterestCategory>> {
-        let segments = ["lists", list_segment(list_id)?, "interest-categories"];
-        self.all_pages(&segments, |w: WireCategories| (w.categories, w.total_items))
-            .await
-    }
-
-    /// `POST /lists/{list_id}/interest-categories`. A title the audience already has is refused
-    /// (`Invalid Resource`).
-    #[tracing::instrument(
-        skip_all,
-        fields(endpoint = "POST /lists/{list_id}/interest-categories", list.id = %list_id)
-    )]
-    pub async fn create_interest_category(
-        &self,
-        list_id: &str,
-        category: &NewInterestCategory,
-    ) -> Result<InterestCategory> {
-        let url = self.url(&["lists", list_segment(list_id)?, "interest-categories"]);
-        let body = json_body(category)?;
-        let (status, body) = self.call(Method::POST, url, Some(body)).await?;
-        decode(status, &body)
-    }
-
-    /// `GET /lists/{list_id}/interest-categories/{category_id}/interests?count=1000`: every
-    /// interest of the category (pages with `offset` if Mailchimp reports more than one page).
-    #[tracing::instrument(
-        skip_all,
-        fields(
-            endpoint = "GET /lists/{list_id}/interest-categories/{interest_category_id}/interests",
-            list.id = %list_id
-        )
-    )]
-    pub async fn interests(&self, list_id: &str, category_id: &str) -> Result<Vec<Interest>> {
-        let segments = [
-            "lists",
-            list_segment(list_id)?,
-            "interest-categories",
-            id_segment(category_id, "interest category")?,
-            "interests",
-        ];
-        self.all_pages(&segments, |w: WireInterests| (w.interests, w.total_items))
-            .await
-    }
-
-    /// `POST /lists/{list_id}/interest-categories/{category_id}/interests` with `{"name": …}`.
-    /// A name the category already has is refused (`Invalid Resource`).
-    #[tracing::instrument(
-        skip_all,
-        fields(
-            endpoint = "POST /lists/{list_id}/interest-categories/{interest_category_id}/interests",
-            list.id = %list_id
-        )
-    )]
-    pub async fn create_interest(
-        &self,
-        list_id: &str,
-        category_id: &str,
-        name: &str,
-    ) -> Result<Interest> {
-        let url = self.url(&[
-            "lists",
-            list_segment(list_id)?,
-            "interest-categories",
-            id_segment(category_id, "interest category")?,
-            "interests",
-        ]);
-        let body = json_body(&WireNewInterest { name })?;
-        let (status, body) = self.call(Method::POST, url, Some(body)).await?;
-        decode(status, &body)
-    }
-
-    /// The marketing permissions of a GDPR audience (their ids and texts).
-    ///
-    /// Mailchimp has no endpoint that lists an audience's permissions; every member of a GDPR
-    /// audience carries all of them, so this reads one member:
-    /// `GET /lists/{list_id}/members?count=1&fields=members.marketing_permissions`. An audience
-    /// without (unarchived) members yet, or one that is not a GDPR audience, answers an empty
-    /// `Vec`: check [`Audience::marketing_permissions`] to tell the two apart.
-    #[tracing::instrument(
-        skip_all,
-        fields(endpoint = "GET /lists/{list_id}/members", list.id = %list_id)
-    )]
-    pub async fn marketing_permissions(&self, list_id: &str) -> Result<Vec<MarketingPermission>> {
-        let mut url = self.url(&["lists", list_segment(list_id)?, "members"]);
-        url.query_pairs_mut()
-            .append_pair("count", "1")
-            .append_pair("fields", "members.marketing_permissions");
-        let (status, body) = self.call(Method::GET, url, None).await?;
-        let probe: WirePermissionsProbe = decode(status, &body)?;
-        Ok(probe
-            .members
-            .into_iter()
-            .next()
-            .map(|m| {
-                m.marketing_permissions
-                    .into_iter()
-                    .map(|p| MarketingPermission {
-                        id: p.id,
-                        text: p.text,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    /// `PATCH /lists/{list_id}/members/{hash(email)}` with `{"marketing_permissions": […]}`:
-    /// turns the given permissions on or off (the others stay). An id the audience does not
-    /// have is refused (`Invalid Resource`); a missing member is `404`.
-    #[tracing::instrument(
-        skip_all,
-        fields(
-            endpoint = "PATCH /lists/{list_id}/members/{subscriber_hash}",
-            list.id = %list_id,
-            permissions.count = changes.len()
-        )
-    )]
-    pub async fn set_member_permissions(
-        &self,
-        list_id: &str,
-        email: &str,
-        changes: &[MarketingPermissionChange],
-    ) -> Result<Member> {
-        let url = self.member_url(list_id, email, &[])?;
-        let body = json_body(&WirePermissionChanges {
-            marketing_permissions: changes,
-        })?;
-        let (code, body) = self.call(Method::PATCH, url, Some(body)).await?;
-        decode(code, &body)
-    }
-
     /// Every item of a paged list at `segments`, asking for pages of [`MAX_PAGE_SIZE`] and
     /// following `offset` while Mailchimp reports more (`split` gives a page's items and its
     /// `total_items`).
-    async fn all_pages<W, T>(
+    pub(crate) async fn all_pages<W, T>(
         &self,
         segments: &[&str],
         split: impl Fn(W) -> (Vec<T>, Option<u64>),
@@ -711,7 +573,7 @@ impl Client {
     }
 
     /// The base URL with `segments` appended, each percent-encoded as one path segment.
-    fn url(&self, segments: &[&str]) -> Url {
+    pub(crate) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.inner.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             // `Client::new` refuses cannot-be-a-base URLs, so this branch is always taken.
@@ -720,7 +582,7 @@ impl Client {
         url
     }
 
-    fn member_url(&self, list_id: &str, email: &str, rest: &[&str]) -> Result<Url> {
+    pub(crate) fn member_url(&self, list_id: &str, email: &str, rest: &[&str]) -> Result<Url> {
         let hash = subscriber_hash(email);
         let mut segments = vec!["lists", list_segment(list_id)?, "members", &hash];
         segments.extend_from_slice(rest);
@@ -729,7 +591,12 @@ impl Client {
 
     /// Sends one request and sorts the answer: `Ok` for 2xx (status and body), else the
     /// classified [`Error`].
-    async fn call(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<(u16, Bytes)> {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes)> {
         let started = Instant::now();
         tracing::debug!(http.method = %method, url.path = url.path(), "mailchimp request");
         let mut req = self
@@ -793,7 +660,7 @@ impl BatchAnswer {
 
 /// An empty list id would turn `POST /lists/{id}` (batch subscribe) into `POST /lists`
 /// (create an audience), so it is refused before anything is sent.
-fn list_segment(list_id: &str) -> Result<&str> {
+pub(crate) fn list_segment(list_id: &str) -> Result<&str> {
     if list_id.trim().is_empty() {
         return Err(Error::InvalidInput("the audience id is empty".to_owned()));
     }
@@ -802,7 +669,7 @@ fn list_segment(list_id: &str) -> Result<&str> {
 
 /// An empty id segment would name another resource (the collection), so it is refused before
 /// anything is sent.
-fn id_segment<'a>(id: &'a str, what: &str) -> Result<&'a str> {
+pub(crate) fn id_segment<'a>(id: &'a str, what: &str) -> Result<&'a str> {
     if id.trim().is_empty() {
         return Err(Error::InvalidInput(format!("the {what} id is empty")));
     }

@@ -30,6 +30,7 @@
 
 mod client;
 mod error;
+mod interests;
 mod key;
 mod types;
 mod wire;
@@ -38,11 +39,12 @@ pub use client::{
     BatchAnswer, Client, ClientConfig, PreparedBatch, MAX_BATCH_MEMBERS, MAX_PAGE_SIZE,
 };
 pub use error::{Error, FieldError, Problem, ProblemKind, Result};
+pub use interests::{
+    Interest, InterestCategory, InterestCategoryType, MarketingPermission, NewInterestCategory,
+};
 pub use key::{subscriber_hash, ApiKey};
 pub use types::{
-    Audience, BatchError, BatchMember, BatchResult, Interest, InterestCategory,
-    InterestCategoryType, ListMembers, MarketingPermission, MarketingPermissionChange, Member,
-    MemberPermission, MemberRef, MemberUpsert, MembersPage, MergeField, NewAudience,
-    NewInterestCategory, NewMergeField, NewWebhook, Status, TagChange, Webhook, WebhookEvents,
-    WebhookSources,
+    Audience, BatchError, BatchMember, BatchResult, ListMembers, MarketingPermissionChange, Member,
+    MemberPermission, MemberRef, MemberUpsert, MembersPage, MergeField, NewAudience, NewMergeField,
+    NewWebhook, Status, TagChange, Webhook, WebhookEvents, WebhookSources,
 };

@@ -968,7 +968,7 @@ async fn interests_are_created_listed_and_set_on_members_through_the_client() {
     assert_eq!(kind_of(&err), ProblemKind::InvalidResource);
     assert_eq!(
         w.client.interest_categories(LIST).await.unwrap(),
-        [pets.clone()]
+        std::slice::from_ref(&pets)
     );
 
     let dogs = w
@@ -1091,7 +1091,7 @@ async fn marketing_permissions_are_read_from_a_member_and_set_through_the_client
     };
     let member = w
         .client
-        .set_member_permissions(GDPR_LIST, ADA, &[email.clone()])
+        .set_member_permissions(GDPR_LIST, ADA, std::slice::from_ref(&email))
         .await
         .unwrap();
     let enabled: Vec<bool> = member
@@ -1127,7 +1127,7 @@ async fn marketing_permissions_are_read_from_a_member_and_set_through_the_client
     assert_eq!(kind_of(&err), ProblemKind::InvalidResource);
     let err = w
         .client
-        .set_member_permissions(GDPR_LIST, DAN, &[email.clone()])
+        .set_member_permissions(GDPR_LIST, DAN, std::slice::from_ref(&email))
         .await
         .unwrap_err();
     assert_eq!(kind_of(&err), ProblemKind::NotFound);
