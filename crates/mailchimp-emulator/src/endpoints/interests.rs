@@ -57,7 +57,7 @@ impl Audience {
 }
 
 /// A fresh 10-character id, unused among `taken`.
-fn fresh_id<'a>(state: &mut State, taken: impl Fn(&str) -> bool + 'a) -> String {
+fn fresh_id(state: &mut State, taken: impl Fn(&str) -> bool) -> String {
     loop {
         let id = random_hex(&mut state.rng, 5);
         if !taken(&id) {
