@@ -97,6 +97,10 @@ pub struct MemberView {
     pub unsubscribed_by_contact: bool,
     /// When the member last changed (`2024-01-31T12:00:00+00:00`).
     pub last_changed: String,
+    /// The ids of the audience's interests the member has on, sorted.
+    pub interests: Vec<String>,
+    /// The ids of the marketing permissions the member has enabled, sorted (GDPR audiences).
+    pub marketing_permissions: Vec<String>,
 }
 
 /// A running emulator. Dropping it stops the server too; [`Emulator::shutdown`] waits for it.
@@ -412,5 +416,7 @@ fn view(m: &Member) -> MemberView {
         tags,
         unsubscribed_by_contact: m.unsubscribed_by_contact && m.status != Status::Subscribed,
         last_changed: m.last_changed.clone(),
+        interests: m.interests.iter().cloned().collect(),
+        marketing_permissions: m.permissions.iter().cloned().collect(),
     }
 }

@@ -90,6 +90,7 @@ impl Upsert {
             status_if_new: self.member.status_if_new,
             status: self.member.status,
             merge_fields: self.member.merge_fields.clone(),
+            ..Default::default()
         }
     }
 
@@ -308,6 +309,7 @@ pub fn plan(row: &ClaimedRow, audience: &AudienceSettings) -> Action {
         status,
         merge_fields: merge_values(&row.payload.merge_fields),
         tags: if first_sync { tags.clone() } else { Vec::new() },
+        ..Default::default()
     };
     let mut upsert = Upsert {
         member,

@@ -101,6 +101,13 @@ async fn writes_turn_only_the_given_permissions_on_or_off() {
         .await;
     let enabled: Vec<bool> = permissions(m.ok()).iter().map(|p| p.2).collect();
     assert_eq!(enabled, [true, false, false]);
+    assert_eq!(
+        h.emu
+            .member(GDPR, "eu@mail.org")
+            .unwrap()
+            .marketing_permissions,
+        [ids[0].clone()]
+    );
     let m = h
         .post(
             &format!("/lists/{GDPR}/members"),

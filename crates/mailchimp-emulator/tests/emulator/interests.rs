@@ -236,6 +236,10 @@ async fn members_show_every_interest_and_writes_change_only_the_ones_given() {
         m.ok()["interests"],
         json!({dogs.clone(): false, cats.clone(): false})
     );
+    assert_eq!(
+        h.emu.member(LIST, "pet@mail.org").unwrap().interests,
+        std::slice::from_ref(&cats)
+    );
     let page = h.get(&format!("/lists/{LIST}/members")).await;
     assert_eq!(page.ok()["members"][1]["interests"][&cats], true);
 
