@@ -122,7 +122,11 @@ async fn a_pet_type_change_turns_the_old_interest_off_and_the_new_on_and_leaves_
         .into_iter()
         .find(|c| c.title == "Newsletters");
     let events = match news_category {
-        Some(c) => f.mailchimp.create_interest(AUDIENCE, &c.id, "Events").await?,
+        Some(c) => {
+            f.mailchimp
+                .create_interest(AUDIENCE, &c.id, "Events")
+                .await?
+        }
         None => {
             let c = f
                 .mailchimp
@@ -134,7 +138,9 @@ async fn a_pet_type_change_turns_the_old_interest_off_and_the_new_on_and_leaves_
                     },
                 )
                 .await?;
-            f.mailchimp.create_interest(AUDIENCE, &c.id, "Events").await?
+            f.mailchimp
+                .create_interest(AUDIENCE, &c.id, "Events")
+                .await?
         }
     };
     let mut theirs = MemberUpsert::default();
@@ -143,8 +149,13 @@ async fn a_pet_type_change_turns_the_old_interest_off_and_the_new_on_and_leaves_
     f.mailchimp.upsert_member(AUDIENCE, ANA, &theirs).await?;
     assert!(ids.contains_key("Pet type/Dog"));
 
-    f.exec("update customers set pet_type = 'Cat' where id = 1").await?;
-    assert_eq!(f.queue_rows().await?.len(), 1, "a mapped group column enqueues");
+    f.exec("update customers set pet_type = 'Cat' where id = 1")
+        .await?;
+    assert_eq!(
+        f.queue_rows().await?.len(),
+        1,
+        "a mapped group column enqueues"
+    );
     f.drain(&w).await?;
     assert_eq!(
         interests_on(&f, ANA).await?,
@@ -207,7 +218,10 @@ async fn consent_given_and_withdrawn_moves_both_the_permission_and_the_status() 
     )
     .await?;
     f.drain(&w).await?;
-    assert_eq!(member(&f, ANA).await?.status, mailchimp::Status::Unsubscribed);
+    assert_eq!(
+        member(&f, ANA).await?.status,
+        mailchimp::Status::Unsubscribed
+    );
     assert!(!permission(&f, ANA, "Email").await?);
     assert_eq!(
         member(&f, "bo@pets.test").await?.status,
@@ -343,9 +357,18 @@ async fn setup_mailchimp_creates_the_groups_once_and_check_names_a_missing_gdpr_
     .await?;
     let (code, out, err) = chimpsync(&f, &mapping(), &["setup", "--mailchimp"]).await?;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("created interest category \"Pet type\""), "{out}");
-    assert!(out.contains("created interest \"Cat\" in \"Pet type\""), "{out}");
-    assert!(out.contains("created interest \"Offers\" in \"Newsletters\""), "{out}");
+    assert!(
+        out.contains("created interest category \"Pet type\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("created interest \"Cat\" in \"Pet type\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("created interest \"Offers\" in \"Newsletters\""),
+        "{out}"
+    );
     assert!(out.contains("6 created, 0 already there"), "{out}");
     let ids = interest_ids(&f).await?;
     assert_eq!(
@@ -369,11 +392,21 @@ async fn setup_mailchimp_creates_the_groups_once_and_check_names_a_missing_gdpr_
 
     let (code, out, err) = chimpsync(&f, &mapping(), &["setup", "--mailchimp"]).await?;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("interests of audience a1b2c3d4e5: 0 created"), "{out}");
-    assert_eq!(interest_ids(&f).await?, ids, "running it twice changes nothing");
+    assert!(
+        out.contains("interests of audience a1b2c3d4e5: 0 created"),
+        "{out}"
+    );
+    assert_eq!(
+        interest_ids(&f).await?,
+        ids,
+        "running it twice changes nothing"
+    );
 
     let (code, out, _) = chimpsync(&f, &mapping(), &["check"]).await?;
-    assert!(out.contains("interest category \"Pet type\" exists"), "{out}");
+    assert!(
+        out.contains("interest category \"Pet type\" exists"),
+        "{out}"
+    );
     assert_eq!(code, 0, "{out}");
 
     // The same mapping against an audience without GDPR fields.
@@ -381,7 +414,9 @@ async fn setup_mailchimp_creates_the_groups_once_and_check_names_a_missing_gdpr_
     let (code, out, err) = chimpsync(&plain, &mapping(), &["check"]).await?;
     assert_eq!(code, 3, "a configuration problem: {out}{err}");
     assert!(
-        out.contains("marketing_permissions.\"Email\": audience a1b2c3d4e5 has no marketing permissions"),
+        out.contains(
+            "marketing_permissions.\"Email\": audience a1b2c3d4e5 has no marketing permissions"
+        ),
         "{out}"
     );
     let (code, out, err) = chimpsync(&plain, &mapping(), &["setup", "--mailchimp"]).await?;

@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::emulator::{Config, Emulator};
 
 /// `mailchimp-emulator --listen 127.0.0.1:4100 [--api-key KEY] [--audience ID]...
-/// [--account KEY=AUDIENCE]... …`
+/// [--gdpr-audience ID]... [--account KEY=AUDIENCE]... …`
 #[derive(Parser)]
 #[command(
     name = "mailchimp-emulator",
@@ -26,6 +26,11 @@ pub struct Args {
     /// account any key reaches); repeatable.
     #[arg(long = "audience", value_name = "ID")]
     pub audiences: Vec<String>,
+    /// A GDPR audience (marketing permissions on: Email, Direct Mail, Customized Online
+    /// Advertising) that exists at start, like --audience; an id also given to --audience or
+    /// --account makes that audience a GDPR one; repeatable.
+    #[arg(long = "gdpr-audience", value_name = "ID")]
+    pub gdpr_audiences: Vec<String>,
     /// A Mailchimp account: the API KEY is accepted, and AUDIENCE exists at start in its account;
     /// repeatable (a key given twice is one account with both audiences).
     #[arg(long = "account", value_name = "KEY=AUDIENCE", value_parser = account)]
@@ -82,6 +87,7 @@ impl Args {
         Config {
             api_key: self.api_key.clone(),
             audiences: self.audiences.clone(),
+            gdpr_audiences: self.gdpr_audiences.clone(),
             accounts: self.accounts.clone(),
             latency: Duration::from_millis(self.latency_ms),
             max_connections: self.max_connections,
@@ -108,6 +114,7 @@ pub async fn main_cli() -> anyhow::Result<()> {
     tracing::info!(
         base_url = %emulator.base_url(),
         audiences = ?args.audiences,
+        gdpr_audiences = ?args.gdpr_audiences,
         accounts = args.accounts.len(),
         "serving the Mailchimp Marketing API"
     );

@@ -36,6 +36,11 @@ pub struct Config {
     /// Audiences that exist at start, with the default merge fields: `api_key`'s, or, without
     /// it, the one account's that accepts any key (then `accounts` must be empty).
     pub audiences: Vec<String>,
+    /// GDPR audiences ("marketing permissions" on) that exist at start, with Mailchimp's three
+    /// default permissions (Email, Direct Mail, Customized Online Advertising). An id also in
+    /// `audiences` or `accounts` makes that audience a GDPR one; any other is created like an
+    /// entry of `audiences`.
+    pub gdpr_audiences: Vec<String>,
     /// `(API key, audience id)`: the audience exists at start in the key's account. A key may
     /// appear several times; an audience id only in one account.
     pub accounts: Vec<(String, String)>,
@@ -56,6 +61,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("audiences", &self.audiences)
+            .field("gdpr_audiences", &self.gdpr_audiences)
             .field(
                 "accounts",
                 &self
@@ -91,6 +97,10 @@ pub struct MemberView {
     pub unsubscribed_by_contact: bool,
     /// When the member last changed (`2024-01-31T12:00:00+00:00`).
     pub last_changed: String,
+    /// The ids of the audience's interests the member has on, sorted.
+    pub interests: Vec<String>,
+    /// The ids of the marketing permissions the member has enabled, sorted (GDPR audiences).
+    pub marketing_permissions: Vec<String>,
 }
 
 /// A running emulator. Dropping it stops the server too; [`Emulator::shutdown`] waits for it.
@@ -115,18 +125,27 @@ impl Emulator {
     /// `accounts`, is an `InvalidInput` error.
     #[tracing::instrument(skip_all, fields(listen = %listen))]
     pub async fn start(listen: SocketAddr, config: Config) -> std::io::Result<Emulator> {
-        let (accounts, audiences) = Accounts::from_config(
-            config.api_key.as_deref(),
-            &config.audiences,
-            &config.accounts,
-        )
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let mut plain = config.audiences.clone();
+        for id in &config.gdpr_audiences {
+            let named = plain.contains(id) || config.accounts.iter().any(|(_, a)| a == id);
+            if !named {
+                plain.push(id.clone());
+            }
+        }
+        let (accounts, audiences) =
+            Accounts::from_config(config.api_key.as_deref(), &plain, &config.accounts)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let now = Now::current();
         let mut state = State::new(config.seed);
         for (account, id) in &audiences {
             state.ensure_audience(id, *account, &now);
+        }
+        for id in &config.gdpr_audiences {
+            if let Some(aud) = state.audiences.get_mut(id) {
+                aud.enable_marketing_permissions();
+            }
         }
         let faults = FaultState::new(config.seed, config.fail_rate, config.drop_rate);
         let shared = Arc::new(Shared::new(
@@ -397,5 +416,7 @@ fn view(m: &Member) -> MemberView {
         tags,
         unsubscribed_by_contact: m.unsubscribed_by_contact && m.status != Status::Subscribed,
         last_changed: m.last_changed.clone(),
+        interests: m.interests.iter().cloned().collect(),
+        marketing_permissions: m.permissions.iter().cloned().collect(),
     }
 }

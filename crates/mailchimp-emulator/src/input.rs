@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::{default_options, Events, MergeField, Sources, Status};
+use crate::model::{default_options, Events, MergeField, Sources, Status, Webhook, CATEGORY_TYPES};
 use crate::problem::{json_type_name, wrong_type, ApiError, FieldError};
 
 /// At most this many members per batch subscribe call.
@@ -77,6 +77,8 @@ pub(crate) struct MemberInput<'a> {
     pub status_if_new: Option<Status>,
     pub merge_fields: Option<&'a Map<String, Value>>,
     pub interests: Option<&'a Map<String, Value>>,
+    /// `(marketing_permission_id, enabled)` pairs, in the order given.
+    pub marketing_permissions: Option<Vec<(&'a str, bool)>>,
     pub email_type: Option<&'a str>,
     pub language: Option<&'a str>,
     pub vip: Option<bool>,
@@ -106,6 +108,23 @@ impl<'a> MemberInput<'a> {
                         want_bool(&format!("interests.{id}"), flag)?;
                     }
                     input.interests = Some(map);
+                }
+                "marketing_permissions" => {
+                    let arr = want_array(k, v)?;
+                    let mut changes = Vec::with_capacity(arr.len());
+                    for (i, item) in arr.iter().enumerate() {
+                        let item = want_object(&format!("{k}.{i}"), item)?;
+                        let id_path = format!("{k}.{i}.marketing_permission_id");
+                        let id = want_str(
+                            &id_path,
+                            required(item, "marketing_permission_id", &id_path)?,
+                        )?;
+                        let enabled = optional_bool(item, "enabled", false).map_err(|_| {
+                            wrong_type(&format!("{k}.{i}.enabled"), "boolean", &item["enabled"])
+                        })?;
+                        changes.push((id, enabled));
+                    }
+                    input.marketing_permissions = Some(changes);
                 }
                 "email_type" => {
                     let t = want_str(k, v)?;
@@ -151,22 +170,35 @@ impl<'a> MemberInput<'a> {
     }
 }
 
-/// The body of `POST /lists`, checked; every problem is listed at once.
-pub(crate) struct NewList<'a> {
+/// The body of `POST /lists` or `PATCH /lists/{id}`, checked; every problem is listed at once.
+/// The optional settings are `None` when absent: a create applies the defaults, a PATCH keeps
+/// what the audience has.
+pub(crate) struct ListBody<'a> {
     pub name: &'a str,
     pub permission_reminder: &'a str,
     pub contact: Option<&'a Map<String, Value>>,
     pub campaign_defaults: Value,
     pub email_type_option: bool,
-    pub use_archive_bar: bool,
-    pub double_optin: bool,
-    pub marketing_permissions: bool,
-    pub notify_on_subscribe: &'a str,
-    pub notify_on_unsubscribe: &'a str,
+    pub use_archive_bar: Option<bool>,
+    pub double_optin: Option<bool>,
+    pub marketing_permissions: Option<bool>,
+    pub notify_on_subscribe: Option<&'a str>,
+    pub notify_on_unsubscribe: Option<&'a str>,
 }
 
-impl<'a> NewList<'a> {
+impl<'a> ListBody<'a> {
+    /// A `POST /lists` body.
     pub(crate) fn parse(body: &'a Value) -> Result<Self, ApiError> {
+        Self::parse_with(body, &[])
+    }
+
+    /// A `PATCH /lists/{id}` body: the spec requires the same fields as a create, and its
+    /// contact also needs `state` and `zip`.
+    pub(crate) fn parse_patch(body: &'a Value) -> Result<Self, ApiError> {
+        Self::parse_with(body, &["state", "zip"])
+    }
+
+    fn parse_with(body: &'a Value, more_contact: &[&str]) -> Result<Self, ApiError> {
         let obj = body_object(body)?;
         let mut errors = Vec::new();
         let mut need = |parent: Option<&str>, name: &str, kind: &str| {
@@ -196,7 +228,10 @@ impl<'a> NewList<'a> {
         };
         need(None, "name", "string");
         need(None, "permission_reminder", "string");
-        for f in ["company", "address1", "city", "country"] {
+        for f in ["company", "address1", "city", "country"]
+            .iter()
+            .chain(more_contact)
+        {
             need(Some("contact"), f, "string");
         }
         for f in ["from_name", "from_email", "subject", "language"] {
@@ -207,18 +242,22 @@ impl<'a> NewList<'a> {
             return Err(ApiError::invalid(errors));
         }
         let text = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("");
-        let flag = |k: &str, d: bool| obj.get(k).and_then(Value::as_bool).unwrap_or(d);
-        Ok(NewList {
+        let flag = |k: &str| present(obj, k).map(|v| want_bool(k, v)).transpose();
+        let opt_text = |k: &str| present(obj, k).map(|v| want_str(k, v)).transpose();
+        Ok(ListBody {
             name: text("name"),
             permission_reminder: text("permission_reminder"),
             contact: obj.get("contact").and_then(Value::as_object),
             campaign_defaults: obj.get("campaign_defaults").cloned().unwrap_or_default(),
-            email_type_option: flag("email_type_option", false),
-            use_archive_bar: flag("use_archive_bar", true),
-            double_optin: flag("double_optin", false),
-            marketing_permissions: flag("marketing_permissions", false),
-            notify_on_subscribe: text("notify_on_subscribe"),
-            notify_on_unsubscribe: text("notify_on_unsubscribe"),
+            email_type_option: obj
+                .get("email_type_option")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            use_archive_bar: flag("use_archive_bar")?,
+            double_optin: flag("double_optin")?,
+            marketing_permissions: flag("marketing_permissions")?,
+            notify_on_subscribe: opt_text("notify_on_subscribe")?,
+            notify_on_unsubscribe: opt_text("notify_on_unsubscribe")?,
         })
     }
 }
@@ -243,19 +282,9 @@ pub(crate) fn new_merge_field(
         None => format!("MMERGE{merge_id}"),
         Some(v) => want_str("tag", v)?.trim().to_ascii_uppercase(),
     };
-    if tag.is_empty()
-        || tag.len() > 10
-        || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        return Err(ApiError::invalid_field(
-            "tag",
-            "A merge tag may only contain A-Z, 0-9 and _ and be at most 10 characters long",
-        ));
-    }
+    check_tag(&tag)?;
     if existing.iter().any(|f| f.tag == tag) {
-        return Err(ApiError::invalid_detail(format!(
-            "A Merge Field with the tag \"{tag}\" already exists for this list."
-        )));
+        return Err(tag_taken(&tag));
     }
     let text = |k: &str| -> Result<String, ApiError> {
         present(obj, k).map_or(Ok(String::new()), |v| want_str(k, v).map(str::to_owned))
@@ -288,6 +317,71 @@ pub(crate) fn new_merge_field(
         options,
         help_text: text("help_text")?,
     })
+}
+
+/// The body of `PATCH /lists/{id}/merge-fields/{merge_id}` applied to `field` (a copy), checked
+/// against the audience's `others`: `name` is required (the spec's schema); the type cannot
+/// change (the schema has no `type`).
+pub(crate) fn patch_merge_field(
+    body: &Value,
+    mut field: MergeField,
+    others: &[MergeField],
+) -> Result<MergeField, ApiError> {
+    let obj = body_object(body)?;
+    field.name = want_str("name", required(obj, "name", "name")?)?.to_owned();
+    if let Some(v) = present(obj, "tag") {
+        let tag = want_str("tag", v)?.trim().to_ascii_uppercase();
+        check_tag(&tag)?;
+        if others
+            .iter()
+            .any(|f| f.merge_id != field.merge_id && f.tag == tag)
+        {
+            return Err(tag_taken(&tag));
+        }
+        field.tag = tag;
+    }
+    field.required = optional_bool(obj, "required", field.required)?;
+    field.public = optional_bool(obj, "public", field.public)?;
+    for (name, dst) in [
+        ("default_value", &mut field.default_value),
+        ("help_text", &mut field.help_text),
+    ] {
+        if let Some(v) = present(obj, name) {
+            *dst = want_str(name, v)?.to_owned();
+        }
+    }
+    if let Some(order) = optional_int(obj, "display_order")? {
+        field.display_order = u32::try_from(order)
+            .map_err(|_| wrong_type("display_order", "integer", &obj["display_order"]))?;
+    }
+    if let Some(given) = present(obj, "options") {
+        let given = want_object("options", given)?;
+        if let Some(dst) = field.options.as_object_mut() {
+            for (k, v) in given {
+                dst.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Ok(field)
+}
+
+fn check_tag(tag: &str) -> Result<(), ApiError> {
+    if tag.is_empty()
+        || tag.len() > 10
+        || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(ApiError::invalid_field(
+            "tag",
+            "A merge tag may only contain A-Z, 0-9 and _ and be at most 10 characters long",
+        ));
+    }
+    Ok(())
+}
+
+fn tag_taken(tag: &str) -> ApiError {
+    ApiError::invalid_detail(format!(
+        "A Merge Field with the tag \"{tag}\" already exists for this list."
+    ))
 }
 
 /// The body of `POST /lists/{id}/members/{hash}/tags`: each tag's name and whether it becomes
@@ -352,22 +446,62 @@ pub(crate) struct NewWebhook {
     pub sources: Sources,
 }
 
+/// A webhook URL: http(s) with a host.
+fn check_webhook_url(url: &str) -> Result<(), ApiError> {
+    let parsed = reqwest::Url::parse(url).ok();
+    if !parsed
+        .as_ref()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    {
+        return Err(ApiError::invalid_field(
+            "url",
+            "This value should be a valid URL.",
+        ));
+    }
+    Ok(())
+}
+
 impl NewWebhook {
+    /// A `POST` body; absent flags take the defaults.
     pub(crate) fn parse(body: &Value) -> Result<NewWebhook, ApiError> {
+        let url = want_str("url", required(body_object(body)?, "url", "url")?)?;
+        let defaults = NewWebhook {
+            url: url.trim().to_owned(),
+            events: Events {
+                subscribe: true,
+                unsubscribe: true,
+                profile: true,
+                cleaned: true,
+                upemail: true,
+                campaign: true,
+            },
+            sources: Sources {
+                user: true,
+                admin: true,
+                api: false,
+            },
+        };
+        Self::parse_over(body, defaults)
+    }
+
+    /// A `PATCH` body over the webhook as it is: only what the body gives changes.
+    pub(crate) fn parse_patch(body: &Value, current: &Webhook) -> Result<NewWebhook, ApiError> {
+        let url = match present(body_object(body)?, "url") {
+            Some(v) => want_str("url", v)?.trim().to_owned(),
+            None => current.url.clone(),
+        };
+        let current = NewWebhook {
+            url,
+            events: current.events,
+            sources: current.sources,
+        };
+        Self::parse_over(body, current)
+    }
+
+    fn parse_over(body: &Value, base: NewWebhook) -> Result<NewWebhook, ApiError> {
         let obj = body_object(body)?;
-        let url = want_str("url", required(obj, "url", "url")?)?
-            .trim()
-            .to_owned();
-        let parsed = reqwest::Url::parse(&url).ok();
-        if !parsed
-            .as_ref()
-            .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        {
-            return Err(ApiError::invalid_field(
-                "url",
-                "This value should be a valid URL.",
-            ));
-        }
+        let url = base.url;
+        check_webhook_url(&url)?;
         let flags = |name: &str| present(obj, name).map(|v| want_object(name, v)).transpose();
         let flag = |map: Option<&Map<String, Value>>,
                     group: &str,
@@ -381,21 +515,85 @@ impl NewWebhook {
         };
         let ev = flags("events")?;
         let src = flags("sources")?;
+        let (e, s) = (base.events, base.sources);
         Ok(NewWebhook {
             url,
             events: Events {
-                subscribe: flag(ev, "events", "subscribe", true)?,
-                unsubscribe: flag(ev, "events", "unsubscribe", true)?,
-                profile: flag(ev, "events", "profile", true)?,
-                cleaned: flag(ev, "events", "cleaned", true)?,
-                upemail: flag(ev, "events", "upemail", true)?,
-                campaign: flag(ev, "events", "campaign", true)?,
+                subscribe: flag(ev, "events", "subscribe", e.subscribe)?,
+                unsubscribe: flag(ev, "events", "unsubscribe", e.unsubscribe)?,
+                profile: flag(ev, "events", "profile", e.profile)?,
+                cleaned: flag(ev, "events", "cleaned", e.cleaned)?,
+                upemail: flag(ev, "events", "upemail", e.upemail)?,
+                campaign: flag(ev, "events", "campaign", e.campaign)?,
             },
             sources: Sources {
-                user: flag(src, "sources", "user", true)?,
-                admin: flag(src, "sources", "admin", true)?,
-                api: flag(src, "sources", "api", false)?,
+                user: flag(src, "sources", "user", s.user)?,
+                admin: flag(src, "sources", "admin", s.admin)?,
+                api: flag(src, "sources", "api", s.api)?,
             },
+        })
+    }
+}
+
+/// An integer property such as `display_order`, if given.
+fn optional_int(obj: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
+    present(obj, name)
+        .map(|v| v.as_i64().ok_or_else(|| wrong_type(name, "integer", v)))
+        .transpose()
+}
+
+/// The body of `POST` or `PATCH /lists/{id}/interest-categories[/{id}]`: `title` and `type` are
+/// required for both (the spec's schemas).
+pub(crate) struct CategoryBody<'a> {
+    pub title: &'a str,
+    pub kind: &'a str,
+    pub display_order: Option<i64>,
+}
+
+impl<'a> CategoryBody<'a> {
+    pub(crate) fn parse(body: &'a Value) -> Result<Self, ApiError> {
+        let obj = body_object(body)?;
+        let title = want_str("title", required(obj, "title", "title")?)?.trim();
+        let kind = want_str("type", required(obj, "type", "type")?)?;
+        if !CATEGORY_TYPES.contains(&kind) {
+            return Err(ApiError::invalid_field(
+                "type",
+                format!("Value must be one of: {}", CATEGORY_TYPES.join(", ")),
+            ));
+        }
+        if title.is_empty() {
+            return Err(ApiError::invalid_field(
+                "title",
+                "This value should not be blank.",
+            ));
+        }
+        Ok(CategoryBody {
+            title,
+            kind,
+            display_order: optional_int(obj, "display_order")?,
+        })
+    }
+}
+
+/// The body of `POST` or `PATCH …/interests[/{id}]`: `name` is required for both.
+pub(crate) struct InterestBody<'a> {
+    pub name: &'a str,
+    pub display_order: Option<i64>,
+}
+
+impl<'a> InterestBody<'a> {
+    pub(crate) fn parse(body: &'a Value) -> Result<Self, ApiError> {
+        let obj = body_object(body)?;
+        let name = want_str("name", required(obj, "name", "name")?)?.trim();
+        if name.is_empty() {
+            return Err(ApiError::invalid_field(
+                "name",
+                "This value should not be blank.",
+            ));
+        }
+        Ok(InterestBody {
+            name,
+            display_order: optional_int(obj, "display_order")?,
         })
     }
 }

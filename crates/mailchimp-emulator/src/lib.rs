@@ -58,6 +58,9 @@ mod state;
 // Which webhook events a change produces, and their form bodies.
 mod events;
 
+// `fields` and `exclude_fields`: the parts of a GET answer asked for.
+mod fields;
+
 // The JSON answers.
 mod wire;
 

@@ -3,7 +3,7 @@
 //! Plain data with the few rules that belong to a single record; how records look on the wire is
 //! `wire`, how they change is the endpoints'. Nothing here is shared with the client crate.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{json, Value};
 
@@ -199,6 +199,18 @@ impl Tags {
         }
     }
 
+    /// The tags whose lower-cased name starts with `prefix` (lower case), by id.
+    pub(crate) fn starting_with(&self, prefix: &str) -> Vec<(u64, &str)> {
+        let mut found: Vec<(u64, &str)> = self
+            .by_name
+            .iter()
+            .filter(|(lower, _)| lower.starts_with(prefix))
+            .map(|(_, t)| (t.id, t.name.as_str()))
+            .collect();
+        found.sort_unstable();
+        found
+    }
+
     /// Attaches the tag `name` to the member (creating it in the audience if needed); false if
     /// the name is blank or the member has it.
     pub(crate) fn attach(&mut self, m: &mut Member, name: &str, now: &Now) -> bool {
@@ -241,7 +253,10 @@ pub(crate) struct Member {
     pub bounced: bool,
     /// Set values only; an unset field is answered as `""`.
     pub merge: BTreeMap<String, Value>,
-    pub interests: serde_json::Map<String, Value>,
+    /// The ids of the audience's interests this member has on (the others are off).
+    pub interests: BTreeSet<String>,
+    /// The ids of the audience's marketing permissions this member has enabled.
+    pub permissions: BTreeSet<String>,
     pub ip_signup: String,
     pub timestamp_signup: String,
     pub ip_opt: String,
@@ -295,7 +310,11 @@ pub(crate) struct Audience {
     pub notify_on_subscribe: String,
     pub notify_on_unsubscribe: String,
     pub double_optin: bool,
+    /// A GDPR audience: its members carry `permissions`.
     pub marketing_permissions: bool,
+    /// The marketing permissions, once the audience has been a GDPR one (they stay when the flag
+    /// is turned off again, as the web app keeps them).
+    pub permissions: Vec<Permission>,
     pub visibility: String,
     pub date_created: String,
     pub merge_fields: Vec<MergeField>,
@@ -311,6 +330,10 @@ pub(crate) struct Audience {
     pub tags: Tags,
     /// Registered webhooks, in creation order.
     pub webhooks: Vec<Webhook>,
+    /// Interest categories ("groups" in the web app), in creation order.
+    pub categories: Vec<InterestCategory>,
+    /// The interests of every category, in creation order.
+    pub interests: Vec<Interest>,
 }
 
 impl Audience {
@@ -336,6 +359,7 @@ impl Audience {
             notify_on_unsubscribe: String::new(),
             double_optin: false,
             marketing_permissions: false,
+            permissions: Vec::new(),
             visibility: "prv".to_owned(),
             date_created: now.text.clone(),
             merge_fields: default_merge_fields(),
@@ -346,8 +370,69 @@ impl Audience {
             forgotten: HashSet::new(),
             tags: Tags::new(),
             webhooks: Vec::new(),
+            categories: Vec::new(),
+            interests: Vec::new(),
         }
     }
+
+    /// Makes it a GDPR audience: Mailchimp's three default permissions, if it has none yet.
+    pub(crate) fn enable_marketing_permissions(&mut self) {
+        self.marketing_permissions = true;
+        if self.permissions.is_empty() {
+            self.permissions = DEFAULT_PERMISSIONS
+                .iter()
+                .map(|text| Permission {
+                    id: permission_id(&self.id, text),
+                    text: (*text).to_owned(),
+                })
+                .collect();
+        }
+    }
+
+    /// The permissions its members carry: none unless it is a GDPR audience.
+    pub(crate) fn shown_permissions(&self) -> Option<&[Permission]> {
+        self.marketing_permissions.then_some(&self.permissions[..])
+    }
+}
+
+/// The permissions a GDPR audience starts with, as Mailchimp's signup forms show them.
+const DEFAULT_PERMISSIONS: [&str; 3] = ["Email", "Direct Mail", "Customized Online Advertising"];
+
+/// A permission's id: 10 hex characters like Mailchimp's, derived from the audience and the
+/// text so that an audience's ids are the same in every run (tests can name them).
+fn permission_id(list_id: &str, text: &str) -> String {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(format!("{list_id}:{text}").as_bytes());
+    hex::encode(&digest[..5])
+}
+
+/// A GDPR marketing permission of an audience.
+#[derive(Debug, Clone)]
+pub(crate) struct Permission {
+    pub id: String,
+    pub text: String,
+}
+
+/// The kinds of interest category Mailchimp knows.
+pub(crate) const CATEGORY_TYPES: [&str; 4] = ["checkboxes", "dropdown", "radio", "hidden"];
+
+/// An interest category of an audience.
+#[derive(Debug, Clone)]
+pub(crate) struct InterestCategory {
+    pub id: String,
+    pub title: String,
+    /// One of [`CATEGORY_TYPES`].
+    pub kind: String,
+    pub display_order: i64,
+}
+
+/// An interest ("group name" in the web app) of a category.
+#[derive(Debug, Clone)]
+pub(crate) struct Interest {
+    pub id: String,
+    pub category_id: String,
+    pub name: String,
+    pub display_order: i64,
 }
 
 /// Which events a webhook receives.

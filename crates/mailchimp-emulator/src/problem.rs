@@ -207,6 +207,26 @@ impl ApiError {
         )
     }
 
+    /// A member write naming an interest the audience does not have (observed wording, also as
+    /// a batch item's `error`; no `errors[]`).
+    pub(crate) fn unknown_interest(id: &str) -> Self {
+        Self::invalid_detail(format!("Invalid interest ID: '{id}'."))
+    }
+
+    /// A member write naming a marketing permission the audience does not have (wording ours,
+    /// on the pattern of the interest one).
+    pub(crate) fn unknown_permission(id: &str) -> Self {
+        Self::invalid_detail(format!("Invalid marketing permission ID: '{id}'."))
+    }
+
+    /// An interest name taken in its category, or a category title taken in the audience
+    /// (observed for interests; the same text for categories is our choice).
+    pub(crate) fn already_on_list(name: &str) -> Self {
+        Self::invalid_detail(format!(
+            "Cannot add \"{name}\" because it already exists on the list."
+        ))
+    }
+
     /// "A url may only exist on a list once" (wording ours).
     pub(crate) fn webhook_url_taken() -> Self {
         Self::invalid_field(

@@ -6,6 +6,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::accounts::DEFAULT_ACCOUNT;
+use crate::fields;
 use crate::input::NewWebhook;
 use crate::lock::lock;
 use crate::model::Now;
@@ -26,10 +27,14 @@ pub(crate) async fn api(
     body: &Bytes,
     ctx: &Ctx<'_>,
 ) -> Answer {
-    match route {
-        // Creating a webhook waits for the validator's GET, outside the state lock.
+    let answer = match route {
+        // Creating a webhook, or moving it to another URL, waits for the validator's GET,
+        // outside the state lock.
         Some(Route::Webhooks(id)) if method == Method::POST => {
             create_webhook(shared, &id, body, ctx).await
+        }
+        Some(Route::Webhook(id, hook)) if method == Method::PATCH => {
+            patch_webhook(shared, &id, &hook, body, ctx).await
         }
         route => dispatch(
             shared,
@@ -38,6 +43,14 @@ pub(crate) async fn api(
             body,
             ctx,
         ),
+    };
+    match answer {
+        Ok(Reply::Json(json)) if method == Method::GET => Ok(Reply::Json(fields::select(
+            json,
+            ctx.query.get("fields"),
+            ctx.query.get("exclude_fields"),
+        ))),
+        other => other,
     }
 }
 
@@ -71,7 +84,39 @@ fn dispatch(shared: &Shared, route: Route, method: &Method, body: &Bytes, ctx: &
             let applied = st(id)?.batch_subscribe(id, &body, ctx)?;
             Ok(applied.reply(ctx.base))
         }
+        (Route::List(id), Method::PATCH) => {
+            let body = json()?;
+            st(id)?.patch_list(id, &body, ctx)
+        }
         (Route::List(id), Method::DELETE) => st(id)?.delete_list(id),
+        (Route::TagSearch(id), Method::GET) => st(id)?.tag_search(id, ctx),
+        (Route::SearchMembers, Method::GET) => lock(&shared.state).search_members(ctx),
+        (Route::InterestCategories(id), Method::GET) => st(id)?.get_categories(id, ctx),
+        (Route::InterestCategories(id), Method::POST) => {
+            let body = json()?;
+            st(id)?.create_category(id, &body, ctx)
+        }
+        (Route::InterestCategory(id, cat), Method::GET) => st(id)?.get_category(id, cat, ctx),
+        (Route::InterestCategory(id, cat), Method::PATCH) => {
+            let body = json()?;
+            st(id)?.patch_category(id, cat, &body, ctx)
+        }
+        (Route::InterestCategory(id, cat), Method::DELETE) => st(id)?.delete_category(id, cat),
+        (Route::Interests(id, cat), Method::GET) => st(id)?.get_interests(id, cat, ctx),
+        (Route::Interests(id, cat), Method::POST) => {
+            let body = json()?;
+            st(id)?.create_interest(id, cat, &body, ctx)
+        }
+        (Route::Interest(id, cat, interest), Method::GET) => {
+            st(id)?.get_interest(id, cat, interest, ctx)
+        }
+        (Route::Interest(id, cat, interest), Method::PATCH) => {
+            let body = json()?;
+            st(id)?.patch_interest(id, cat, interest, &body, ctx)
+        }
+        (Route::Interest(id, cat, interest), Method::DELETE) => {
+            st(id)?.delete_interest(id, cat, interest)
+        }
         (Route::Members(id), Method::GET) => st(id)?.get_members(id, ctx),
         (Route::Members(id), Method::POST) => {
             let body = json()?;
@@ -99,6 +144,10 @@ fn dispatch(shared: &Shared, route: Route, method: &Method, body: &Bytes, ctx: &
             st(id)?.create_merge_field(id, &body)
         }
         (Route::MergeField(id, merge_id), Method::GET) => st(id)?.get_merge_field(id, merge_id),
+        (Route::MergeField(id, merge_id), Method::PATCH) => {
+            let body = json()?;
+            st(id)?.patch_merge_field(id, merge_id, &body)
+        }
         (Route::MergeField(id, merge_id), Method::DELETE) => {
             st(id)?.delete_merge_field(id, merge_id)
         }
@@ -120,6 +169,34 @@ async fn create_webhook(shared: &Shared, list_id: &str, body: &Bytes, ctx: &Ctx<
     shared
         .state_for(ctx.account, list_id)?
         .add_webhook(list_id, new, ctx)
+}
+
+/// `PATCH /lists/{id}/webhooks/{webhook_id}`: only what the body gives changes; a new URL must
+/// be free on the audience and pass the validator's GET, as on create.
+async fn patch_webhook(
+    shared: &Shared,
+    list_id: &str,
+    id: &str,
+    body: &Bytes,
+    ctx: &Ctx<'_>,
+) -> Answer {
+    let body = parse_json(body)?;
+    let (change, moved) = {
+        let state = shared.state_for(ctx.account, list_id)?;
+        let current = state.webhook(list_id, id)?;
+        let change = NewWebhook::parse_patch(&body, current)?;
+        let moved = change.url != current.url;
+        if moved {
+            state.check_webhook_url_for(list_id, id, &change.url)?;
+        }
+        (change, moved)
+    };
+    if moved {
+        validate_url(&change.url).await?;
+    }
+    shared
+        .state_for(ctx.account, list_id)?
+        .update_webhook(list_id, id, change, ctx)
 }
 
 /// Test-only routes under `/_emulator` (no authentication, no faults, not counted).

@@ -44,6 +44,12 @@ pub(crate) enum Route {
     MergeField(String, String),
     Webhooks(String),
     Webhook(String, String),
+    TagSearch(String),
+    SearchMembers,
+    InterestCategories(String),
+    InterestCategory(String, String),
+    Interests(String, String),
+    Interest(String, String, String),
 }
 
 impl Route {
@@ -60,6 +66,7 @@ impl Route {
             0 => Route::Root,
             1 if segs[0] == "ping" => Route::Ping,
             1 if segs[0] == "lists" => Route::Lists,
+            1 if segs[0] == "search-members" => Route::SearchMembers,
             2 if segs[0] == "lists" => Route::List(seg(1)),
             3 if segs[0] == "lists" && segs[2] == "members" => Route::Members(seg(1)),
             3 if segs[0] == "lists" && segs[2] == "merge-fields" => Route::MergeFields(seg(1)),
@@ -79,6 +86,25 @@ impl Route {
             {
                 Route::DeletePermanent(seg(1), member(3))
             }
+            3 if segs[0] == "lists" && segs[2] == "tag-search" => Route::TagSearch(seg(1)),
+            3 if segs[0] == "lists" && segs[2] == "interest-categories" => {
+                Route::InterestCategories(seg(1))
+            }
+            4 if segs[0] == "lists" && segs[2] == "interest-categories" => {
+                Route::InterestCategory(seg(1), seg(3))
+            }
+            5 if segs[0] == "lists"
+                && segs[2] == "interest-categories"
+                && segs[4] == "interests" =>
+            {
+                Route::Interests(seg(1), seg(3))
+            }
+            6 if segs[0] == "lists"
+                && segs[2] == "interest-categories"
+                && segs[4] == "interests" =>
+            {
+                Route::Interest(seg(1), seg(3), seg(5))
+            }
             _ => return None,
         })
     }
@@ -86,16 +112,21 @@ impl Route {
     /// The methods the resource takes, for the `Allow` header of a 405.
     pub(crate) fn allow(&self) -> &'static str {
         match self {
-            Route::Root | Route::Ping => "GET",
+            Route::Root | Route::Ping | Route::TagSearch(_) | Route::SearchMembers => "GET",
             Route::Lists
             | Route::Members(_)
             | Route::MergeFields(_)
             | Route::MemberTags(..)
-            | Route::Webhooks(_) => "GET, POST",
-            Route::List(_) => "GET, POST, DELETE",
+            | Route::Webhooks(_)
+            | Route::InterestCategories(_)
+            | Route::Interests(..) => "GET, POST",
+            Route::List(_) => "GET, POST, PATCH, DELETE",
             Route::Member(..) => "GET, PUT, PATCH, DELETE",
             Route::DeletePermanent(..) => "POST",
-            Route::MergeField(..) | Route::Webhook(..) => "GET, DELETE",
+            Route::MergeField(..)
+            | Route::Webhook(..)
+            | Route::InterestCategory(..)
+            | Route::Interest(..) => "GET, PATCH, DELETE",
         }
     }
 }

@@ -2,11 +2,11 @@
 //! the webhook events not yet handed to delivery. The endpoints themselves are in `endpoints`,
 //! one module per resource, as methods of [`State`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::events::{self, Before, Delivery, Event, Source};
 use crate::model::{AccountId, Audience, Member, Now, Status};
@@ -62,7 +62,8 @@ pub(crate) struct Content {
     unsubscribed_by_contact: bool,
     bounced: bool,
     merge: BTreeMap<String, Value>,
-    interests: Map<String, Value>,
+    interests: BTreeSet<String>,
+    permissions: BTreeSet<String>,
     email_type: String,
     language: String,
     vip: bool,
@@ -79,6 +80,7 @@ impl Content {
             bounced: m.bounced,
             merge: m.merge.clone(),
             interests: m.interests.clone(),
+            permissions: m.permissions.clone(),
             email_type: m.email_type.clone(),
             language: m.language.clone(),
             vip: m.vip,

@@ -3,13 +3,16 @@
 //! Members are serialized straight from the record, without an intermediate `Value` tree: a
 //! batch answer carries up to 500 of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::model::{Audience, Member, MemberTag, MergeField, Status, Webhook};
+use crate::model::{
+    Audience, Interest, InterestCategory, Member, MemberTag, MergeField, Permission, Status,
+    Webhook,
+};
 use crate::problem::ApiError;
 
 /// What an endpoint answers: a reply, or the problem Mailchimp would report.
@@ -155,6 +158,10 @@ pub(crate) struct MemberJson<'a> {
     /// The audience's id and merge fields (all the answer shows of the audience).
     pub list_id: &'a str,
     pub merge_fields: &'a [MergeField],
+    /// Every interest of the audience: the member shows each, on or off.
+    pub interests: &'a [Interest],
+    /// The audience's marketing permissions, `None` unless it is a GDPR audience.
+    pub permissions: Option<&'a [Permission]>,
     pub base: &'a str,
     /// The batch-subscribe shape: the spec's `new_members`/`updated_members` items lack
     /// `contact_id`, `full_name`, `web_id`, `unsubscribe_reason`, `source` and
@@ -169,6 +176,8 @@ impl<'a> MemberJson<'a> {
             member,
             list_id: &aud.id,
             merge_fields: &aud.merge_fields,
+            interests: &aud.interests,
+            permissions: aud.shown_permissions(),
             base,
             compact: false,
         }
@@ -240,6 +249,86 @@ impl Serialize for TagsJson<'_> {
     }
 }
 
+/// `{interest_id: bool}` for every interest of the audience.
+struct InterestsJson<'a> {
+    all: &'a [Interest],
+    on: &'a BTreeSet<String>,
+}
+
+impl Serialize for InterestsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.all.len()))?;
+        for i in self.all {
+            map.serialize_entry(&i.id, &self.on.contains(&i.id))?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct PermissionJson<'a> {
+    marketing_permission_id: &'a str,
+    text: &'a str,
+    enabled: bool,
+}
+
+/// `[{marketing_permission_id, text, enabled}]` for every permission of the audience.
+struct PermissionsJson<'a> {
+    all: &'a [Permission],
+    enabled: &'a BTreeSet<String>,
+}
+
+impl Serialize for PermissionsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.all.len()))?;
+        for p in self.all {
+            seq.serialize_element(&PermissionJson {
+                marketing_permission_id: &p.id,
+                text: &p.text,
+                enabled: self.enabled.contains(&p.id),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl InterestCategory {
+    /// The interest category object.
+    pub(crate) fn to_json(&self, list_id: &str, base: &str) -> Value {
+        let href = format!("{base}/lists/{list_id}/interest-categories/{}", self.id);
+        json!({
+            "list_id": list_id,
+            "id": self.id,
+            "title": self.title,
+            "display_order": self.display_order,
+            "type": self.kind,
+            "_links": [
+                {"rel": "self", "href": href, "method": "GET"},
+                {"rel": "interests", "href": format!("{href}/interests"), "method": "GET"},
+            ],
+        })
+    }
+}
+
+impl Interest {
+    /// The interest object; `subscriber_count` is a string in Mailchimp's schema.
+    pub(crate) fn to_json(&self, list_id: &str, subscribers: usize, base: &str) -> Value {
+        json!({
+            "category_id": self.category_id,
+            "list_id": list_id,
+            "id": self.id,
+            "name": self.name,
+            "subscriber_count": subscribers.to_string(),
+            "display_order": self.display_order,
+            "_links": [{
+                "rel": "self",
+                "href": format!("{base}/lists/{list_id}/interest-categories/{}/interests/{}", self.category_id, self.id),
+                "method": "GET",
+            }],
+        })
+    }
+}
+
 fn text_of(v: Option<&Value>) -> &str {
     v.and_then(Value::as_str).unwrap_or("")
 }
@@ -294,8 +383,15 @@ impl Serialize for MemberJson<'_> {
                 values: &m.merge,
             },
         )?;
-        if !m.interests.is_empty() {
-            map.serialize_entry("interests", &m.interests)?;
+        // Like Mailchimp, an audience without interests shows no `interests` at all.
+        if !self.interests.is_empty() {
+            map.serialize_entry(
+                "interests",
+                &InterestsJson {
+                    all: self.interests,
+                    on: &m.interests,
+                },
+            )?;
         }
         map.serialize_entry(
             "stats",
@@ -325,6 +421,15 @@ impl Serialize for MemberJson<'_> {
                 region: "",
             },
         )?;
+        if let Some(all) = self.permissions {
+            map.serialize_entry(
+                "marketing_permissions",
+                &PermissionsJson {
+                    all,
+                    enabled: &m.permissions,
+                },
+            )?;
+        }
         if full {
             map.serialize_entry("source", "API - Generic")?;
         }

@@ -315,8 +315,7 @@ impl Client {
         let patch = MemberUpsert {
             email_address: Some(new_email.to_owned()),
             status_if_new: None,
-            status: body.status,
-            merge_fields: body.merge_fields.clone(),
+            ..body.clone()
         };
         let url = self.member_url(list_id, old_email, &[])?;
         let body = json_body(&patch)?;
@@ -541,8 +540,40 @@ impl Client {
         decode(status, &body)
     }
 
+    /// Every item of a paged list at `segments`, asking for pages of [`MAX_PAGE_SIZE`] and
+    /// following `offset` while Mailchimp reports more (`split` gives a page's items and its
+    /// `total_items`).
+    pub(crate) async fn all_pages<W, T>(
+        &self,
+        segments: &[&str],
+        split: impl Fn(W) -> (Vec<T>, Option<u64>),
+    ) -> Result<Vec<T>>
+    where
+        W: serde::de::DeserializeOwned,
+    {
+        let mut items = Vec::new();
+        loop {
+            let mut url = self.url(segments);
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("count", &MAX_PAGE_SIZE.to_string());
+                if !items.is_empty() {
+                    q.append_pair("offset", &items.len().to_string());
+                }
+            }
+            let (status, body) = self.call(Method::GET, url, None).await?;
+            let (page, total) = split(decode::<W>(status, &body)?);
+            let got = page.len();
+            items.extend(page);
+            match total {
+                Some(total) if got > 0 && (items.len() as u64) < total => continue,
+                _ => return Ok(items),
+            }
+        }
+    }
+
     /// The base URL with `segments` appended, each percent-encoded as one path segment.
-    fn url(&self, segments: &[&str]) -> Url {
+    pub(crate) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.inner.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             // `Client::new` refuses cannot-be-a-base URLs, so this branch is always taken.
@@ -551,7 +582,7 @@ impl Client {
         url
     }
 
-    fn member_url(&self, list_id: &str, email: &str, rest: &[&str]) -> Result<Url> {
+    pub(crate) fn member_url(&self, list_id: &str, email: &str, rest: &[&str]) -> Result<Url> {
         let hash = subscriber_hash(email);
         let mut segments = vec!["lists", list_segment(list_id)?, "members", &hash];
         segments.extend_from_slice(rest);
@@ -560,7 +591,12 @@ impl Client {
 
     /// Sends one request and sorts the answer: `Ok` for 2xx (status and body), else the
     /// classified [`Error`].
-    async fn call(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<(u16, Bytes)> {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes)> {
         let started = Instant::now();
         tracing::debug!(http.method = %method, url.path = url.path(), "mailchimp request");
         let mut req = self
@@ -624,11 +660,20 @@ impl BatchAnswer {
 
 /// An empty list id would turn `POST /lists/{id}` (batch subscribe) into `POST /lists`
 /// (create an audience), so it is refused before anything is sent.
-fn list_segment(list_id: &str) -> Result<&str> {
+pub(crate) fn list_segment(list_id: &str) -> Result<&str> {
     if list_id.trim().is_empty() {
         return Err(Error::InvalidInput("the audience id is empty".to_owned()));
     }
     Ok(list_id)
+}
+
+/// An empty id segment would name another resource (the collection), so it is refused before
+/// anything is sent.
+pub(crate) fn id_segment<'a>(id: &'a str, what: &str) -> Result<&'a str> {
+    if id.trim().is_empty() {
+        return Err(Error::InvalidInput(format!("the {what} id is empty")));
+    }
+    Ok(id)
 }
 
 /// `archived` appears in responses only; Mailchimp refuses it as a written status.

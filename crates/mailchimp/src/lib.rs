@@ -1,8 +1,8 @@
 //! A typed client for the part of the Mailchimp Marketing API v3 that chimpsync uses.
 //!
 //! This crate owns the wire format: the subscriber hash, the API key and its data centre,
-//! the request and response bodies of the member, tag, batch-subscribe, audience and
-//! merge-field endpoints, and the classification of Mailchimp's answers into one [`Error`]
+//! the request and response bodies of the member, tag, batch-subscribe, audience, merge-field,
+//! interest and marketing-permission endpoints, and the classification of Mailchimp's answers into one [`Error`]
 //! type whose [`Error::is_retryable`] the worker builds its retry policy on.
 //!
 //! What it must not do:
@@ -30,6 +30,7 @@
 
 mod client;
 mod error;
+mod interests;
 mod key;
 mod types;
 mod wire;
@@ -38,9 +39,12 @@ pub use client::{
     BatchAnswer, Client, ClientConfig, PreparedBatch, MAX_BATCH_MEMBERS, MAX_PAGE_SIZE,
 };
 pub use error::{Error, FieldError, Problem, ProblemKind, Result};
+pub use interests::{
+    Interest, InterestCategory, InterestCategoryType, MarketingPermission, NewInterestCategory,
+};
 pub use key::{subscriber_hash, ApiKey};
 pub use types::{
-    Audience, BatchError, BatchMember, BatchResult, ListMembers, Member, MemberRef, MemberUpsert,
-    MembersPage, MergeField, NewAudience, NewMergeField, NewWebhook, Status, TagChange, Webhook,
-    WebhookEvents, WebhookSources,
+    Audience, BatchError, BatchMember, BatchResult, ListMembers, MarketingPermissionChange, Member,
+    MemberPermission, MemberRef, MemberUpsert, MembersPage, MergeField, NewAudience, NewMergeField,
+    NewWebhook, Status, TagChange, Webhook, WebhookEvents, WebhookSources,
 };

@@ -3,6 +3,7 @@
 //! Responses are deserialized leniently: unknown fields are ignored, `null` counts as absent,
 //! and `""` counts as "not set" for optional texts (Mailchimp sends `""`, not `null`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -67,6 +68,11 @@ pub struct BatchMember {
     /// they never remove a tag). Omitted when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Interest id → on/off; only the interests named change, the member's others stay.
+    /// Omitted when empty. (Batch members cannot carry marketing permissions: Mailchimp's batch
+    /// schema has none; use [`crate::Client::set_member_permissions`].)
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub interests: BTreeMap<String, bool>,
 }
 
 /// The body of a single-member upsert (`PUT …/members/{hash}`).
@@ -86,6 +92,37 @@ pub struct MemberUpsert {
     /// Merge tag → value. Omitted when empty; `""` clears a field.
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub merge_fields: Map<String, Value>,
+    /// Interest id → on/off; only the interests named change, the member's others stay.
+    /// Omitted when empty. An id the audience does not have refuses the whole write.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub interests: BTreeMap<String, bool>,
+    /// Marketing permission changes (GDPR audiences only); the permissions not named stay.
+    /// Omitted when empty. An id the audience does not have refuses the whole write.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marketing_permissions: Vec<MarketingPermissionChange>,
+}
+
+/// Turns one marketing permission of a member on or off.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MarketingPermissionChange {
+    /// The permission's id (see [`crate::Client::marketing_permissions`]).
+    pub marketing_permission_id: String,
+    /// Whether the member gives this permission.
+    pub enabled: bool,
+}
+
+/// A member's state for one marketing permission of a GDPR audience.
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct MemberPermission {
+    /// The permission's id (`marketing_permission_id` on the wire).
+    #[serde(rename = "marketing_permission_id")]
+    pub id: String,
+    /// What the contact consents to, e.g. `Email`.
+    #[serde(default)]
+    pub text: String,
+    /// Whether the member gave it.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// The outcome of a batch subscribe: always HTTP 200, failures are per member.
@@ -119,6 +156,10 @@ pub struct MemberRef {
     /// The member's tag names after the call (at most 50, as Mailchimp sends them).
     #[serde(default, deserialize_with = "tag_names")]
     pub tags: Vec<String>,
+    /// The member's marketing permissions after the call (GDPR audiences; empty otherwise): the
+    /// batch cannot set them, so what still differs is set member by member.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub marketing_permissions: Vec<MemberPermission>,
 }
 
 /// One refused member of a batch subscribe.
@@ -187,6 +228,14 @@ pub struct Member {
     /// Why the member unsubscribed, if they did (e.g. `N/A (Unsubscribed by admin)`).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub unsubscribe_reason: Option<String>,
+    /// Every interest of the audience → whether the member has it (empty when the audience
+    /// has no interests: Mailchimp then sends no `interests`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub interests: BTreeMap<String, bool>,
+    /// Every marketing permission of a GDPR audience with the member's choice (empty for
+    /// other audiences).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub marketing_permissions: Vec<MemberPermission>,
 }
 
 /// A tag change for `POST …/members/{hash}/tags`.
@@ -260,9 +309,12 @@ pub struct Audience {
     pub name: String,
     /// `stats.member_count` (subscribed members; Mailchimp caches it for minutes).
     pub member_count: u64,
+    /// Whether it is a GDPR audience: its members then carry marketing permissions.
+    pub marketing_permissions: bool,
 }
 
-/// The wire shape of a list; only `id`, `name` and `stats.member_count` are read.
+/// The wire shape of a list; only `id`, `name`, `stats.member_count` and
+/// `marketing_permissions` are read.
 #[derive(Deserialize)]
 pub(crate) struct WireAudience {
     id: String,
@@ -270,6 +322,8 @@ pub(crate) struct WireAudience {
     name: String,
     #[serde(default, deserialize_with = "null_as_default")]
     stats: WireAudienceStats,
+    #[serde(default, deserialize_with = "null_as_default")]
+    marketing_permissions: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -284,6 +338,7 @@ impl From<WireAudience> for Audience {
             id: w.id,
             name: w.name,
             member_count: w.stats.member_count,
+            marketing_permissions: w.marketing_permissions,
         }
     }
 }
@@ -511,7 +566,7 @@ pub(crate) struct WirePing {
     pub(crate) health_status: Option<String>,
 }
 
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -559,6 +614,58 @@ mod tests {
             serde_json::to_value(&m).unwrap(),
             json!({"email_address": "a@example.com", "status_if_new": "pending"})
         );
+    }
+
+    #[test]
+    fn interests_and_permissions_are_sent_only_when_given() {
+        let plain = MemberUpsert {
+            status_if_new: Some(Status::Subscribed),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&plain).unwrap(),
+            json!({"status_if_new": "subscribed"})
+        );
+        let with = MemberUpsert {
+            interests: [("9143cf3bd1".to_owned(), true)].into(),
+            marketing_permissions: vec![MarketingPermissionChange {
+                marketing_permission_id: "caa8dcb11e".into(),
+                enabled: false,
+            }],
+            ..plain
+        };
+        assert_eq!(
+            serde_json::to_value(&with).unwrap(),
+            json!({
+                "status_if_new": "subscribed", "interests": {"9143cf3bd1": true},
+                "marketing_permissions": [{"marketing_permission_id": "caa8dcb11e", "enabled": false}]
+            })
+        );
+    }
+
+    #[test]
+    fn members_read_interests_and_permissions_and_default_them_to_empty() {
+        let m: Member = serde_json::from_value(json!({
+            "id": "x", "email_address": "a@example.com", "status": "subscribed",
+            "interests": {"9143cf3bd1": true, "1111111111": false},
+            "marketing_permissions": [{"marketing_permission_id": "caa8dcb11e", "text": "Email", "enabled": true}]
+        }))
+        .unwrap();
+        assert!(m.interests["9143cf3bd1"]);
+        assert_eq!(m.interests.len(), 2);
+        assert_eq!(
+            m.marketing_permissions,
+            [MemberPermission {
+                id: "caa8dcb11e".into(),
+                text: "Email".into(),
+                enabled: true
+            }]
+        );
+        let bare: Member = serde_json::from_value(json!({
+            "id": "x", "email_address": "a@example.com", "status": "subscribed", "interests": null
+        }))
+        .unwrap();
+        assert!(bare.interests.is_empty() && bare.marketing_permissions.is_empty());
     }
 
     #[test]

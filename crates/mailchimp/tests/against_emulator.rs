@@ -23,8 +23,9 @@ use hyper::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use mailchimp::{
-    subscriber_hash, ApiKey, BatchMember, Client, ClientConfig, Error, ListMembers, MemberUpsert,
-    NewMergeField, ProblemKind, Status, TagChange,
+    subscriber_hash, ApiKey, BatchMember, Client, ClientConfig, Error, InterestCategoryType,
+    ListMembers, MarketingPermissionChange, MemberUpsert, NewInterestCategory, NewMergeField,
+    ProblemKind, Status, TagChange,
 };
 use mailchimp_emulator::{Config, Emulator, Fault};
 use serde_json::{json, Map, Value};
@@ -204,10 +205,15 @@ struct World {
 
 impl World {
     async fn start() -> World {
+        World::with(Config::default()).await
+    }
+
+    /// A world whose emulator also has what `config` sets (the key and `LIST` are always there).
+    async fn with(config: Config) -> World {
         let config = Config {
             api_key: Some(KEY.to_owned()),
             audiences: vec![LIST.to_owned()],
-            ..Config::default()
+            ..config
         };
         let emulator = Emulator::start("127.0.0.1:0".parse().unwrap(), config)
             .await
@@ -920,6 +926,396 @@ async fn tags_are_added_and_removed_through_the_tags_endpoint() {
     w.check_contract();
 }
 
+// ---- interests, marketing permissions and the endpoints the client does not call -----------
+
+const GDPR_LIST: &str = "9d9d9d9d9d";
+
+fn with_interests(pairs: &[(&str, bool)]) -> std::collections::BTreeMap<String, bool> {
+    pairs
+        .iter()
+        .map(|(id, on)| ((*id).to_owned(), *on))
+        .collect()
+}
+
+#[tokio::test]
+async fn interests_are_created_listed_and_set_on_members_through_the_client() {
+    let w = World::start().await;
+    assert!(w.client.interest_categories(LIST).await.unwrap().is_empty());
+    let pets = w
+        .client
+        .create_interest_category(
+            LIST,
+            &NewInterestCategory {
+                title: "Pets".into(),
+                kind: InterestCategoryType::Checkboxes,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(pets.kind, InterestCategoryType::Checkboxes);
+    assert_eq!(pets.id.len(), 10);
+    let err = w
+        .client
+        .create_interest_category(
+            LIST,
+            &NewInterestCategory {
+                title: "Pets".into(),
+                kind: InterestCategoryType::Hidden,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(kind_of(&err), ProblemKind::InvalidResource);
+    assert_eq!(
+        w.client.interest_categories(LIST).await.unwrap(),
+        std::slice::from_ref(&pets)
+    );
+
+    let dogs = w
+        .client
+        .create_interest(LIST, &pets.id, "Dogs")
+        .await
+        .unwrap();
+    let cats = w
+        .client
+        .create_interest(LIST, &pets.id, "Cats")
+        .await
+        .unwrap();
+    assert_eq!(dogs.category_id, pets.id);
+    assert_eq!(
+        w.client.interests(LIST, &pets.id).await.unwrap(),
+        [dogs.clone(), cats.clone()]
+    );
+    let err = w
+        .client
+        .create_interest(LIST, &pets.id, "Dogs")
+        .await
+        .unwrap_err();
+    assert_eq!(kind_of(&err), ProblemKind::InvalidResource);
+    let err = w.client.interests(LIST, "nocategory").await.unwrap_err();
+    assert_eq!(kind_of(&err), ProblemKind::NotFound);
+
+    let body = MemberUpsert {
+        status_if_new: Some(Status::Subscribed),
+        interests: with_interests(&[(&dogs.id, true)]),
+        ..Default::default()
+    };
+    let member = w.client.upsert_member(LIST, ADA, &body).await.unwrap();
+    assert_eq!(
+        member.interests,
+        with_interests(&[(&dogs.id, true), (&cats.id, false)])
+    );
+    let result = w
+        .client
+        .batch_upsert(
+            LIST,
+            &[
+                BatchMember {
+                    email_address: ADA.into(),
+                    status_if_new: Some(Status::Subscribed),
+                    interests: with_interests(&[(&cats.id, true)]),
+                    ..Default::default()
+                },
+                BatchMember {
+                    email_address: BOB.into(),
+                    status_if_new: Some(Status::Subscribed),
+                    interests: with_interests(&[("0000000000", true)]),
+                    ..Default::default()
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.updated.len(), 1);
+    assert_eq!(result.errors.len(), 1);
+    assert_eq!(result.errors[0].error, "Invalid interest ID: '0000000000'.");
+    let member = w.client.get_member(LIST, ADA).await.unwrap();
+    assert_eq!(
+        member.interests,
+        with_interests(&[(&dogs.id, true), (&cats.id, true)]),
+        "the interests a write leaves out stay"
+    );
+
+    let bad = MemberUpsert {
+        interests: with_interests(&[("0000000000", true)]),
+        ..subscribe_if_new()
+    };
+    let err = w.client.upsert_member(LIST, CAROL, &bad).await.unwrap_err();
+    assert_eq!(kind_of(&err), ProblemKind::InvalidResource);
+    assert!(!err.is_retryable());
+    assert!(w.emulator.member(LIST, CAROL).is_none());
+    w.check_contract();
+}
+
+#[tokio::test]
+async fn marketing_permissions_are_read_from_a_member_and_set_through_the_client() {
+    let w = World::with(Config {
+        gdpr_audiences: vec![GDPR_LIST.to_owned()],
+        ..Config::default()
+    })
+    .await;
+    let audience = w.client.get_audience(GDPR_LIST).await.unwrap();
+    assert!(audience.marketing_permissions);
+    assert!(
+        !w.client
+            .get_audience(LIST)
+            .await
+            .unwrap()
+            .marketing_permissions
+    );
+    assert!(
+        w.client
+            .marketing_permissions(GDPR_LIST)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no member to read them from yet"
+    );
+
+    let member = w
+        .client
+        .upsert_member(GDPR_LIST, ADA, &subscribe_if_new())
+        .await
+        .unwrap();
+    assert!(member.marketing_permissions.iter().all(|p| !p.enabled));
+    let permissions = w.client.marketing_permissions(GDPR_LIST).await.unwrap();
+    let texts: Vec<&str> = permissions.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["Email", "Direct Mail", "Customized Online Advertising"]
+    );
+
+    let email = MarketingPermissionChange {
+        marketing_permission_id: permissions[0].id.clone(),
+        enabled: true,
+    };
+    let member = w
+        .client
+        .set_member_permissions(GDPR_LIST, ADA, std::slice::from_ref(&email))
+        .await
+        .unwrap();
+    let enabled: Vec<bool> = member
+        .marketing_permissions
+        .iter()
+        .map(|p| p.enabled)
+        .collect();
+    assert_eq!(enabled, [true, false, false]);
+    let body = MemberUpsert {
+        marketing_permissions: vec![MarketingPermissionChange {
+            marketing_permission_id: permissions[2].id.clone(),
+            enabled: true,
+        }],
+        ..subscribe_if_new()
+    };
+    let member = w.client.upsert_member(GDPR_LIST, BOB, &body).await.unwrap();
+    let enabled: Vec<bool> = member
+        .marketing_permissions
+        .iter()
+        .map(|p| p.enabled)
+        .collect();
+    assert_eq!(enabled, [false, false, true]);
+
+    let unknown = MarketingPermissionChange {
+        marketing_permission_id: "0000000000".into(),
+        enabled: true,
+    };
+    let err = w
+        .client
+        .set_member_permissions(GDPR_LIST, ADA, &[unknown])
+        .await
+        .unwrap_err();
+    assert_eq!(kind_of(&err), ProblemKind::InvalidResource);
+    let err = w
+        .client
+        .set_member_permissions(GDPR_LIST, DAN, std::slice::from_ref(&email))
+        .await
+        .unwrap_err();
+    assert_eq!(kind_of(&err), ProblemKind::NotFound);
+
+    // An audience that is not a GDPR one: members carry none, and no id is valid.
+    w.subscribe(CAROL).await;
+    assert!(w
+        .client
+        .marketing_permissions(LIST)
+        .await
+        .unwrap()
+        .is_empty());
+    let member = w.client.get_member(LIST, CAROL).await.unwrap();
+    assert!(member.marketing_permissions.is_empty());
+    let err = w
+        .client
+        .set_member_permissions(LIST, CAROL, &[email])
+        .await
+        .unwrap_err();
+    assert_eq!(kind_of(&err), ProblemKind::InvalidResource);
+    w.check_contract();
+}
+
+/// Every emulator endpoint the client has no method for, with plain requests through the
+/// recorder (so the contract check covers them): tag search, member search, the PATCHes of a
+/// list, a merge field, a webhook, a category and an interest, reading and deleting categories
+/// and interests, `fields`, `exclude_fields` and `include_total_contacts`.
+async fn exercise_plain_endpoints(w: &World) {
+    use reqwest::Method;
+    w.subscribe(DAN).await;
+    w.client
+        .update_tags(
+            LIST,
+            DAN,
+            &[TagChange::add("Customer"), TagChange::add("vip")],
+        )
+        .await
+        .unwrap();
+    let (status, tags) = w
+        .raw(
+            Method::GET,
+            &format!("/lists/{LIST}/tag-search?name=cus"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{tags}");
+    assert_eq!(tags["total_items"], 1);
+    assert_eq!(tags["tags"][0]["name"], "Customer");
+
+    let (status, found) = w
+        .raw(
+            Method::GET,
+            &format!("/search-members?query={DAN}&list_id={LIST}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["exact_matches"]["members"][0]["email_address"], DAN);
+    let (status, _) = w
+        .raw(Method::GET, "/search-members?query=acme.io", None)
+        .await;
+    assert_eq!(status, 200);
+
+    let list = json!({
+        "name": "Renamed", "permission_reminder": "You bought from us.",
+        "contact": {"company": "Acme", "address1": "1 Main St", "city": "Atlanta", "state": "GA", "zip": "30308", "country": "US"},
+        "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme.io", "subject": "", "language": "en"},
+        "email_type_option": false
+    });
+    let (status, patched) = w
+        .raw(Method::PATCH, &format!("/lists/{LIST}"), Some(list.clone()))
+        .await;
+    assert_eq!((status, patched["name"].as_str()), (200, Some("Renamed")));
+
+    let (status, field) = w
+        .raw(
+            Method::PATCH,
+            &format!("/lists/{LIST}/merge-fields/1"),
+            Some(json!({"name": "Given name", "required": false})),
+        )
+        .await;
+    assert_eq!((status, field["name"].as_str()), (200, Some("Given name")));
+
+    let validator = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&validator)
+        .await;
+    let (status, hook) = w
+        .raw(
+            Method::POST,
+            &format!("/lists/{LIST}/webhooks"),
+            Some(json!({"url": format!("{}/hook", validator.uri())})),
+        )
+        .await;
+    assert_eq!(status, 200, "{hook}");
+    let hook_path = format!("/lists/{LIST}/webhooks/{}", hook["id"].as_str().unwrap());
+    let (status, hook) = w
+        .raw(
+            Method::PATCH,
+            &hook_path,
+            Some(json!({"url": format!("{}/moved", validator.uri()), "sources": {"api": true}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{hook}");
+    assert_eq!(hook["sources"]["api"], true);
+
+    let categories = format!("/lists/{LIST}/interest-categories");
+    let (_, category) = w
+        .raw(
+            Method::POST,
+            &categories,
+            Some(json!({"title": "Plain", "type": "radio"})),
+        )
+        .await;
+    let category = format!("{categories}/{}", category["id"].as_str().unwrap());
+    let (status, _) = w
+        .raw(
+            Method::GET,
+            &format!("{categories}?count=5&type=radio"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, got) = w.raw(Method::GET, &category, None).await;
+    assert_eq!((status, got["title"].as_str()), (200, Some("Plain")));
+    let (status, got) = w
+        .raw(
+            Method::PATCH,
+            &category,
+            Some(json!({"title": "Plainer", "type": "dropdown", "display_order": 4})),
+        )
+        .await;
+    assert_eq!((status, got["type"].as_str()), (200, Some("dropdown")));
+    let (_, interest) = w
+        .raw(
+            Method::POST,
+            &format!("{category}/interests"),
+            Some(json!({"name": "One"})),
+        )
+        .await;
+    let interest = format!("{category}/interests/{}", interest["id"].as_str().unwrap());
+    let (status, got) = w.raw(Method::GET, &interest, None).await;
+    assert_eq!((status, got["subscriber_count"].as_str()), (200, Some("0")));
+    let (status, got) = w
+        .raw(Method::PATCH, &interest, Some(json!({"name": "Uno"})))
+        .await;
+    assert_eq!((status, got["name"].as_str()), (200, Some("Uno")));
+    let (status, _) = w.raw(Method::DELETE, &interest, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = w.raw(Method::GET, &interest, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = w.raw(Method::DELETE, &category, None).await;
+    assert_eq!(status, 204);
+
+    let (status, page) = w
+        .raw(
+            Method::GET,
+            &format!("/lists/{LIST}/members?fields=members.email_address,total_items"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(page["members"][0].get("status").is_none(), "{page}");
+    assert!(page.get("list_id").is_none());
+    let (status, audience) = w
+        .raw(
+            Method::GET,
+            &format!("/lists/{LIST}?include_total_contacts=true&exclude_fields=_links,contact"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(audience["stats"]["total_contacts"].is_u64(), "{audience}");
+    assert!(audience.get("contact").is_none());
+    let (status, _) = w
+        .raw(Method::GET, &format!("/lists/{LIST}?fields=id,name"), None)
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn the_endpoints_the_client_does_not_call_pass_the_contract_too() {
+    let w = World::start().await;
+    exercise_plain_endpoints(&w).await;
+    w.check_contract();
+}
+
 #[tokio::test]
 async fn the_matrix_tests_cover_every_operation_of_the_contract() {
     // One world running a little of everything, so the coverage check stays in one place.
@@ -975,6 +1371,25 @@ async fn the_matrix_tests_cover_every_operation_of_the_contract() {
         )
         .await
         .unwrap();
+    let category = w
+        .client
+        .create_interest_category(
+            LIST,
+            &NewInterestCategory {
+                title: "Pets".into(),
+                kind: InterestCategoryType::Hidden,
+            },
+        )
+        .await
+        .unwrap();
+    w.client.interest_categories(LIST).await.unwrap();
+    w.client
+        .create_interest(LIST, &category.id, "Dogs")
+        .await
+        .unwrap();
+    w.client.interests(LIST, &category.id).await.unwrap();
+    w.client.marketing_permissions(LIST).await.unwrap();
+    exercise_plain_endpoints(&w).await;
     w.client.archive_member(LIST, ADA).await.unwrap();
     w.client.delete_member_permanently(LIST, BOB).await.unwrap();
     let seen = w.recorder.operations(&contract);
@@ -986,8 +1401,8 @@ async fn the_matrix_tests_cover_every_operation_of_the_contract() {
     assert!(missing.is_empty(), "not exercised: {missing:?}");
     assert_eq!(
         w.emulator.members(LIST).len(),
-        1,
-        "ADA archived, BOB forgotten"
+        2,
+        "ADA archived, BOB forgotten, DAN subscribed"
     );
     w.check_contract();
 }

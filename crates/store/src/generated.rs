@@ -134,7 +134,9 @@ fn payload_expression(mapping: &Mapping, col: &dyn Fn(&str) -> String) -> String
         let pairs: Vec<String> = mapping
             .marketing_permissions
             .iter()
-            .map(|(text, column)| format!("{}, coalesce({}, false)", quote_literal(text), col(column)))
+            .map(|(text, column)| {
+                format!("{}, coalesce({}, false)", quote_literal(text), col(column))
+            })
             .collect();
         payload.push_str(&format!(
             ", 'permissions', jsonb_build_object({})",

@@ -583,15 +583,23 @@ columns = { "Monthly news" = "wants_news", "Offers" = "wants_offers" }
             "column = \"pet_type\"\ncolumns = { \"Dog\" = \"is_dog\" }",
         );
         let e = Mapping::parse(&both).unwrap_err().0;
-        assert!(e.contains("interests[\"Pet type\"]") && e.contains("not both"), "{e}");
+        assert!(
+            e.contains("interests[\"Pet type\"]") && e.contains("not both"),
+            "{e}"
+        );
         let neither = GROUPS.replace("column = \"pet_type\"", "");
         let e = Mapping::parse(&neither).unwrap_err().0;
         assert!(e.contains("interests[\"Pet type\"]"), "{e}");
         let bad_type = GROUPS.replace("\"dropdown\"", "\"select\"");
         let e = Mapping::parse(&bad_type).unwrap_err().0;
         assert!(e.contains("select"), "{e}");
-        let twice = format!("{GROUPS}\n[[interests]]\ncategory = \"pet TYPE\"\ntype = \"radio\"\ncolumn = \"x\"\n")
-            .replace("[marketing_permissions]\n\"Email\" = \"consent_contact\"\n", "");
+        let twice = format!(
+            "{GROUPS}\n[[interests]]\ncategory = \"pet TYPE\"\ntype = \"radio\"\ncolumn = \"x\"\n"
+        )
+        .replace(
+            "[marketing_permissions]\n\"Email\" = \"consent_contact\"\n",
+            "",
+        );
         let e = Mapping::parse(&twice).unwrap_err().0;
         assert!(e.contains("mapped twice"), "{e}");
     }

@@ -360,7 +360,11 @@ mod tests {
                 category(
                     "c2",
                     "Newsletters",
-                    &[("news", "Monthly news"), ("offers", "Offers"), ("other", "Events")],
+                    &[
+                        ("news", "Monthly news"),
+                        ("offers", "Offers"),
+                        ("other", "Events"),
+                    ],
                 ),
                 category("c3", "Someone else's", &[("x", "X")]),
             ],
@@ -398,8 +402,8 @@ mod tests {
                 &payload(json!({"Pet type": null, "Newsletters": {"Monthly news": false, "Offers": false}})),
             )
             .unwrap();
-        assert_eq!(body["dog"], false);
-        assert_eq!(body["cat"], false);
+        assert!(!body["dog"]);
+        assert!(!body["cat"]);
     }
 
     #[test]

@@ -76,7 +76,9 @@ impl Calls<'_> {
             Some(p) => p,
             None => {
                 read = self
-                    .call("get_member", || self.client.get_member(self.audience_id, email))
+                    .call("get_member", || {
+                        self.client.get_member(self.audience_id, email)
+                    })
                     .await
                     .map_err(Unfinished::Call)?
                     .marketing_permissions;

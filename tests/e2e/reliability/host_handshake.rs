@@ -337,6 +337,7 @@ fn member_of(payload: &Value, consent: bool) -> (MemberUpsert, Vec<TagChange>) {
         status_if_new: Some(status),
         status: Some(status),
         merge_fields,
+        ..Default::default()
     };
     (body, tags)
 }

@@ -228,6 +228,7 @@ async fn naive(
                             .as_object()
                             .cloned()
                             .unwrap_or_default(),
+                        ..Default::default()
                     };
                     mailchimp
                         .upsert_member(AUDIENCE_NAIVE, &email, &body)

@@ -98,7 +98,11 @@ pub(crate) async fn permissions(
     }
     let held = match client.marketing_permissions(id).await {
         Ok(held) => held,
-        Err(e) => return Some(Err(format!("reading the marketing permissions of {id}: {e}"))),
+        Err(e) => {
+            return Some(Err(format!(
+                "reading the marketing permissions of {id}: {e}"
+            )))
+        }
     };
     if held.is_empty() {
         // Mailchimp shows an audience's permissions only on its members.

@@ -264,7 +264,9 @@ async fn interest_values(
         .await
         .map_err(|e| Failure::Config.error(e.to_string()))?;
     for entry in &mapping.interests {
-        let Some(column) = &entry.column else { continue };
+        let Some(column) = &entry.column else {
+            continue;
+        };
         let sql = generated.interest_values(column, groups::KNOWN_VALUES + 1);
         let mut values: Vec<String> = db
             .query(&sql, &[])

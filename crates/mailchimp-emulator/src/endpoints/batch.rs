@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::email::subscriber_hash;
 use crate::endpoints::write::check_new_address;
 use crate::input::{BatchBody, MemberInput};
-use crate::model::{Audience, Member, MergeField, Status};
+use crate::model::{Audience, Interest, Member, MergeField, Permission, Status};
 use crate::problem::ApiError;
 use crate::state::{Ctx, State};
 use crate::wire::{json_reply_sized, MemberJson, Reply};
@@ -69,6 +69,8 @@ struct BatchResponse<'a> {
 pub(crate) struct BatchApplied {
     list_id: String,
     merge_fields: Vec<MergeField>,
+    interests: Vec<Interest>,
+    permissions: Option<Vec<Permission>>,
     total_created: usize,
     total_updated: usize,
     new_members: Vec<Member>,
@@ -88,6 +90,8 @@ impl BatchApplied {
                 member,
                 list_id: &applied.list_id,
                 merge_fields: &applied.merge_fields,
+                interests: &applied.interests,
+                permissions: applied.permissions.as_deref(),
                 base,
                 compact: true,
             }
@@ -152,6 +156,8 @@ impl State {
         Ok(BatchApplied {
             list_id: aud.id.clone(),
             merge_fields: aud.merge_fields.clone(),
+            interests: aud.interests.clone(),
+            permissions: aud.shown_permissions().map(<[Permission]>::to_vec),
             total_created: created.len(),
             total_updated: updated.len(),
             new_members: created.iter().filter_map(owned).collect(),
@@ -170,6 +176,12 @@ impl State {
         let raw_email = item_email(item);
         let fail = |e: ApiError| BatchError::generic(raw_email, e);
         let input = MemberInput::parse(item, Status::WRITABLE).map_err(fail)?;
+        // The batch member schema has no `marketing_permissions`: like any property it does not
+        // declare, it is ignored.
+        let input = MemberInput {
+            marketing_permissions: None,
+            ..input
+        };
         let email = input
             .email_address
             .ok_or_else(|| fail(ApiError::invalid_email()))?;

@@ -2,8 +2,8 @@
 
 use serde_json::{json, Value};
 
-use crate::input::NewList;
-use crate::model::Status;
+use crate::input::ListBody;
+use crate::model::{Audience, Status};
 use crate::problem::ApiError;
 use crate::state::{random_hex, Ctx, State};
 use crate::wire::{json_reply, Answer, Reply};
@@ -67,8 +67,26 @@ impl State {
         })))
     }
 
+    /// `GET /lists/{id}`; `include_total_contacts=true` adds `stats.total_contacts`, "an
+    /// approximate count of all contacts in any state" (spec): archived ones included.
     pub(crate) fn get_list(&self, list_id: &str, ctx: &Ctx<'_>) -> Answer {
-        Ok(json_reply(&self.audience(list_id)?.to_json(ctx.base)))
+        let aud = self.audience(list_id)?;
+        let mut list = aud.to_json(ctx.base);
+        if ctx.query.flag("include_total_contacts") {
+            list["stats"]["total_contacts"] = json!(aud.members.len());
+        }
+        Ok(json_reply(&list))
+    }
+
+    /// `PATCH /lists/{id}`: the spec requires the same settings as a create (and the contact's
+    /// `state` and `zip`); optional settings left out stay as they are. `marketing_permissions:
+    /// true` makes it a GDPR audience.
+    pub(crate) fn patch_list(&mut self, list_id: &str, body: &Value, ctx: &Ctx<'_>) -> Answer {
+        self.audience(list_id)?;
+        let change = ListBody::parse_patch(body)?;
+        let aud = self.audience_mut(list_id)?;
+        apply_list(aud, &change);
+        Ok(json_reply(&aud.to_json(ctx.base)))
     }
 
     pub(crate) fn delete_list(&mut self, list_id: &str) -> Answer {
@@ -81,7 +99,7 @@ impl State {
     /// `POST /lists`: a new audience of the caller's account, with the default merge fields. The
     /// id is unique across accounts.
     pub(crate) fn create_list(&mut self, body: &Value, ctx: &Ctx<'_>) -> Answer {
-        let new = NewList::parse(body)?;
+        let new = ListBody::parse(body)?;
         let id = loop {
             let id = random_hex(&mut self.rng, 5);
             if !self.audiences.contains_key(&id) {
@@ -90,23 +108,38 @@ impl State {
         };
         self.ensure_audience(&id, ctx.account, ctx.now);
         let aud = self.audience_mut(&id)?;
-        new.name.clone_into(&mut aud.name);
-        new.permission_reminder
-            .clone_into(&mut aud.permission_reminder);
-        if let (Some(dst), Some(src)) = (aud.contact.as_object_mut(), new.contact) {
-            for (k, v) in src {
-                dst.insert(k.clone(), v.clone());
-            }
-        }
-        aud.campaign_defaults = new.campaign_defaults;
-        aud.email_type_option = new.email_type_option;
-        aud.use_archive_bar = new.use_archive_bar;
-        aud.double_optin = new.double_optin;
-        aud.marketing_permissions = new.marketing_permissions;
-        new.notify_on_subscribe
-            .clone_into(&mut aud.notify_on_subscribe);
-        new.notify_on_unsubscribe
-            .clone_into(&mut aud.notify_on_unsubscribe);
+        apply_list(aud, &new);
         Ok(json_reply(&aud.to_json(ctx.base)))
+    }
+}
+
+/// Writes a create or PATCH body into the audience.
+fn apply_list(aud: &mut Audience, body: &ListBody<'_>) {
+    body.name.clone_into(&mut aud.name);
+    body.permission_reminder
+        .clone_into(&mut aud.permission_reminder);
+    if let (Some(dst), Some(src)) = (aud.contact.as_object_mut(), body.contact) {
+        for (k, v) in src {
+            dst.insert(k.clone(), v.clone());
+        }
+    }
+    aud.campaign_defaults = body.campaign_defaults.clone();
+    aud.email_type_option = body.email_type_option;
+    if let Some(v) = body.use_archive_bar {
+        aud.use_archive_bar = v;
+    }
+    if let Some(v) = body.double_optin {
+        aud.double_optin = v;
+    }
+    match body.marketing_permissions {
+        Some(true) => aud.enable_marketing_permissions(),
+        Some(false) => aud.marketing_permissions = false,
+        None => {}
+    }
+    if let Some(v) = body.notify_on_subscribe {
+        v.clone_into(&mut aud.notify_on_subscribe);
+    }
+    if let Some(v) = body.notify_on_unsubscribe {
+        v.clone_into(&mut aud.notify_on_unsubscribe);
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::endpoints::write::check_free_address;
 use crate::events::{self, Source};
 use crate::input::MemberInput;
-use crate::model::{Member, Status};
+use crate::model::{Audience, Member, Status};
 use crate::problem::ApiError;
 use crate::state::{Ctx, State};
 use crate::wire::{json_reply, Answer, MemberJson, Reply};
@@ -20,7 +20,71 @@ struct Page<'a> {
     _links: [(); 0],
 }
 
+/// One half of a `GET /search-members` answer.
+#[derive(Serialize)]
+struct Matches<'a> {
+    members: Vec<MemberJson<'a>>,
+    total_items: usize,
+}
+
+#[derive(Serialize)]
+struct Search<'a> {
+    exact_matches: Matches<'a>,
+    full_search: Matches<'a>,
+    _links: [(); 0],
+}
+
 impl State {
+    /// `GET /search-members?query=…[&list_id=…]`: the caller's live members (another account's
+    /// list is 404), in each audience's creation order. `exact_matches`: the address equals the
+    /// query (any case); `full_search`: the others whose address or first, last or full name
+    /// contains it (any case).
+    pub(crate) fn search_members(&self, ctx: &Ctx<'_>) -> Answer {
+        let query = ctx
+            .query
+            .get("query")
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .ok_or_else(|| ApiError::invalid_field("query", "This value should not be blank."))?
+            .to_lowercase();
+        let audiences: Vec<&Audience> = match ctx.query.get("list_id").filter(|l| !l.is_empty()) {
+            Some(id) => {
+                let aud = self.audience(id)?;
+                if aud.account != ctx.account {
+                    return Err(ApiError::not_found());
+                }
+                vec![aud]
+            }
+            None => self.audiences_of(ctx.account).collect(),
+        };
+        let mut exact = Vec::new();
+        let mut full = Vec::new();
+        for aud in audiences {
+            for m in aud.order.values().filter_map(|h| aud.members.get(h)) {
+                if m.status == Status::Archived {
+                    continue;
+                }
+                let email = m.email.to_lowercase();
+                if email == query {
+                    exact.push(MemberJson::full(aud, m, ctx.base));
+                } else if email.contains(&query) || name_matches(m, &query) {
+                    full.push(MemberJson::full(aud, m, ctx.base));
+                }
+            }
+        }
+        Ok(json_reply(&Search {
+            exact_matches: Matches {
+                total_items: exact.len(),
+                members: exact,
+            },
+            full_search: Matches {
+                total_items: full.len(),
+                members: full,
+            },
+            _links: [],
+        }))
+    }
+
     /// `GET /lists/{id}/members`: creation order; archived contacts only when asked for.
     pub(crate) fn get_members(&self, list_id: &str, ctx: &Ctx<'_>) -> Answer {
         let aud = self.audience(list_id)?;
@@ -168,4 +232,17 @@ impl State {
         self.writes.count(false);
         Ok(Reply::NoContent)
     }
+}
+
+/// Whether the member's first, last or full name contains `query` (lower case).
+fn name_matches(m: &Member, query: &str) -> bool {
+    let part = |tag: &str| {
+        m.merge
+            .get(tag)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_lowercase()
+    };
+    let (first, last) = (part("FNAME"), part("LNAME"));
+    first.contains(query) || last.contains(query) || format!("{first} {last}").contains(query)
 }

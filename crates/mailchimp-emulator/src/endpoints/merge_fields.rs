@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::input::new_merge_field;
+use crate::input::{new_merge_field, patch_merge_field};
 use crate::problem::ApiError;
 use crate::state::{Ctx, State};
 use crate::wire::{json_reply, Answer, Reply};
@@ -45,6 +45,25 @@ impl State {
             return Err(ApiError::not_found());
         }
         Ok(Reply::NoContent)
+    }
+
+    /// `PATCH /lists/{id}/merge-fields/{merge_id}`.
+    pub(crate) fn patch_merge_field(
+        &mut self,
+        list_id: &str,
+        merge_id: &str,
+        body: &Value,
+    ) -> Answer {
+        let aud = self.audience_mut(list_id)?;
+        let at = aud
+            .merge_fields
+            .iter()
+            .position(|f| f.merge_id.to_string() == merge_id)
+            .ok_or_else(ApiError::not_found)?;
+        let field = patch_merge_field(body, aud.merge_fields[at].clone(), &aud.merge_fields)?;
+        let reply = json_reply(&field.to_json(&aud.id));
+        aud.merge_fields[at] = field;
+        Ok(reply)
     }
 
     /// `POST /lists/{id}/merge-fields`.

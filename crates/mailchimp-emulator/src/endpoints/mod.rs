@@ -5,6 +5,7 @@
 //! Listed in dependency order: each module uses only the ones below it.
 
 mod batch;
+mod interests;
 mod lists;
 mod members;
 mod merge_fields;

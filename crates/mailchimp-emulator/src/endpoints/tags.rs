@@ -28,6 +28,24 @@ impl State {
         })))
     }
 
+    /// `GET /lists/{id}/tag-search?name=…`: the audience's tags whose name starts with `name`
+    /// (spec: "compared to each tag as a prefix"; case-insensitively here, as tag names are),
+    /// every tag without it.
+    pub(crate) fn tag_search(&self, list_id: &str, ctx: &Ctx<'_>) -> Answer {
+        let aud = self.audience(list_id)?;
+        let prefix = ctx.query.get("name").unwrap_or("").trim().to_lowercase();
+        let tags: Vec<Value> = aud
+            .tags
+            .starting_with(&prefix)
+            .into_iter()
+            .map(|(id, name)| json!({"id": id, "name": name}))
+            .collect();
+        Ok(json_reply(&json!({
+            "tags": tags,
+            "total_items": tags.len(),
+        })))
+    }
+
     /// `POST …/tags`: activates and deactivates tags, in the order given.
     pub(crate) fn post_tags(
         &mut self,

@@ -36,6 +36,50 @@ impl State {
         Ok(reply)
     }
 
+    /// The registered webhook `id`.
+    pub(crate) fn webhook(&self, list_id: &str, id: &str) -> Result<&Webhook, ApiError> {
+        self.audience(list_id)?
+            .webhooks
+            .iter()
+            .find(|h| h.id == id)
+            .ok_or_else(ApiError::not_found)
+    }
+
+    /// Checks that the webhook `id` may take `url` (no other webhook of the audience has it).
+    pub(crate) fn check_webhook_url_for(
+        &self,
+        list_id: &str,
+        id: &str,
+        url: &str,
+    ) -> Result<(), ApiError> {
+        let aud = self.audience(list_id)?;
+        if aud.webhooks.iter().any(|h| h.id != id && h.url == url) {
+            return Err(ApiError::webhook_url_taken());
+        }
+        Ok(())
+    }
+
+    /// Writes a checked PATCH into the webhook `id`.
+    pub(crate) fn update_webhook(
+        &mut self,
+        list_id: &str,
+        id: &str,
+        change: NewWebhook,
+        ctx: &Ctx<'_>,
+    ) -> Answer {
+        self.check_webhook_url_for(list_id, id, &change.url)?;
+        let aud = self.audience_mut(list_id)?;
+        let hook = aud
+            .webhooks
+            .iter_mut()
+            .find(|h| h.id == id)
+            .ok_or_else(ApiError::not_found)?;
+        hook.url = change.url;
+        hook.events = change.events;
+        hook.sources = change.sources;
+        Ok(json_reply(&hook.to_json(list_id, ctx.base)))
+    }
+
     pub(crate) fn get_webhooks(&self, list_id: &str, ctx: &Ctx<'_>) -> Answer {
         let aud = self.audience(list_id)?;
         let hooks: Vec<Value> = aud

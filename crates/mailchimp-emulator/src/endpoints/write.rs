@@ -2,11 +2,10 @@
 //! the rules they share. Each validates completely before it changes anything, so a refused
 //! write leaves the state as it was.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::rngs::StdRng;
 use rand::Rng;
-use serde_json::Map;
 
 use crate::email::{is_fake, is_valid, subscriber_hash};
 use crate::events::Source;
@@ -91,6 +90,29 @@ pub(crate) fn rename(aud: &mut Audience, key: &str, new_hash: &str, new_email: &
     true
 }
 
+/// Every interest and marketing permission the input names must be the audience's: Mailchimp
+/// refuses the whole write otherwise (`Invalid interest ID: '…'.`, observed; the permission's
+/// wording is ours, on the same pattern). An audience that is not a GDPR one has no permission
+/// to name, so any id is refused there too (no evidence either way; refusing shows a mapping
+/// mistake at once instead of dropping consent silently).
+pub(crate) fn check_interests_and_permissions(
+    aud: &Audience,
+    input: &MemberInput<'_>,
+) -> Result<(), ApiError> {
+    for id in input.interests.iter().flat_map(|i| i.keys()) {
+        if !aud.interests.iter().any(|i| &i.id == id) {
+            return Err(ApiError::unknown_interest(id));
+        }
+    }
+    let permissions = aud.shown_permissions().unwrap_or_default();
+    for (id, _) in input.marketing_permissions.iter().flatten() {
+        if !permissions.iter().any(|p| p.id == *id) {
+            return Err(ApiError::unknown_permission(id));
+        }
+    }
+    Ok(())
+}
+
 /// Subscribing a contact in a compliance state is refused (pending is the way back).
 fn check_status_change(m: &Member, to: Status) -> Result<(), ApiError> {
     if to == Status::Subscribed && m.status != Status::Subscribed && m.in_compliance_state() {
@@ -135,9 +157,19 @@ pub(crate) fn apply_fields(m: &mut Member, input: &MemberInput<'_>, merges: Merg
         m.latitude = lat;
         m.longitude = lon;
     }
-    if let Some(i) = input.interests {
-        for (k, v) in i {
-            m.interests.insert(k.clone(), v.clone());
+    // Only the ids given change; the checks before made sure each is the audience's.
+    for (id, on) in input.interests.iter().flat_map(|i| i.iter()) {
+        if on.as_bool() == Some(true) {
+            m.interests.insert(id.clone());
+        } else {
+            m.interests.remove(id);
+        }
+    }
+    for (id, enabled) in input.marketing_permissions.iter().flatten() {
+        if *enabled {
+            m.permissions.insert((*id).to_owned());
+        } else {
+            m.permissions.remove(*id);
         }
     }
     for (src, dst) in [
@@ -180,7 +212,8 @@ fn new_member(
         unsubscribed_by_contact: false,
         bounced: false,
         merge: BTreeMap::new(),
-        interests: Map::new(),
+        interests: BTreeSet::new(),
+        permissions: BTreeSet::new(),
         ip_signup: String::new(),
         timestamp_signup: String::new(),
         ip_opt: opted_in(ctx.peer_ip.to_owned()),
@@ -224,6 +257,7 @@ impl State {
             true,
             skip,
         )?;
+        check_interests_and_permissions(aud, input)?;
         if let Some(m) = existing {
             check_status_change(m, status)?;
         }
@@ -273,6 +307,7 @@ impl State {
             false,
             skip,
         )?;
+        check_interests_and_permissions(aud, input)?;
         if let Some(s) = input.status {
             check_status_change(m, s)?;
         }

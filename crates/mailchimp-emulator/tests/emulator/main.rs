@@ -3,8 +3,11 @@
 mod accounts;
 mod auth;
 mod batch;
+mod extras;
 mod faults;
+mod gdpr;
 mod harness;
+mod interests;
 mod lists;
 mod members;
 mod perf;

@@ -130,6 +130,22 @@ pub fn merge_field_json(merge_id: u64, tag: &str, name: &str, kind: &str, requir
     })
 }
 
+/// An interest category object.
+pub fn category_json(id: &str, title: &str, kind: &str) -> Value {
+    json!({
+        "list_id": LIST, "id": id, "title": title, "display_order": 0, "type": kind,
+        "_links": [{"rel": "self", "href": format!("https://us6.api.mailchimp.com/3.0/lists/{LIST}/interest-categories/{id}"), "method": "GET"}]
+    })
+}
+
+/// An interest object (`subscriber_count` is a string in Mailchimp's schema).
+pub fn interest_json(id: &str, category_id: &str, name: &str) -> Value {
+    json!({
+        "category_id": category_id, "list_id": LIST, "id": id, "name": name,
+        "subscriber_count": "3", "display_order": 0, "_links": []
+    })
+}
+
 /// A problem document.
 pub fn problem_json(status: u16, title: &str, detail: &str) -> Value {
     json!({

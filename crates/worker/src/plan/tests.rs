@@ -414,7 +414,8 @@ fn a_removal_skips_the_addresses_already_untagged_or_gone() {
 #[test]
 fn interests_enter_the_batch_item_and_the_single_body() {
     let r = row(Operation::Upsert, "a@pets.test", true, None, None);
-    let interests = std::collections::BTreeMap::from([("dog".to_string(), true), ("cat".to_string(), false)]);
+    let interests =
+        std::collections::BTreeMap::from([("dog".to_string(), true), ("cat".to_string(), false)]);
     let u = upsert(super::plan(&r, &Default::default(), interests.clone()));
     assert_eq!(u.member.interests, interests);
     assert_eq!(u.single_body().interests, interests);
@@ -423,8 +424,10 @@ fn interests_enter_the_batch_item_and_the_single_body() {
 #[test]
 fn permissions_change_only_where_the_member_differs_and_a_missing_one_is_named() {
     let mut r = row(Operation::Upsert, "a@pets.test", true, None, None);
-    r.payload.permissions =
-        std::collections::BTreeMap::from([("Email".to_string(), true), ("Direct Mail".to_string(), false)]);
+    r.payload.permissions = std::collections::BTreeMap::from([
+        ("Email".to_string(), true),
+        ("Direct Mail".to_string(), false),
+    ]);
     let u = upsert(plan(&r, &Default::default()));
     let held = |email: bool, mail: bool| {
         vec![
@@ -455,7 +458,11 @@ fn permissions_change_only_where_the_member_differs_and_a_missing_one_is_named()
         ])
     );
     let none = u.permissions_missing_from(&[]).unwrap_err();
-    assert!(none.contains("marketing_permissions.\"Email\"") || none.contains("marketing_permissions.\"Direct Mail\""), "{none}");
+    assert!(
+        none.contains("marketing_permissions.\"Email\"")
+            || none.contains("marketing_permissions.\"Direct Mail\""),
+        "{none}"
+    );
     assert!(none.contains("GDPR"), "{none}");
     let other = u
         .permissions_missing_from(&held(true, true)[..1])

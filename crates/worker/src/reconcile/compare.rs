@@ -3,8 +3,8 @@
 
 use mailchimp::{Member, Status};
 use serde::Serialize;
-use serde_json::{json, Value};
 use serde_json::Map;
+use serde_json::{json, Value};
 use store::mapping::{Inbound as Statements, InterestCategoryMapping};
 use store::reconcile::{Customer, Observed, ObservedMember};
 
@@ -304,12 +304,17 @@ pub(super) fn compare(
                         .iter()
                         .map(|(id, _)| ((*id).clone(), json!(m.interests.get(*id))))
                         .collect();
-                    let want: Map<String, Value> =
-                        differ.iter().map(|(id, on)| ((*id).clone(), json!(on))).collect();
+                    let want: Map<String, Value> = differ
+                        .iter()
+                        .map(|(id, on)| ((*id).clone(), json!(on)))
+                        .collect();
                     out.push(diff(
                         Kind::Interests,
                         email,
-                        format!("interests {}: table {want:?}, Mailchimp {got:?}", interest_names(groups.audience, &want)),
+                        format!(
+                            "interests {}: table {want:?}, Mailchimp {got:?}",
+                            interest_names(groups.audience, &want)
+                        ),
                         json!({ "interests": customer.payload.interests }),
                         json!({ "interests": got }),
                         Fix::Queue,
