@@ -207,16 +207,23 @@ impl ApiError {
         )
     }
 
-    /// A member write naming an interest the audience does not have (observed wording, also as
-    /// a batch item's `error`; no `errors[]`).
+    /// A member write naming an interest the audience does not have: the observed detail (also
+    /// a batch item's `error`), and the field in `errors[]` as Mailchimp's validation failures
+    /// name it (the recorded answers show only the detail; a client reading either finds it).
     pub(crate) fn unknown_interest(id: &str) -> Self {
-        Self::invalid_detail(format!("Invalid interest ID: '{id}'."))
+        let detail = format!("Invalid interest ID: '{id}'.");
+        let mut e = Self::invalid_detail(detail.clone());
+        e.errors = vec![FieldError::new("interests", detail)];
+        e
     }
 
     /// A member write naming a marketing permission the audience does not have (wording ours,
     /// on the pattern of the interest one).
     pub(crate) fn unknown_permission(id: &str) -> Self {
-        Self::invalid_detail(format!("Invalid marketing permission ID: '{id}'."))
+        let detail = format!("Invalid marketing permission ID: '{id}'.");
+        let mut e = Self::invalid_detail(detail.clone());
+        e.errors = vec![FieldError::new("marketing_permissions", detail)];
+        e
     }
 
     /// An interest name taken in its category, or a category title taken in the audience

@@ -231,9 +231,9 @@ pub async fn create(
 #[derive(Default)]
 pub(crate) struct Groups {
     known: Mutex<HashMap<String, (Instant, Arc<AudienceGroups>)>>,
-    /// Held while an audience is read or added to, so two batches that need the same new
-    /// interest create it once.
-    changing: tokio::sync::Mutex<()>,
+    /// Per audience, held while it is read or added to, so two batches that need the same new
+    /// interest create it once (and other audiences' batches do not wait).
+    changing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Groups {
@@ -283,7 +283,11 @@ impl Groups {
                 return Ok(g);
             }
         }
-        let _changing = self.changing.lock().await;
+        let lock = {
+            let mut locks = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(list_id.to_string()).or_default().clone()
+        };
+        let _changing = lock.lock().await;
         // Another batch may have read or created it meanwhile.
         if let Some(g) = self.fresh(list_id) {
             if lacking(&g).is_empty() {

@@ -274,6 +274,8 @@ async fn an_unknown_interest_id_refuses_the_whole_write() {
     let p = h.put(&path, &body).await;
     let p = p.problem(400, "Invalid Resource");
     assert_eq!(p["detail"], "Invalid interest ID: 'abc'.");
+    assert_eq!(p["errors"][0]["field"], "interests");
+    assert_eq!(p["errors"][0]["message"], "Invalid interest ID: 'abc'.");
     assert!(
         h.emu.member(LIST, "pet@mail.org").is_none(),
         "nothing applied"
