@@ -157,6 +157,18 @@ impl Running {
         })
     }
 
+    /// The string field `field` of the first log event that has one.
+    fn logged(&self, field: &str) -> Option<String> {
+        self.stderr
+            .lock()
+            .expect("stderr lock")
+            .iter()
+            .find_map(|line| {
+                let event: serde_json::Value = serde_json::from_str(line).ok()?;
+                event.get(field)?.as_str().map(str::to_string)
+            })
+    }
+
     /// GET a path: status and body.
     async fn get(&self, path: &str) -> Result<(u16, String)> {
         let response = self.http.get(format!("{}{path}", self.base)).send().await?;
@@ -687,6 +699,81 @@ async fn a_refused_mailchimp_key_shows_in_mailchimp_up_not_in_readiness() -> Res
         lines.iter().all(|l| !l.contains(&WRONG_KEY[..32])),
         "the key was logged"
     );
+    f.finish().await
+}
+
+const WEBHOOK_SECRET: &str = "hook-0123456789abcdef";
+
+#[tokio::test]
+async fn with_a_webhook_address_the_webhook_route_is_served_there_and_nowhere_else() -> Result<()> {
+    let f = Fixture::new().await?;
+    let mapping = MappingFile::new(&format!(
+        "{MAPPING}\n[inbound]\nunsubscribe = \"update public.customers set consent_contact = false where lower(email) = lower($1)\"\n"
+    ))?;
+    customers(&f, "hook", 1, 1).await?;
+    let mut cmd = chimpsync(&f, &f.db.url, API_KEY, &mapping, &["run"]);
+    cmd.env("CHIMPSYNC_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("CHIMPSYNC_WEBHOOK_ADDR", "127.0.0.1:0");
+    let run = Running::start(cmd).await?;
+    let hooks = run
+        .logged("webhook_addr")
+        .context("the webhook listener's address is logged before the main one")?;
+    let path = format!("/webhooks/mailchimp/{WEBHOOK_SECRET}");
+    let event = format!(
+        "type=unsubscribe&fired_at=2024-05-01+10%3A00%3A00&data%5Bemail%5D={}&data%5Blist_id%5D={AUDIENCE}",
+        email_of("hook", 1)
+    );
+    let post = |base: String| {
+        let (http, body) = (run.http.clone(), event.clone());
+        let url = format!("{base}{path}");
+        async move {
+            let response = http.post(url).body(body).send().await?;
+            Ok::<_, anyhow::Error>(response.status().as_u16())
+        }
+    };
+
+    // The main address serves no webhook route: nothing is stored.
+    assert_eq!(post(run.base.clone()).await?, 404);
+    let stored = || async {
+        let row = f
+            .sql
+            .query_one("select count(*) from chimpsync.inbound_events", &[])
+            .await?;
+        Ok::<i64, anyhow::Error>(row.get(0))
+    };
+    assert_eq!(stored().await?, 0);
+
+    // The webhook address takes Mailchimp's validation and the event, which is applied.
+    let webhook = format!("http://{hooks}");
+    let validation = run.http.get(format!("{webhook}{path}")).send().await?;
+    assert_eq!(validation.status().as_u16(), 200);
+    assert_eq!(post(webhook.clone()).await?, 200);
+    assert_eq!(stored().await?, 1);
+    wait_until(WAIT, "the unsubscribe to reach the customer", || async {
+        let row = f
+            .sql
+            .query_one("select consent_contact from customers where id = 1", &[])
+            .await?;
+        Ok(row.get::<_, Option<bool>>(0) == Some(false))
+    })
+    .await?;
+
+    // ... and nothing else: no metrics, no probes.
+    for other in ["/metrics", "/healthz", "/readyz"] {
+        let response = run.http.get(format!("{webhook}{other}")).send().await?;
+        assert_eq!(
+            response.status().as_u16(),
+            404,
+            "{other} on the webhook address"
+        );
+        assert_eq!(run.get(other).await?.0, 200, "{other} on the main address");
+    }
+    let m = run.metrics().await?;
+    assert_eq!(
+        m.value("chimpsync_webhook_calls_total", &[("result", "stored")]),
+        Some(1.0)
+    );
+    run.stop().await?;
     f.finish().await
 }
 

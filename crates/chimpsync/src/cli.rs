@@ -54,10 +54,20 @@ pub struct Settings {
     #[arg(long = "config", global = true, env = "CHIMPSYNC_CONFIG", value_name = "FILE",
           default_value = defaults::MAPPING_FILE)]
     pub mapping: String,
-    /// Where `run` serves /healthz, /readyz, /metrics and the webhook route.
+    /// Where `run` serves /healthz, /readyz, /metrics, and the webhook route unless
+    /// --webhook-addr is set.
     #[arg(long, global = true, env = "CHIMPSYNC_HTTP_ADDR", value_name = "ADDR",
           default_value = defaults::HTTP_ADDR)]
     pub http_addr: String,
+    /// Where `run` serves the webhook route alone (a second listener; --http-addr then serves
+    /// no webhook route), e.g. 0.0.0.0:9188; unset, the webhook route is on --http-addr.
+    #[arg(
+        long,
+        global = true,
+        env = "CHIMPSYNC_WEBHOOK_ADDR",
+        value_name = "ADDR"
+    )]
+    pub webhook_addr: Option<String>,
     /// The secret last segment of the webhook URL (at least 16 of A-Za-z0-9-_.~); unset, the
     /// webhook route is off.
     #[arg(
