@@ -24,6 +24,19 @@ use tokio_postgres::error::SqlState;
 const BIN: &str = env!("CARGO_BIN_EXE_chimpsync-under-test");
 /// How long any observable condition may take to appear.
 const WAIT: Duration = Duration::from_secs(60);
+/// The `endpoint` labels of Mailchimp requests `run` makes (docs/operations.md, Metrics).
+const REQUEST_ENDPOINTS: [&str; 8] = [
+    "batch_upsert",
+    "update_tags",
+    "rename_member",
+    "upsert_member",
+    "archive_member",
+    "set_status",
+    "delete_member_permanently",
+    "get_member",
+];
+/// Their `status_class` labels.
+const STATUS_CLASSES: [&str; 6] = ["2xx", "4xx", "5xx", "throttled", "transport", "other"];
 /// A well-formed key the emulator does not accept.
 const WRONG_KEY: &str = "ffffffffffffffffffffffffffffffff-us6";
 
@@ -493,6 +506,54 @@ async fn run_serves_health_readiness_and_metrics_that_count_each_operation() -> 
                 .is_some(),
             "chimpsync_queue_rows{{state={state:?}}} missing"
         );
+    }
+    // Histograms too: HELP, TYPE, every bucket, _sum and _count, at 0 where nothing was
+    // measured yet (the idle worker's claims are, from its first poll on).
+    for (name, labels) in [
+        ("chimpsync_claim_duration_seconds", vec![]),
+        ("chimpsync_ack_duration_seconds", vec![]),
+        ("chimpsync_batch_size", vec![]),
+    ]
+    .into_iter()
+    .chain(REQUEST_ENDPOINTS.iter().flat_map(|endpoint| {
+        STATUS_CLASSES.iter().map(move |class| {
+            (
+                "chimpsync_mailchimp_request_duration_seconds",
+                vec![("endpoint", *endpoint), ("status_class", *class)],
+            )
+        })
+    })) {
+        assert_eq!(
+            m.types.get(name).map(String::as_str),
+            Some("histogram"),
+            "{name}"
+        );
+        assert!(m.help.contains_key(name), "{name} has no HELP text");
+        let series = |suffix: &str| m.value(&format!("{name}_{suffix}"), &labels);
+        let buckets: Vec<&Sample> = m
+            .samples
+            .iter()
+            .filter(|s| {
+                s.name == format!("{name}_bucket")
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect();
+        assert!(
+            buckets.len() > 1 && buckets.iter().any(|b| b.labels["le"] == "+Inf"),
+            "{name}{labels:?}: buckets {buckets:?}"
+        );
+        let (count, sum) = (series("count"), series("sum"));
+        if name == "chimpsync_claim_duration_seconds" {
+            assert!(count.is_some() && sum.is_some(), "{name}: _count and _sum");
+        } else {
+            assert_eq!((count, sum), (Some(0.0), Some(0.0)), "{name}{labels:?}");
+            assert!(
+                buckets.iter().all(|b| b.value == 0.0),
+                "{name}{labels:?}: {buckets:?}"
+            );
+        }
     }
     assert_eq!(m.value("chimpsync_slots_cap", &[]), Some(10.0));
     assert_eq!(m.value("chimpsync_ready", &[]), Some(1.0));

@@ -64,6 +64,22 @@ impl CallError {
     }
 }
 
+/// The `endpoint` labels of the calls `run` makes (`list_members` is reconcile's alone): the
+/// request-duration series exist for each from the start.
+pub const ENDPOINTS: [&str; 8] = [
+    "batch_upsert",
+    "update_tags",
+    "rename_member",
+    "upsert_member",
+    "archive_member",
+    "set_status",
+    "delete_member_permanently",
+    "get_member",
+];
+
+/// Every `status_class` label a Mailchimp request's duration is recorded under.
+pub const STATUS_CLASSES: [&str; 6] = ["2xx", "4xx", "5xx", "throttled", "transport", "other"];
+
 /// The `status_class` label of a call's duration.
 fn status_class<T>(result: &Result<T, mailchimp::Error>) -> &'static str {
     match result {
@@ -316,5 +332,26 @@ impl Gate {
     fn succeeded(&self) {
         let mut state = self.throttle.lock().expect("throttle lock");
         state.streak = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ENDPOINTS;
+
+    /// The endpoint names `run`'s calls pass to the gate, read from the modules that make them.
+    #[test]
+    fn every_endpoint_the_worker_calls_is_listed() {
+        let sources = [include_str!("batch.rs"), include_str!("members.rs")];
+        let mut called: Vec<&str> = sources
+            .iter()
+            .flat_map(|text| text.split(".call(\"").skip(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        called.sort_unstable();
+        called.dedup();
+        let mut listed = ENDPOINTS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(called, listed);
     }
 }
