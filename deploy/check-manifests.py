@@ -137,6 +137,12 @@ def main(rendered, components, rules, rule_tests, crates_dir, operations_md):
     cron_container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     need(cron_container["args"] == ["run", "--once"], "CronJob: runs `run --once`")
     need(cron["spec"].get("concurrencyPolicy") == "Forbid", "CronJob: no overlapping runs")
+    # `run --once` exits 6 when it leaves rows parked or retrying: a retry would hide that.
+    fail_on = [r for r in cron["spec"]["jobTemplate"]["spec"].get("podFailurePolicy", {}).get("rules", [])
+               if r.get("action") == "FailJob"
+               and 6 in r.get("onExitCodes", {}).get("values", [])
+               and r.get("onExitCodes", {}).get("operator") == "In"]
+    need(fail_on, "CronJob: exit 6 (partly done) fails the Job without a retry (podFailurePolicy)")
     # One environment for both: the settings come from the same ConfigMap, and neither names a
     # setting of its own (only the credentials, from the Secret).
     for name, c in [("Deployment", container), ("CronJob", cron_container)]:

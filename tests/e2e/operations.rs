@@ -95,6 +95,7 @@ fn chimpsync(
 /// What a finished command printed.
 struct Output {
     success: bool,
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -103,6 +104,7 @@ async fn output(mut cmd: Command) -> Result<Output> {
     let out = cmd.output().await.context("running chimpsync")?;
     Ok(Output {
         success: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8(out.stdout)?,
         stderr: String::from_utf8(out.stderr)?,
     })
@@ -1068,7 +1070,28 @@ async fn json_logs_of_a_sync_are_lines_of_json_without_addresses_or_the_key() ->
         }
     };
     stderr.push_str(&run(&["setup"]).await?.stderr);
-    stderr.push_str(&run(&["run", "--once"]).await?.stderr);
+    // The fake address is parked: partly done.
+    let first = output(chimpsync(
+        &f,
+        &f.db.url,
+        API_KEY,
+        &mapping,
+        &["run", "--once"],
+    ))
+    .await?;
+    let (logs, reason) = first
+        .stderr
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or_default();
+    ensure!(
+        first.code == Some(6) && reason.starts_with("chimpsync: run --once left 1 "),
+        "run --once:\n{}",
+        first.stderr
+    );
+    // The last line is the one-line reason, not a log event.
+    stderr.push_str(logs);
+    stderr.push('\n');
     // A rename and a removal take the single-member paths, which log per customer.
     f.exec("update customers set email = 'logged-renamed@pets.test' where id = 1")
         .await?;

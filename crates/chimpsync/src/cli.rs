@@ -11,7 +11,8 @@ use crate::defaults;
 ///
 /// Exit status: 0 success, 1 another failure, 2 wrong command line, 3 a setting or the mapping
 /// file is wrong, 4 the database is unreachable or refuses the login, 5 Mailchimp refused or is
-/// unreachable, 6 partly done (the output says what failed).
+/// unreachable, 6 partly done (the output says what failed; `run --once`: rows it claimed were
+/// left parked, waiting for a retry or unsent).
 #[derive(Debug, Parser)]
 #[command(name = "chimpsync", version, about, long_about)]
 pub struct Cli {
@@ -139,7 +140,8 @@ pub enum Command {
     },
     /// Run the worker.
     Run {
-        /// Drain everything that is due, then exit 0.
+        /// Drain everything that is due, then exit: 0 when every row it claimed was acknowledged,
+        /// 6 when some are left parked, waiting for a retry, or unsent.
         #[arg(long)]
         once: bool,
         /// Instead of exiting when the chimpsync schema or the installed triggers do not fit
