@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 use store::slots::SlotTable;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -242,7 +242,7 @@ impl Gate {
                 Ok(None) => {
                     // All slots are busy, here or in another replica: wait for a local release
                     // or poll again shortly for a remote one.
-                    let wait = Duration::from_millis(rand::thread_rng().gen_range(5..25));
+                    let wait = Duration::from_millis(rand::rng().random_range(5..25));
                     tokio::select! {
                         _ = cancel.cancelled() => return Err(CallError::Cancelled),
                         _ = self.released.notified() => {}
@@ -313,9 +313,7 @@ impl Gate {
             .saturating_mul(1u32 << state.streak.min(16))
             .min(THROTTLE_MAX);
         let pause = ceiling / 2
-            + Duration::from_millis(
-                rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64 / 2),
-            );
+            + Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64 / 2));
         let until = Instant::now() + pause;
         if state.until.is_none_or(|u| u < until) {
             state.until = Some(until);

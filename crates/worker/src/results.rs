@@ -208,7 +208,7 @@ impl Results {
 
     /// [`Results::fail`] with what the attempt may have applied spelled out.
     fn fail_with(&mut self, row: &ClaimedRow, failure: &Failure, maybe: Option<MaybeApplied>) {
-        match disposition(failure, row.attempts, &self.policy, &mut rand::thread_rng()) {
+        match disposition(failure, row.attempts, &self.policy, &mut rand::rng()) {
             Disposition::Retry { after, error } => self.retries.push(store::Retry {
                 id: row.id,
                 after,

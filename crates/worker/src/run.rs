@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, Retryable};
 use mailchimp::Client;
-use rand::Rng;
+use rand::RngExt;
 use store::{Claim, Queue};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -307,12 +307,10 @@ impl Worker {
                 if once && tasks.is_empty() {
                     break;
                 }
-                let idle = s
-                    .poll_interval
-                    .mul_f64(rand::thread_rng().gen_range(0.5..1.5));
+                let idle = s.poll_interval.mul_f64(rand::rng().random_range(0.5..1.5));
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    Some(done) = tasks.join_next(), if !tasks.is_empty() => total.add(&done.unwrap_or_default()),
+                    Some(done) = tasks.join_next(), if !tasks.is_empty() => total.settle(done.unwrap_or_default(), once),
                     _ = tokio::time::sleep(idle), if !once => {}
                 }
                 continue;
