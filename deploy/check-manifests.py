@@ -137,6 +137,12 @@ def main(rendered, components, rules, rule_tests, crates_dir, operations_md):
     cron_container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     need(cron_container["args"] == ["run", "--once"], "CronJob: runs `run --once`")
     need(cron["spec"].get("concurrencyPolicy") == "Forbid", "CronJob: no overlapping runs")
+    # `run --once` exits 6 when it leaves rows parked or retrying: a retry would hide that.
+    fail_on = [r for r in cron["spec"]["jobTemplate"]["spec"].get("podFailurePolicy", {}).get("rules", [])
+               if r.get("action") == "FailJob"
+               and 6 in r.get("onExitCodes", {}).get("values", [])
+               and r.get("onExitCodes", {}).get("operator") == "In"]
+    need(fail_on, "CronJob: exit 6 (partly done) fails the Job without a retry (podFailurePolicy)")
     # One environment for both: the settings come from the same ConfigMap, and neither names a
     # setting of its own (only the credentials, from the Secret).
     for name, c in [("Deployment", container), ("CronJob", cron_container)]:
@@ -162,9 +168,22 @@ def main(rendered, components, rules, rule_tests, crates_dir, operations_md):
          "Service selects the worker pods")
     need(any(p["port"] == 9187 for p in service["ports"]), "Service: port 9187")
     need(any("chimpsync.toml" in data for data in configmaps.values()), "ConfigMap: chimpsync.toml")
-    http_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    need(set(ports) == {"http", "webhooks"} and ports["http"] != ports.get("webhooks"),
+         "Deployment: two container ports, `http` and `webhooks`")
+    http_port = ports.get("http")
+    webhook_port = ports.get("webhooks")
+    # Each port is the one the worker listens on (the webhook route alone on its own port).
+    for variable, port in [("CHIMPSYNC_HTTP_ADDR", http_port),
+                           ("CHIMPSYNC_WEBHOOK_ADDR", webhook_port)]:
+        addr = env.get(variable, {}).get("value", "")
+        need(addr.rsplit(":", 1)[-1] == str(port),
+             f"Deployment: {variable} ({addr!r}) listens on the container port {port}")
+    need(all(p.get("targetPort") in ("http", http_port) for p in service["ports"]),
+         "Service chimpsync-metrics: forwards to the `http` port only (never the webhook port)")
 
-    # The NetworkPolicy: every chimpsync pod; in, the HTTP port only; out, Postgres, HTTPS, DNS.
+    # The NetworkPolicy: every chimpsync pod; in, the metrics port from one place and the
+    # webhook port from another; out, Postgres, HTTPS, DNS.
     policy = by_kind["NetworkPolicy"][0]["spec"]
     need(policy["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": "chimpsync"},
          "NetworkPolicy: selects every chimpsync pod")
@@ -174,8 +193,16 @@ def main(rendered, components, rules, rule_tests, crates_dir, operations_md):
                      for r in policy.get("ingress", []) for p in r.get("ports", [])]
     need(all(r.get("ports") for r in policy.get("ingress", [])),
          "NetworkPolicy: every ingress rule names its ports")
-    need(ingress_ports and all(port in ("http", http_port) for port, _ in ingress_ports),
-         "NetworkPolicy: ingress to the HTTP port only")
+    need(all(r.get("from") for r in policy.get("ingress", [])),
+         "NetworkPolicy: every ingress rule says where from")
+    metrics_port, hook_port = ("http", http_port), ("webhooks", webhook_port)
+    need(ingress_ports and all(port in metrics_port + hook_port for port, _ in ingress_ports),
+         "NetworkPolicy: ingress to the `http` and `webhooks` ports only")
+    for rule in policy.get("ingress", []):
+        named = {p.get("port") for p in rule.get("ports", [])}
+        need(not (named & set(metrics_port) and named & set(hook_port)),
+             "NetworkPolicy: the metrics port and the webhook port are let in by separate rules "
+             "(from different places)")
     egress = [(p.get("port"), p.get("protocol", "TCP"))
               for r in policy.get("egress", []) for p in r.get("ports", [])]
     need(all(r.get("ports") for r in policy.get("egress", [])),
@@ -183,7 +210,7 @@ def main(rendered, components, rules, rule_tests, crates_dir, operations_md):
     need(set(egress) == {(5432, "TCP"), (443, "TCP"), (53, "UDP"), (53, "TCP")},
          f"NetworkPolicy: egress to Postgres, HTTPS and DNS only (found {sorted(egress, key=str)})")
 
-    check_components(components, labels, http_port)
+    check_components(components, labels, webhook_port)
     check_rules(rules, rule_tests, crates_dir, operations_md)
 
 
@@ -191,7 +218,7 @@ def selects(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def check_components(components, worker_labels, http_port):
+def check_components(components, worker_labels, webhook_port):
     """Every optional component, rendered together on the example overlay."""
     docs = [d for d in yaml.safe_load_all(open(components)) if d]
     by_kind = {}
@@ -212,7 +239,7 @@ def check_components(components, worker_labels, http_port):
     need(all(e.get("port") == "http" and e.get("path", "/metrics") == "/metrics"
              for e in monitor["endpoints"]), "ServiceMonitor: /metrics on the port named http")
 
-    # The Ingress forwards /webhooks/ and nothing else, to the worker's HTTP port.
+    # The Ingress forwards /webhooks/ and nothing else, to the worker's webhook port.
     for ingress in by_kind["Ingress"]:
         for rule in ingress["spec"].get("rules", []):
             for path in rule.get("http", {}).get("paths", []):
@@ -228,8 +255,9 @@ def check_components(components, worker_labels, http_port):
                 port = next((p for p in svc["spec"]["ports"]
                              if p.get("name") == backend["port"].get("name")
                              or p["port"] == backend["port"].get("number")), None)
-                need(port is not None and port["targetPort"] in ("http", http_port),
-                     f"Service {backend['name']}: forwards to the worker's HTTP port")
+                need(port is not None and port["targetPort"] in ("webhooks", webhook_port),
+                     f"Service {backend['name']}: forwards to the worker's `webhooks` port "
+                     "(which serves the webhook route alone)")
         need("defaultBackend" not in ingress["spec"], "Ingress: no default backend (other paths 404)")
     # With the Ingress, the route is on: the worker takes its secret from the Secret.
     worker_env = {e["name"]: e for e in by_kind["Deployment"][0]["spec"]["template"]["spec"]["containers"][0].get("env", [])}

@@ -254,6 +254,48 @@ async fn backfill_then_run_once_syncs_everything_and_status_shows_it() -> Result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_exits_partly_done_while_a_row_it_claimed_is_left_parked() -> Result<()> {
+    let f = Fixture::new().await?;
+    f.insert_customers(4, 1).await?;
+    // An address Mailchimp refuses for good (a fake-looking one): parked on its first attempt.
+    f.exec(
+        "insert into customers (id, email, first_name, last_name, consent_contact) \
+         values (900, 'nobody@example.com', 'No', 'Body', true)",
+    )
+    .await?;
+    let (code, out, err) = output(&mut f.command(&["run", "--once"])?)?;
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(
+        out.contains("4 acknowledged") && out.contains("1 parked"),
+        "{out}"
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("chimpsync: run --once left 1 of the rows it claimed queued")
+            && last.contains("1 parked"),
+        "{last}"
+    );
+    let parked = f.queue_rows().await?;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(parked[0].2, "parked: {parked:?}");
+
+    // A row parked before the run is not this run's: a run that finishes what it claims
+    // exits 0, the parked row still queued.
+    f.insert_customers(1, 5).await?;
+    let (code, out, err) = output(&mut f.command(&["run", "--once"])?)?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 acknowledged"), "{out}");
+    assert_eq!(f.queue_rows().await?.len(), 1);
+
+    // Put back in line, it is claimed and parked again: partly done again.
+    let (code, _, err) = output(&mut f.command(&["retry", "--all"])?)?;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = output(&mut f.command(&["run", "--once"])?)?;
+    assert_eq!((code, out.contains("1 parked")), (6, true), "{out}{err}");
+    f.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_worker_loses_nothing_and_a_fresh_run_converges() -> Result<()> {
     let f = Fixture::with(
         MAPPING,

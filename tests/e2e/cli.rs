@@ -45,6 +45,7 @@ const EVERY_COMMAND: &[(&str, bool)] = &[
     ("MAILCHIMP_BASE_URL", false),
     ("CHIMPSYNC_CONFIG", false),
     ("CHIMPSYNC_HTTP_ADDR", false),
+    ("CHIMPSYNC_WEBHOOK_ADDR", false),
     ("CHIMPSYNC_WEBHOOK_SECRET", true),
     ("CHIMPSYNC_SECRET_KEY", true),
     ("CHIMPSYNC_PREVIOUS_SECRET_KEY", true),
@@ -185,6 +186,12 @@ async fn each_kind_of_failure_has_its_own_exit_status() -> Result<()> {
             "DATABASE_URL is not set",
         ),
         (&["run", "--batch-size", "0"], &[], 3, "batch size 0"),
+        (
+            &["run"],
+            &[("CHIMPSYNC_WEBHOOK_ADDR", "webhooks:9188")],
+            3,
+            "CHIMPSYNC_WEBHOOK_ADDR is not an address",
+        ),
         (
             &["status"],
             &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")],

@@ -24,6 +24,19 @@ use tokio_postgres::error::SqlState;
 const BIN: &str = env!("CARGO_BIN_EXE_chimpsync-under-test");
 /// How long any observable condition may take to appear.
 const WAIT: Duration = Duration::from_secs(60);
+/// The `endpoint` labels of Mailchimp requests `run` makes (docs/operations.md, Metrics).
+const REQUEST_ENDPOINTS: [&str; 8] = [
+    "batch_upsert",
+    "update_tags",
+    "rename_member",
+    "upsert_member",
+    "archive_member",
+    "set_status",
+    "delete_member_permanently",
+    "get_member",
+];
+/// Their `status_class` labels.
+const STATUS_CLASSES: [&str; 6] = ["2xx", "4xx", "5xx", "throttled", "transport", "other"];
 /// A well-formed key the emulator does not accept.
 const WRONG_KEY: &str = "ffffffffffffffffffffffffffffffff-us6";
 
@@ -82,6 +95,7 @@ fn chimpsync(
 /// What a finished command printed.
 struct Output {
     success: bool,
+    code: Option<i32>,
     stdout: String,
     stderr: String,
 }
@@ -90,6 +104,7 @@ async fn output(mut cmd: Command) -> Result<Output> {
     let out = cmd.output().await.context("running chimpsync")?;
     Ok(Output {
         success: out.status.success(),
+        code: out.status.code(),
         stdout: String::from_utf8(out.stdout)?,
         stderr: String::from_utf8(out.stderr)?,
     })
@@ -155,6 +170,18 @@ impl Running {
                 .timeout(Duration::from_secs(15))
                 .build()?,
         })
+    }
+
+    /// The string field `field` of the first log event that has one.
+    fn logged(&self, field: &str) -> Option<String> {
+        self.stderr
+            .lock()
+            .expect("stderr lock")
+            .iter()
+            .find_map(|line| {
+                let event: serde_json::Value = serde_json::from_str(line).ok()?;
+                event.get(field)?.as_str().map(str::to_string)
+            })
     }
 
     /// GET a path: status and body.
@@ -482,6 +509,54 @@ async fn run_serves_health_readiness_and_metrics_that_count_each_operation() -> 
             "chimpsync_queue_rows{{state={state:?}}} missing"
         );
     }
+    // Histograms too: HELP, TYPE, every bucket, _sum and _count, at 0 where nothing was
+    // measured yet (the idle worker's claims are, from its first poll on).
+    for (name, labels) in [
+        ("chimpsync_claim_duration_seconds", vec![]),
+        ("chimpsync_ack_duration_seconds", vec![]),
+        ("chimpsync_batch_size", vec![]),
+    ]
+    .into_iter()
+    .chain(REQUEST_ENDPOINTS.iter().flat_map(|endpoint| {
+        STATUS_CLASSES.iter().map(move |class| {
+            (
+                "chimpsync_mailchimp_request_duration_seconds",
+                vec![("endpoint", *endpoint), ("status_class", *class)],
+            )
+        })
+    })) {
+        assert_eq!(
+            m.types.get(name).map(String::as_str),
+            Some("histogram"),
+            "{name}"
+        );
+        assert!(m.help.contains_key(name), "{name} has no HELP text");
+        let series = |suffix: &str| m.value(&format!("{name}_{suffix}"), &labels);
+        let buckets: Vec<&Sample> = m
+            .samples
+            .iter()
+            .filter(|s| {
+                s.name == format!("{name}_bucket")
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect();
+        assert!(
+            buckets.len() > 1 && buckets.iter().any(|b| b.labels["le"] == "+Inf"),
+            "{name}{labels:?}: buckets {buckets:?}"
+        );
+        let (count, sum) = (series("count"), series("sum"));
+        if name == "chimpsync_claim_duration_seconds" {
+            assert!(count.is_some() && sum.is_some(), "{name}: _count and _sum");
+        } else {
+            assert_eq!((count, sum), (Some(0.0), Some(0.0)), "{name}{labels:?}");
+            assert!(
+                buckets.iter().all(|b| b.value == 0.0),
+                "{name}{labels:?}: {buckets:?}"
+            );
+        }
+    }
     assert_eq!(m.value("chimpsync_slots_cap", &[]), Some(10.0));
     assert_eq!(m.value("chimpsync_ready", &[]), Some(1.0));
     assert_eq!(
@@ -687,6 +762,81 @@ async fn a_refused_mailchimp_key_shows_in_mailchimp_up_not_in_readiness() -> Res
         lines.iter().all(|l| !l.contains(&WRONG_KEY[..32])),
         "the key was logged"
     );
+    f.finish().await
+}
+
+const WEBHOOK_SECRET: &str = "hook-0123456789abcdef";
+
+#[tokio::test]
+async fn with_a_webhook_address_the_webhook_route_is_served_there_and_nowhere_else() -> Result<()> {
+    let f = Fixture::new().await?;
+    let mapping = MappingFile::new(&format!(
+        "{MAPPING}\n[inbound]\nunsubscribe = \"update public.customers set consent_contact = false where lower(email) = lower($1)\"\n"
+    ))?;
+    customers(&f, "hook", 1, 1).await?;
+    let mut cmd = chimpsync(&f, &f.db.url, API_KEY, &mapping, &["run"]);
+    cmd.env("CHIMPSYNC_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("CHIMPSYNC_WEBHOOK_ADDR", "127.0.0.1:0");
+    let run = Running::start(cmd).await?;
+    let hooks = run
+        .logged("webhook_addr")
+        .context("the webhook listener's address is logged before the main one")?;
+    let path = format!("/webhooks/mailchimp/{WEBHOOK_SECRET}");
+    let event = format!(
+        "type=unsubscribe&fired_at=2024-05-01+10%3A00%3A00&data%5Bemail%5D={}&data%5Blist_id%5D={AUDIENCE}",
+        email_of("hook", 1)
+    );
+    let post = |base: String| {
+        let (http, body) = (run.http.clone(), event.clone());
+        let url = format!("{base}{path}");
+        async move {
+            let response = http.post(url).body(body).send().await?;
+            Ok::<_, anyhow::Error>(response.status().as_u16())
+        }
+    };
+
+    // The main address serves no webhook route: nothing is stored.
+    assert_eq!(post(run.base.clone()).await?, 404);
+    let stored = || async {
+        let row = f
+            .sql
+            .query_one("select count(*) from chimpsync.inbound_events", &[])
+            .await?;
+        Ok::<i64, anyhow::Error>(row.get(0))
+    };
+    assert_eq!(stored().await?, 0);
+
+    // The webhook address takes Mailchimp's validation and the event, which is applied.
+    let webhook = format!("http://{hooks}");
+    let validation = run.http.get(format!("{webhook}{path}")).send().await?;
+    assert_eq!(validation.status().as_u16(), 200);
+    assert_eq!(post(webhook.clone()).await?, 200);
+    assert_eq!(stored().await?, 1);
+    wait_until(WAIT, "the unsubscribe to reach the customer", || async {
+        let row = f
+            .sql
+            .query_one("select consent_contact from customers where id = 1", &[])
+            .await?;
+        Ok(row.get::<_, Option<bool>>(0) == Some(false))
+    })
+    .await?;
+
+    // ... and nothing else: no metrics, no probes.
+    for other in ["/metrics", "/healthz", "/readyz"] {
+        let response = run.http.get(format!("{webhook}{other}")).send().await?;
+        assert_eq!(
+            response.status().as_u16(),
+            404,
+            "{other} on the webhook address"
+        );
+        assert_eq!(run.get(other).await?.0, 200, "{other} on the main address");
+    }
+    let m = run.metrics().await?;
+    assert_eq!(
+        m.value("chimpsync_webhook_calls_total", &[("result", "stored")]),
+        Some(1.0)
+    );
+    run.stop().await?;
     f.finish().await
 }
 
@@ -920,7 +1070,28 @@ async fn json_logs_of_a_sync_are_lines_of_json_without_addresses_or_the_key() ->
         }
     };
     stderr.push_str(&run(&["setup"]).await?.stderr);
-    stderr.push_str(&run(&["run", "--once"]).await?.stderr);
+    // The fake address is parked: partly done.
+    let first = output(chimpsync(
+        &f,
+        &f.db.url,
+        API_KEY,
+        &mapping,
+        &["run", "--once"],
+    ))
+    .await?;
+    let (logs, reason) = first
+        .stderr
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or_default();
+    ensure!(
+        first.code == Some(6) && reason.starts_with("chimpsync: run --once left 1 "),
+        "run --once:\n{}",
+        first.stderr
+    );
+    // The last line is the one-line reason, not a log event.
+    stderr.push_str(logs);
+    stderr.push('\n');
     // A rename and a removal take the single-member paths, which log per customer.
     f.exec("update customers set email = 'logged-renamed@pets.test' where id = 1")
         .await?;

@@ -959,7 +959,7 @@ async fn backfill_enqueues_every_row_in_the_filter_once_and_is_safe_to_rerun() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_concurrent_changes_converge_with_faults_on() -> Result<()> {
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
     let f = Fixture::with(
         MAPPING,
         Config {
@@ -988,8 +988,8 @@ async fn random_concurrent_changes_converge_with_faults_on() -> Result<()> {
         writers.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(writer);
             for step in 0..150u64 {
-                let id: i64 = rng.gen_range(1..=300);
-                let sql = match rng.gen_range(0..7) {
+                let id: i64 = rng.random_range(1..=300);
+                let sql = match rng.random_range(0..7) {
                     0 => format!(
                         "insert into customers (id, email, first_name, last_name, store, customer_type, consent_contact)
                          values ({id}, 'n{id}.{writer}.{step}@pets.test', 'N', 'New', 'S1', 'cat owner', true)
@@ -998,7 +998,7 @@ async fn random_concurrent_changes_converge_with_faults_on() -> Result<()> {
                     1 => format!("update customers set last_name = 'L{step}' where id = {id}"),
                     2 => format!("update customers set email = 'm{id}.{writer}.{step}@pets.test' where id = {id}"),
                     3 => format!("update customers set consent_contact = not coalesce(consent_contact, false) where id = {id}"),
-                    4 => format!("update customers set customer_type = (array['dog owner','cat owner','groomer', null])[{}] where id = {id}", rng.gen_range(1..=4)),
+                    4 => format!("update customers set customer_type = (array['dog owner','cat owner','groomer', null])[{}] where id = {id}", rng.random_range(1..=4)),
                     5 => format!("delete from customers where id = {id}"),
                     _ => format!("update customers set deleted_at = case when deleted_at is null then now() end where id = {id}"),
                 };

@@ -11,7 +11,8 @@ use crate::defaults;
 ///
 /// Exit status: 0 success, 1 another failure, 2 wrong command line, 3 a setting or the mapping
 /// file is wrong, 4 the database is unreachable or refuses the login, 5 Mailchimp refused or is
-/// unreachable, 6 partly done (the output says what failed).
+/// unreachable, 6 partly done (the output says what failed; `run --once`: rows it claimed were
+/// left parked, waiting for a retry or unsent).
 #[derive(Debug, Parser)]
 #[command(name = "chimpsync", version, about, long_about)]
 pub struct Cli {
@@ -54,10 +55,20 @@ pub struct Settings {
     #[arg(long = "config", global = true, env = "CHIMPSYNC_CONFIG", value_name = "FILE",
           default_value = defaults::MAPPING_FILE)]
     pub mapping: String,
-    /// Where `run` serves /healthz, /readyz, /metrics and the webhook route.
+    /// Where `run` serves /healthz, /readyz, /metrics, and the webhook route unless
+    /// --webhook-addr is set.
     #[arg(long, global = true, env = "CHIMPSYNC_HTTP_ADDR", value_name = "ADDR",
           default_value = defaults::HTTP_ADDR)]
     pub http_addr: String,
+    /// Where `run` serves the webhook route alone (a second listener; --http-addr then serves
+    /// no webhook route), e.g. 0.0.0.0:9188; unset, the webhook route is on --http-addr.
+    #[arg(
+        long,
+        global = true,
+        env = "CHIMPSYNC_WEBHOOK_ADDR",
+        value_name = "ADDR"
+    )]
+    pub webhook_addr: Option<String>,
     /// The secret last segment of the webhook URL (at least 16 of A-Za-z0-9-_.~); unset, the
     /// webhook route is off.
     #[arg(
@@ -129,7 +140,8 @@ pub enum Command {
     },
     /// Run the worker.
     Run {
-        /// Drain everything that is due, then exit 0.
+        /// Drain everything that is due, then exit: 0 when every row it claimed was acknowledged,
+        /// 6 when some are left parked, waiting for a retry, or unsent.
         #[arg(long)]
         once: bool,
         /// Instead of exiting when the chimpsync schema or the installed triggers do not fit

@@ -30,6 +30,9 @@ pub struct Config {
     pub mapping_path: PathBuf,
     /// `CHIMPSYNC_HTTP_ADDR`: where `run` serves its endpoints.
     pub http_addr: String,
+    /// `CHIMPSYNC_WEBHOOK_ADDR`: where `run` serves the webhook route on a listener of its
+    /// own; unset, the webhook route is served on `http_addr`.
+    pub webhook_addr: Option<String>,
     /// `CHIMPSYNC_WEBHOOK_SECRET`, trimmed: the last path segment of the webhook route, which
     /// is served only when it is set.
     pub webhook_secret: Option<SecretString>,
@@ -78,6 +81,7 @@ impl Config {
                 set(Some(s.mapping)).unwrap_or_else(|| defaults::MAPPING_FILE.into()),
             ),
             http_addr: set(Some(s.http_addr)).unwrap_or_else(|| defaults::HTTP_ADDR.into()),
+            webhook_addr: set(s.webhook_addr),
             webhook_secret: set_secret(s.webhook_secret)
                 .map(|s| SecretString::from(s.expose_secret().trim())),
             secret_key: set_secret(s.secret_key),
@@ -301,6 +305,7 @@ mod tests {
             "--previous-secret-key",
             "--config",
             "--http-addr",
+            "--webhook-addr",
         ]
         .iter()
         .flat_map(|flag| [*flag, " "])
@@ -313,5 +318,6 @@ mod tests {
         assert!(error.contains("CHIMPSYNC_SECRET_KEY is not set"), "{error}");
         assert_eq!(config.mapping_path, PathBuf::from(defaults::MAPPING_FILE));
         assert_eq!(config.http_addr, defaults::HTTP_ADDR);
+        assert!(config.webhook_addr.is_none());
     }
 }

@@ -20,7 +20,8 @@ pub enum Failure {
     Database,
     /// Mailchimp refused (the key, the audience) or could not be reached.
     Mailchimp,
-    /// Some of the work was done and some failed (the output says which).
+    /// Some of the work was done and some failed (the output says which), e.g. `run --once`
+    /// leaving rows it claimed parked, waiting for a retry or unsent.
     Partial,
 }
 

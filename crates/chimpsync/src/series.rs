@@ -221,6 +221,25 @@ fn start_at_zero() {
     ] {
         metrics::counter!("chimpsync_webhook_calls_total", "result" => result).increment(0);
     }
+    // Histograms: taking a handle registers the series, which the exporter renders with zero
+    // buckets, _sum and _count until the first sample; nothing is recorded, so no figure is
+    // skewed. Every label pair of the request durations, so that an error rate has its zero too.
+    for endpoint in worker::gate::ENDPOINTS {
+        for status_class in worker::gate::STATUS_CLASSES {
+            let _ = metrics::histogram!(
+                "chimpsync_mailchimp_request_duration_seconds",
+                "endpoint" => endpoint,
+                "status_class" => status_class
+            );
+        }
+    }
+    for name in [
+        "chimpsync_batch_size",
+        "chimpsync_claim_duration_seconds",
+        "chimpsync_ack_duration_seconds",
+    ] {
+        let _ = metrics::histogram!(name);
+    }
     metrics::gauge!("chimpsync_slots_held").increment(0.0);
     metrics::gauge!("chimpsync_queue_held").set(0.0);
     metrics::gauge!("chimpsync_mapping_drift").set(0.0);

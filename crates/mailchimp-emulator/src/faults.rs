@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 /// A misbehaviour the emulator can be told to show on the next write requests
 /// (`POST`, `PUT`, `PATCH`, `DELETE` under `/3.0`), see [`crate::Emulator::inject`].
@@ -73,7 +73,7 @@ impl FaultState {
         if self.fail_rate <= 0.0 && self.drop_rate <= 0.0 {
             return None;
         }
-        let draw: f64 = self.rng.gen();
+        let draw: f64 = self.rng.random();
         if draw < self.fail_rate {
             Some(Fault::ServiceUnavailable)
         } else if draw < self.fail_rate + self.drop_rate {

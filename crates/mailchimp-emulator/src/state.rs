@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use serde_json::Value;
 
 use crate::events::{self, Before, Delivery, Event, Source};
@@ -116,7 +116,7 @@ impl State {
         if let Some(owner) = self.owner(id) {
             return owner == account;
         }
-        let web_id = self.rng.gen_range(100_000..1_000_000);
+        let web_id = self.rng.random_range(100_000..1_000_000);
         self.audiences.insert(
             id.to_owned(),
             Audience::new(id.to_owned(), account, web_id, now),

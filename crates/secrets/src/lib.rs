@@ -107,7 +107,7 @@ impl SecretKey {
         let secret = params
             .build()
             .map_err(|e| generate(&e))?
-            .generate(rand::thread_rng())
+            .generate(rand_pgp::thread_rng())
             .map_err(|e| generate(&e))?;
         SecretKey::from_key(secret)
     }
@@ -201,7 +201,7 @@ impl SecretKey {
     pub fn encrypt(&self, plaintext: &str) -> Result<Vec<u8>, Error> {
         let encrypt = |e: &dyn fmt::Display| Error::Encrypt(e.to_string());
         let subkey = self.encryption_subkey()?;
-        let mut rng = rand::thread_rng();
+        let mut rng = rand_pgp::thread_rng();
         let mut builder = MessageBuilder::from_bytes("", plaintext.as_bytes().to_vec())
             .seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
         // pgcrypto's pgp_pub_decrypt (text) refuses binary literal data.

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 use store::slots::SlotTable;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -63,6 +63,22 @@ impl CallError {
         matches!(self, CallError::Api(e) if e.is_retryable())
     }
 }
+
+/// The `endpoint` labels of the calls `run` makes (`list_members` is reconcile's alone): the
+/// request-duration series exist for each from the start.
+pub const ENDPOINTS: [&str; 8] = [
+    "batch_upsert",
+    "update_tags",
+    "rename_member",
+    "upsert_member",
+    "archive_member",
+    "set_status",
+    "delete_member_permanently",
+    "get_member",
+];
+
+/// Every `status_class` label a Mailchimp request's duration is recorded under.
+pub const STATUS_CLASSES: [&str; 6] = ["2xx", "4xx", "5xx", "throttled", "transport", "other"];
 
 /// The `status_class` label of a call's duration.
 fn status_class<T>(result: &Result<T, mailchimp::Error>) -> &'static str {
@@ -226,7 +242,7 @@ impl Gate {
                 Ok(None) => {
                     // All slots are busy, here or in another replica: wait for a local release
                     // or poll again shortly for a remote one.
-                    let wait = Duration::from_millis(rand::thread_rng().gen_range(5..25));
+                    let wait = Duration::from_millis(rand::rng().random_range(5..25));
                     tokio::select! {
                         _ = cancel.cancelled() => return Err(CallError::Cancelled),
                         _ = self.released.notified() => {}
@@ -297,9 +313,7 @@ impl Gate {
             .saturating_mul(1u32 << state.streak.min(16))
             .min(THROTTLE_MAX);
         let pause = ceiling / 2
-            + Duration::from_millis(
-                rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64 / 2),
-            );
+            + Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64 / 2));
         let until = Instant::now() + pause;
         if state.until.is_none_or(|u| u < until) {
             state.until = Some(until);
@@ -316,5 +330,26 @@ impl Gate {
     fn succeeded(&self) {
         let mut state = self.throttle.lock().expect("throttle lock");
         state.streak = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ENDPOINTS;
+
+    /// The endpoint names `run`'s calls pass to the gate, read from the modules that make them.
+    #[test]
+    fn every_endpoint_the_worker_calls_is_listed() {
+        let sources = [include_str!("batch.rs"), include_str!("members.rs")];
+        let mut called: Vec<&str> = sources
+            .iter()
+            .flat_map(|text| text.split(".call(\"").skip(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        called.sort_unstable();
+        called.dedup();
+        let mut listed = ENDPOINTS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(called, listed);
     }
 }

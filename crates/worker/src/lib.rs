@@ -41,6 +41,6 @@ pub mod reconcile;
 
 pub use accounts::{KeyRingOpener, OpenKey};
 pub use error::Error;
-pub use results::DrainOutcome;
+pub use results::{DrainOutcome, Fate};
 pub use run::{Hold, Worker};
 pub use settings::Settings;

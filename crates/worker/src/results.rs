@@ -1,7 +1,7 @@
 //! The fate of each row of a claim: collected while the batch is processed ([`Results`]), then
 //! recorded with one fenced write per kind, and counted ([`Results::record`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use backon::Retryable;
@@ -35,10 +35,32 @@ pub struct DrainOutcome {
     pub released: usize,
     /// Whether Mailchimp throttled any request.
     pub throttled: bool,
+    /// Each row of this unit (`sync_queue.id`) with how its attempt ended. A sum holds its
+    /// units' rows, except [`Worker::run`](crate::Worker::run)'s, which keeps `unfinished`
+    /// instead.
+    pub rows: Vec<(i64, Fate)>,
+    /// [`Worker::run`](crate::Worker::run) with `once` only: the rows whose last attempt in the
+    /// run ended without an acknowledgement, and how, by id. Empty when the run finished
+    /// everything it claimed.
+    pub unfinished: BTreeMap<i64, Fate>,
+}
+
+/// How a row's attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fate {
+    /// Mailchimp acknowledged it (the row is deleted, or stays for a newer change).
+    Acked,
+    /// A transient failure: due again after its backoff.
+    Retrying,
+    /// A permanent failure, or too many attempts: waits for a person.
+    Parked,
+    /// Given back unsent or unrecorded (shutdown, deadline, no slot, an account that cannot be
+    /// sent to, an acknowledgement that could not be written).
+    Released,
 }
 
 impl DrainOutcome {
-    /// Adds another unit's counts to these.
+    /// Adds another unit's counts and rows to these.
     pub fn add(&mut self, other: &DrainOutcome) {
         self.claimed += other.claimed;
         self.acked += other.acked;
@@ -47,6 +69,29 @@ impl DrainOutcome {
         self.parked += other.parked;
         self.released += other.released;
         self.throttled |= other.throttled;
+        self.rows.extend_from_slice(&other.rows);
+    }
+
+    /// Adds a unit's counts, and, with `track`, follows its rows into `unfinished` (a later
+    /// acknowledgement of a row clears an earlier failure) rather than keeping them, so a long
+    /// run holds nothing per row.
+    pub(crate) fn settle(&mut self, mut unit: DrainOutcome, track: bool) {
+        let rows = std::mem::take(&mut unit.rows);
+        self.add(&unit);
+        if !track {
+            return;
+        }
+        for (id, fate) in rows {
+            match fate {
+                Fate::Acked => self.unfinished.remove(&id),
+                other => self.unfinished.insert(id, other),
+            };
+        }
+    }
+
+    /// How many rows the run left unfinished with `fate`.
+    pub fn unfinished_with(&self, fate: Fate) -> usize {
+        self.unfinished.values().filter(|f| **f == fate).count()
     }
 }
 
@@ -163,7 +208,7 @@ impl Results {
 
     /// [`Results::fail`] with what the attempt may have applied spelled out.
     fn fail_with(&mut self, row: &ClaimedRow, failure: &Failure, maybe: Option<MaybeApplied>) {
-        match disposition(failure, row.attempts, &self.policy, &mut rand::thread_rng()) {
+        match disposition(failure, row.attempts, &self.policy, &mut rand::rng()) {
             Disposition::Retry { after, error } => self.retries.push(store::Retry {
                 id: row.id,
                 after,
@@ -383,15 +428,24 @@ impl Results {
         if ack_started.elapsed() > Duration::from_secs(1) {
             warn!(seconds = ack_started.elapsed().as_secs_f64(), "slow ack");
         }
-        match acked {
+        // A lapsed lease may fence some acknowledgements off (the counts say how many, not
+        // which); they are counted acknowledged here, and another worker sends them again.
+        let ack_fate = match acked {
             Ok(counts) => {
                 outcome.acked = (counts.deleted + counts.released) as usize;
                 outcome.changed_in_flight = counts.released as usize;
+                Fate::Acked
             }
             Err(e) => {
-                warn!(error = %e, rows = self.acks.len(), "could not record acknowledgements; the rows will be sent again")
+                warn!(error = %e, rows = self.acks.len(), "could not record acknowledgements; the rows will be sent again");
+                Fate::Released
             }
-        }
+        };
+        outcome.rows = (self.acks.iter().map(|a| (a.id, ack_fate)))
+            .chain(self.retries.iter().map(|r| (r.id, Fate::Retrying)))
+            .chain(self.parks.iter().map(|p| (p.id, Fate::Parked)))
+            .chain(self.releases.iter().map(|id| (*id, Fate::Released)))
+            .collect();
         if let Err(e) = (|| queue.park(token, &self.parks))
             .retry(retry::database_write())
             .when(store::Error::is_transient)

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use backon::ExponentialBuilder;
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 /// A schedule of attempts recorded in the database: exponential, capped, with a last attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,7 @@ impl RetryPolicy {
     pub fn backoff(&self, attempt: i32, rng: &mut impl Rng) -> Duration {
         let ceiling = self.ceiling(attempt);
         let millis = ceiling.as_millis().max(1) as u64;
-        Duration::from_millis(rng.gen_range(0..=millis))
+        Duration::from_millis(rng.random_range(0..=millis))
     }
 
     /// The upper bound of the backoff after `attempt` attempts.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, Retryable};
 use mailchimp::Client;
-use rand::Rng;
+use rand::RngExt;
 use store::{Claim, Queue};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -217,7 +217,8 @@ impl Worker {
     /// requests capped at `concurrency` by the gate), claims the next batch while others are in
     /// flight (two claims at once while the claims come back full), polls with jitter when idle.
     /// While the hold (see [`Worker::with_hold`]) forbids it, claims nothing. With `once`,
-    /// returns when nothing is due and nothing is in flight. On `shutdown`: stops
+    /// returns when nothing is due and nothing is in flight, naming in
+    /// [`DrainOutcome::unfinished`] the rows whose last attempt was not acknowledged. On `shutdown`: stops
     /// claiming, lets in-flight calls finish until the deadline, then releases what did not
     /// finish.
     #[instrument(skip_all, fields(worker.owner = %self.engine.settings.owner, once))]
@@ -253,7 +254,7 @@ impl Worker {
             while let Some(done) = tasks.try_join_next() {
                 let done = done.unwrap_or_default();
                 behind &= done.claimed >= s.batch_size;
-                total.add(&done);
+                total.settle(done, once);
             }
             if shutdown.is_cancelled() {
                 break;
@@ -307,12 +308,10 @@ impl Worker {
                 if once && tasks.is_empty() {
                     break;
                 }
-                let idle = s
-                    .poll_interval
-                    .mul_f64(rand::thread_rng().gen_range(0.5..1.5));
+                let idle = s.poll_interval.mul_f64(rand::rng().random_range(0.5..1.5));
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    Some(done) = tasks.join_next(), if !tasks.is_empty() => total.add(&done.unwrap_or_default()),
+                    Some(done) = tasks.join_next(), if !tasks.is_empty() => total.settle(done.unwrap_or_default(), once),
                     _ = tokio::time::sleep(idle), if !once => {}
                 }
                 continue;
@@ -328,7 +327,7 @@ impl Worker {
                 &hard_stop,
             );
         }
-        self.finish(tasks, &hard_stop, &mut total).await;
+        self.finish(tasks, &hard_stop, &mut total, once).await;
         info!(
             acked = total.acked,
             retried = total.retried,
@@ -346,6 +345,7 @@ impl Worker {
         mut tasks: JoinSet<DrainOutcome>,
         hard_stop: &CancellationToken,
         total: &mut DrainOutcome,
+        once: bool,
     ) {
         if tasks.is_empty() {
             return;
@@ -360,14 +360,14 @@ impl Worker {
         loop {
             tokio::select! {
                 next = tasks.join_next() => match next {
-                    Some(done) => total.add(&done.unwrap_or_default()),
+                    Some(done) => total.settle(done.unwrap_or_default(), once),
                     None => return,
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     warn!(in_flight = tasks.len(), "shutdown deadline reached: releasing unfinished rows");
                     hard_stop.cancel();
                     while let Some(done) = tasks.join_next().await {
-                        total.add(&done.unwrap_or_default());
+                        total.settle(done.unwrap_or_default(), once);
                     }
                     return;
                 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use chimpsync_tests::{chimpsync_bin, wait_until};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
@@ -58,15 +58,15 @@ async fn write(url: String, stop: CancellationToken) -> Result<u64> {
     let mut changes = 0u64;
     let mut next_id = 5000i64;
     while !stop.is_cancelled() {
-        let id = rng.gen_range(1..=1500i64);
-        let sql = match rng.gen_range(0..10) {
+        let id = rng.random_range(1..=1500i64);
+        let sql = match rng.random_range(0..10) {
             0..=3 => format!("update customers set first_name = 'W{changes}' where id = {id}"),
             4 => format!(
                 "update customers set consent_contact = not consent_contact where id = {id}"
             ),
             5 | 6 => format!(
                 "update customers set store = 'S{}' where id = {id}",
-                rng.gen_range(0..3)
+                rng.random_range(0..3)
             ),
             7 => format!("update customers set deleted_at = now() where id = {id}"),
             8 => format!("update customers set deleted_at = null where id = {id}"),
@@ -125,7 +125,7 @@ async fn three_accounts_two_workers_faults_and_sigkills_end_with_each_audience_i
     let mut rng = rand::rngs::StdRng::seed_from_u64(SEED);
     for _ in 0..KILLS {
         let victim = Spawned::start(run_command(&m, &mapping))?;
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..1500))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..1500))).await;
         logs.push(victim.log());
         victim.kill()?;
     }

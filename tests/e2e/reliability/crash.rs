@@ -10,7 +10,7 @@ use anyhow::{ensure, Result};
 use chimpsync_tests::{wait_until, Fixture, AUDIENCE, MAPPING};
 use mailchimp::{MemberUpsert, Status, TagChange};
 use mailchimp_emulator::Config;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -94,7 +94,7 @@ async fn sigkill_at_random_points_under_live_writes_loses_and_doubles_nothing() 
         // in flight, between an answer and its acknowledgement. The first kill comes early, in
         // the process's start and first claim.
         let longest = if kill == 0 { 150 } else { 1500 };
-        let delay = Duration::from_millis(rng.gen_range(0..longest));
+        let delay = Duration::from_millis(rng.random_range(0..longest));
         tokio::time::sleep(delay).await;
         let leased = leased_by(&f, &worker.owner()).await?;
         let requests = f.emulator.stats().requests - requests_before;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use chimpsync_tests::{wait_until, Fixture, AUDIENCE, MAPPING};
 use mailchimp_emulator::{Config, Fault};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -529,7 +529,7 @@ async fn customer_writes_are_not_held_up_by_the_worker() -> Result<()> {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let mut latencies: Vec<Duration> = Vec::new();
             for step in 1..=STATEMENTS {
-                let id: i64 = rng.gen_range(1..=4000);
+                let id: i64 = rng.random_range(1..=4000);
                 let sql = if step % 4 == 0 {
                     format!(
                         "update customers set store = 'W{seed}.{step}' where id between {id} and {}",

@@ -621,7 +621,8 @@ async fn run_with_a_wrong_key_or_an_unknown_audience_keeps_every_row_with_the_re
     .asserted(
         "nothing is sent, deleted or parked: every row stays queued, retrying, with the reason \
          in last_error ('401 API Key Invalid', '404 Resource Not Found'), and the run says '5 \
-         retrying'; the key never appears in the output; the right settings then sync all 5",
+         retrying' and exits 6 (partly done); the key never appears in the output; the right \
+         settings then sync all 5",
     );
     let f = Fixture::new().await?;
     f.insert_customers(5, 1).await?;
@@ -646,6 +647,11 @@ async fn run_with_a_wrong_key_or_an_unknown_audience_keeps_every_row_with_the_re
         assert!(
             out.contains("0 acknowledged") && out.contains("retrying"),
             "{variable}: {out}"
+        );
+        assert_eq!(code, Some(6), "{variable}: rows left retrying: {err}");
+        assert!(
+            reason(&err).contains("5 waiting for a retry"),
+            "{variable}: {err}"
         );
         assert!(!out.contains(&wrong_key[..32]) && !err.contains(&wrong_key[..32]));
         record.figure(

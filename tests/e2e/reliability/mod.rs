@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use chimpsync_tests::{wait_until, Fixture, AUDIENCE};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use chimpsync_tests::reliability::Scenario;
@@ -200,16 +200,16 @@ pub(crate) struct WriterPlan {
 }
 
 /// One random change of a customer, as a single statement.
-fn random_change(rng: &mut impl Rng, plan: &WriterPlan, step: u64) -> String {
-    let id: i64 = rng.gen_range(1..=plan.ids);
-    let tag = ["'dog owner'", "'cat owner'", "'groomer'", "null"][rng.gen_range(0..4)];
+fn random_change(rng: &mut impl RngExt, plan: &WriterPlan, step: u64) -> String {
+    let id: i64 = rng.random_range(1..=plan.ids);
+    let tag = ["'dog owner'", "'cat owner'", "'groomer'", "null"][rng.random_range(0..4)];
     if plan.bad_every > 0 && step % plan.bad_every == plan.bad_every - 1 {
         return format!(
             "update customers set email = 'not an address {id}.{step}' where id = {id}"
         );
     }
     let seed = plan.seed;
-    match rng.gen_range(0..10) {
+    match rng.random_range(0..10) {
         0 => format!(
             "insert into customers (id, email, first_name, last_name, store, customer_type, consent_contact)
              values ({id}, 'n{id}.{seed}.{step}@pets.test', 'N{step}', 'New', 'S1', 'cat owner', true)

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 use crate::cli::Tuning;
 use crate::commands::backfill;
 use crate::config::{seconds, Config, Timeouts};
+use crate::exit::Failure;
 use crate::handshake::Handshake;
 use crate::webhook::{self, Receiver};
 use crate::{db, defaults, http};
@@ -391,8 +392,29 @@ pub async fn run(config: &Config, options: Options, tuning: Tuning) -> Result<()
             "run --once: {} acknowledged, {} retrying, {} parked",
             outcome.acked, outcome.retried, outcome.parked
         );
+        unfinished(&outcome)?;
     }
     Ok(())
+}
+
+/// `run --once` is partly done (exit 6) when a row it claimed is still queued because its last
+/// attempt in this run was not acknowledged: parked, waiting for a retry, or given back unsent.
+/// Rows it never claimed (parked or not yet due before it started) do not count.
+fn unfinished(outcome: &worker::DrainOutcome) -> Result<()> {
+    if outcome.unfinished.is_empty() {
+        return Ok(());
+    }
+    let n = |fate| outcome.unfinished_with(fate);
+    Err(Failure::Partial
+        .error(format!(
+            "run --once left {} of the rows it claimed queued: {} waiting for a retry, {} parked, \
+             {} given back unsent (chimpsync status; parked rows: chimpsync retry)",
+            outcome.unfinished.len(),
+            n(worker::Fate::Retrying),
+            n(worker::Fate::Parked),
+            n(worker::Fate::Released),
+        ))
+        .into())
 }
 
 async fn wait_for_signal() {

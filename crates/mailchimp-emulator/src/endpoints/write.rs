@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::RngExt;
 
 use crate::email::{is_fake, is_valid, subscriber_hash};
 use crate::events::Source;
@@ -206,7 +206,7 @@ fn new_member(
         email: email.trim().to_owned(),
         unique_email_id: random_hex(rng, 5),
         contact_id: random_hex(rng, 16),
-        web_id: rng.gen_range(100_000_000..1_000_000_000),
+        web_id: rng.random_range(100_000_000..1_000_000_000),
         email_type: "html".to_owned(),
         status,
         unsubscribed_by_contact: false,
