@@ -6,30 +6,15 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+use chimpsync_demo::fixture::INTEREST_GROUPS;
 use chimpsync_tests::{Fixture, AUDIENCE, MAPPING};
 use mailchimp::{Member, MemberUpsert, NewInterestCategory};
 use mailchimp_emulator::Config;
 use serde_json::Value;
 
-/// The groups of the pet business: the pet type (one interest, named by the column), the
-/// newsletters (one boolean column each), and the email permission from the consent column.
-const GROUPS: &str = r#"
-[[interests]]
-category = "Pet type"
-type     = "dropdown"
-column   = "pet_type"
-
-[[interests]]
-category = "Newsletters"
-type     = "checkboxes"
-columns  = { "Monthly news" = "wants_news", "Offers" = "wants_offers" }
-
-[marketing_permissions]
-"Email" = "consent_contact"
-"#;
-
+/// The pet type and newsletter groups, and the email permission from the consent column.
 fn mapping() -> String {
-    format!("{MAPPING}{GROUPS}")
+    format!("{MAPPING}{INTEREST_GROUPS}\n[marketing_permissions]\n\"Email\" = \"consent_contact\"\n")
 }
 
 /// An emulator whose audience has GDPR fields (marketing permissions).

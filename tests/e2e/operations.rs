@@ -25,16 +25,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_chimpsync-under-test");
 /// How long any observable condition may take to appear.
 const WAIT: Duration = Duration::from_secs(60);
 /// The `endpoint` labels of Mailchimp requests `run` makes (docs/operations.md, Metrics).
-const REQUEST_ENDPOINTS: [&str; 8] = [
-    "batch_upsert",
-    "update_tags",
-    "rename_member",
-    "upsert_member",
-    "archive_member",
-    "set_status",
-    "delete_member_permanently",
-    "get_member",
-];
+const REQUEST_ENDPOINTS: [&str; 11] = worker::gate::ENDPOINTS;
 /// Their `status_class` labels.
 const STATUS_CLASSES: [&str; 6] = ["2xx", "4xx", "5xx", "throttled", "transport", "other"];
 /// A well-formed key the emulator does not accept.

@@ -46,6 +46,20 @@ column   = "pet_type"
 "Email" = "consent_contact"
 "#;
 
+/// Two interest categories of the pet business, for the tests and the benchmark: the pet type
+/// (its value names the interest) and the newsletters (one boolean column each).
+pub const INTEREST_GROUPS: &str = r#"
+[[interests]]
+category = "Pet type"
+type     = "dropdown"
+column   = "pet_type"
+
+[[interests]]
+category = "Newsletters"
+type     = "checkboxes"
+columns  = { "Monthly news" = "wants_news", "Offers" = "wants_offers" }
+"#;
+
 /// The demo's mapping file: [`MAPPING`] with [`GROUPS`].
 pub fn demo_mapping() -> String {
     format!("{MAPPING}{GROUPS}")

@@ -75,23 +75,10 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
     db.finish().await
 }
 
-/// Two interest categories mapped besides the merge fields and tags: the pet type (a `column`
-/// category, its interests created as the first rows need them) and two newsletters (a
-/// `columns` category).
-const GROUPS: &str = r#"
-[[interests]]
-category = "Pet type"
-type     = "dropdown"
-column   = "pet_type"
 
-[[interests]]
-category = "Newsletters"
-type     = "checkboxes"
-columns  = { "Monthly news" = "wants_news", "Offers" = "wants_offers" }
-"#;
-
-/// The one-step-after-the-other initial sync again, into an empty audience, with [`GROUPS`]
-/// mapped: side by side with `without` (seconds) of the same run.
+/// The one-step-after-the-other initial sync again, into an empty audience, with two interest
+/// categories mapped (`INTEREST_GROUPS`: the pet type, its interests created as the first rows
+/// need them, and two newsletters): side by side with `without` (seconds) of the same run.
 async fn with_groups(
     bench: &Bench,
     db: &BenchDb,
@@ -100,7 +87,8 @@ async fn with_groups(
     report: &mut Report,
 ) -> Result<()> {
     db.client().await?.batch_execute(sql::RESET_QUEUE).await?;
-    let mapping = std::fs::read_to_string(&db.mapping_path)? + GROUPS;
+    let mapping =
+        std::fs::read_to_string(&db.mapping_path)? + chimpsync_demo::fixture::INTEREST_GROUPS;
     let path = db.mapping_path.with_extension("groups.toml");
     std::fs::write(&path, mapping)?;
     let emulator = bench.emulator(0, Some(10)).await?;
