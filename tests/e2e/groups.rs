@@ -14,7 +14,9 @@ use serde_json::Value;
 
 /// The pet type and newsletter groups, and the email permission from the consent column.
 fn mapping() -> String {
-    format!("{MAPPING}{INTEREST_GROUPS}\n[marketing_permissions]\n\"Email\" = \"consent_contact\"\n")
+    format!(
+        "{MAPPING}{INTEREST_GROUPS}\n[marketing_permissions]\n\"Email\" = \"consent_contact\"\n"
+    )
 }
 
 /// An emulator whose audience has GDPR fields (marketing permissions).

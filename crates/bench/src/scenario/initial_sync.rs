@@ -75,7 +75,6 @@ pub async fn run(bench: &Bench, sizes: &Sizes, report: &mut Report) -> Result<()
     db.finish().await
 }
 
-
 /// The one-step-after-the-other initial sync again, into an empty audience, with two interest
 /// categories mapped (`INTEREST_GROUPS`: the pet type, its interests created as the first rows
 /// need them, and two newsletters): side by side with `without` (seconds) of the same run.
