@@ -1,7 +1,7 @@
 //! Interest groups: the `[[interests]]` of the mapping against the audience's interest
 //! categories and interests. Mailchimp names interests by id in a member's `interests`; the
 //! mapping and the table name them by title and name. [`AudienceGroups`] is what one audience
-//! holds (read once, then kept), [`Groups`] keeps it per audience and creates on demand a
+//! holds (read once, then kept), `Groups` keeps it per audience and creates on demand a
 //! category or interest that a row needs and the audience lacks.
 //!
 //! Only what the mapping names is ever set: a `column` category owns all its interests (the
